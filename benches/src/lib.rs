@@ -1,0 +1,1 @@
+//! Benchmark support (the benches come with the performance issue).

@@ -1,0 +1,2 @@
+//! The demo (in progress).
+fn main() {}

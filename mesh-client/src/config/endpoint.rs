@@ -1,0 +1,71 @@
+//! Endpoints (EDS ClusterLoadAssignment resources, gRFC A27).
+
+use std::net::SocketAddr;
+
+/// A validated ClusterLoadAssignment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterLoadAssignment {
+    /// The resource name (a cluster's EDS service name).
+    pub cluster_name: String,
+    /// Localities, in the order received; each knows its priority.
+    pub localities: Vec<LocalityEndpoints>,
+}
+
+/// The endpoints of one locality at one priority.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalityEndpoints {
+    /// Region / zone / sub-zone.
+    pub locality: LocalityName,
+    /// `load_balancing_weight` (must be > 0; localities with weight 0 are dropped).
+    pub weight: u32,
+    /// Priority (0 is the highest).
+    pub priority: u32,
+    /// The endpoints.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A locality's name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocalityName {
+    /// Region.
+    pub region: String,
+    /// Zone.
+    pub zone: String,
+    /// Sub-zone.
+    pub sub_zone: String,
+}
+
+/// One endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Its address.
+    pub address: SocketAddr,
+    /// `load_balancing_weight`, 1 when unset.
+    pub weight: u32,
+    /// Health as reported by the control plane.
+    pub health: HealthStatus,
+}
+
+/// Endpoint health status from EDS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthStatus {
+    /// `UNKNOWN`: used.
+    Unknown,
+    /// `HEALTHY`: used.
+    Healthy,
+    /// `UNHEALTHY`: not used.
+    Unhealthy,
+    /// `DRAINING`: not used.
+    Draining,
+    /// `TIMEOUT`: not used.
+    Timeout,
+    /// `DEGRADED`: not used.
+    Degraded,
+}
+
+impl HealthStatus {
+    /// Whether gRPC sends traffic to an endpoint in this state (only UNKNOWN and HEALTHY).
+    pub fn is_usable(self) -> bool {
+        matches!(self, HealthStatus::Unknown | HealthStatus::Healthy)
+    }
+}

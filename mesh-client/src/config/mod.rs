@@ -1,0 +1,23 @@
+//! The validated, protobuf-free configuration model.
+//!
+//! Everything downstream of xDS validation ([`crate::xds::resource`]) speaks only these
+//! types: they are cheap to share (`Arc`), immutable once built, and carry no protobuf. A
+//! [`TargetConfig`] is the complete tree one channel needs (gRFC A74): its listener, its
+//! route configuration and every cluster its routes can reach, with their endpoints.
+
+mod cluster;
+mod endpoint;
+mod listener;
+mod route;
+mod target;
+
+pub use cluster::{Cluster, ClusterKind, LbPolicy};
+pub use endpoint::{
+    ClusterLoadAssignment, Endpoint, HealthStatus, LocalityEndpoints, LocalityName,
+};
+pub use listener::{HttpConnectionManager, HttpFilter, Listener, RouteSource};
+pub use route::{
+    HeaderMatchKind, HeaderMatcher, PathMatcher, Route, RouteAction, RouteConfig, RouteMatch,
+    StringMatchKind, StringMatcher, VirtualHost, WeightedCluster,
+};
+pub use target::{ClusterConfig, TargetConfig};

@@ -1,0 +1,1 @@
+//! Per-request route and cluster selection (gRFC A28).

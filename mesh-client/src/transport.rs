@@ -1,0 +1,1 @@
+//! Endpoint connections: one HTTP/2 connection per endpoint, reconnecting.

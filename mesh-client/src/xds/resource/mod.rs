@@ -1,0 +1,1 @@
+//! Decoding and validation of xDS resources into [`crate::config`] values (gRFC A27, A28, A46).

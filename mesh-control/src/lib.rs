@@ -1,0 +1,1 @@
+//! A small development control plane for the mesh (in progress).

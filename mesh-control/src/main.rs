@@ -1,0 +1,3 @@
+//! `mesh-control`: the development control plane binary.
+
+fn main() {}

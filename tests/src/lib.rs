@@ -1,0 +1,1 @@
+//! Test support: spawning backends, control planes and clients on loopback.
