@@ -1,12 +1,95 @@
 //! MeshChannel: the drop-in tonic channel and its builder.
+//!
+//! A [`MeshChannel`] is a plain `tower::Service<http::Request<B>>` over HTTP/2: generated
+//! tonic clients take it unchanged, and so does any hyper or tower stack. Configuration
+//! arrives over xDS ([`crate::xds`]); each complete tree (gRFC A74) is compiled into a
+//! [`RouteTable`] and published with one `ArcSwap::store`. A request costs one `ArcSwap`
+//! load, a route match, a weighted cluster pick and a lock-free endpoint pick; it never
+//! waits on configuration unless no endpoint is ready yet.
 
-/// A channel to an xDS-managed target (in progress).
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use tokio::sync::Notify;
+
+use crate::balance::PickError;
+use crate::bootstrap::Bootstrap;
+use crate::route::{ClusterTarget, RouteTable};
+use crate::transport::{ConnectSettings, ConnectionSet, RequestBody, Sender};
+use crate::xds::{TargetState, TargetWatch, XdsClient};
+
+/// Boxed error returned by [`MeshChannel`]; mesh failures are a [`tonic::Status`] inside.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the channel currently believes.
+#[derive(Debug)]
+enum ChannelState {
+    /// No complete config yet; the first missing resource.
+    Pending(String),
+    /// A complete config.
+    Ready(RouteTable),
+    /// The target's listener or route configuration does not exist or is invalid.
+    Failed(String),
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: ArcSwap<ChannelState>,
+    /// Notified when the config is replaced.
+    config_changed: Notify,
+    conns: ConnectionSet,
+    node_id: String,
+    target: String,
+    authority: Authority,
+    /// How long a request may wait for config or a first ready endpoint.
+    wait_limit: Duration,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A channel to an xDS-managed target: a `Clone` tower service that tonic clients take
+/// unchanged.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use mesh_client::MeshChannel;
+/// use xds_proto::helloworld::{greeter_client::GreeterClient, HelloRequest};
+///
+/// let channel = MeshChannel::builder("xds:///greeter.default:8080").connect().await?;
+/// let mut client = GreeterClient::new(channel);
+/// client.say_hello(HelloRequest { name: "you".into() }).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
-pub struct MeshChannel {}
+pub struct MeshChannel {
+    inner: Arc<Inner>,
+}
 
 /// Builds a [`MeshChannel`].
 #[derive(Debug)]
-pub struct MeshChannelBuilder {}
+pub struct MeshChannelBuilder {
+    target: String,
+    bootstrap: Option<Bootstrap>,
+    connect_timeout: Duration,
+    settings: ConnectSettings,
+}
 
 /// Why a channel could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -14,4 +97,336 @@ pub enum MeshChannelError {
     /// The bootstrap could not be read.
     #[error("bootstrap: {0}")]
     Bootstrap(String),
+    /// The target is not an `xds:` URI we support.
+    #[error("invalid target \"{target}\": {reason}")]
+    InvalidTarget {
+        /// The target.
+        target: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The xDS client could not be created.
+    #[error("xDS client: {0}")]
+    Xds(String),
+    /// `connect()` gave up waiting for the first complete configuration.
+    #[error(
+        "target \"{target}\": no complete xDS configuration after {after:?}: waiting for {waiting_for} (xDS node \"{node_id}\")"
+    )]
+    Timeout {
+        /// The target.
+        target: String,
+        /// The first missing resource.
+        waiting_for: String,
+        /// How long we waited.
+        after: Duration,
+        /// The node id sent to the control plane.
+        node_id: String,
+    },
+    /// The control plane said the target's configuration does not exist or is invalid.
+    #[error("target \"{target}\": {message} (xDS node \"{node_id}\")")]
+    Config {
+        /// The target.
+        target: String,
+        /// What is wrong.
+        message: String,
+        /// The node id sent to the control plane.
+        node_id: String,
+    },
+}
+
+impl MeshChannel {
+    /// Starts building a channel to `target` (`xds:///name`).
+    pub fn builder(target: impl Into<String>) -> MeshChannelBuilder {
+        MeshChannelBuilder {
+            target: target.into(),
+            bootstrap: None,
+            connect_timeout: Duration::from_secs(10),
+            settings: ConnectSettings::default(),
+        }
+    }
+
+    /// The xDS node id this channel's client presents.
+    pub fn node_id(&self) -> &str {
+        &self.inner.shared.node_id
+    }
+
+    /// Whether a complete configuration has been received.
+    pub fn is_configured(&self) -> bool {
+        matches!(**self.inner.shared.state.load(), ChannelState::Ready(_))
+    }
+}
+
+/// Parses `xds:///name` (or `xds://authority/name`) into (authority, name).
+fn parse_target(target: &str) -> Result<(String, String), String> {
+    let rest = target
+        .strip_prefix("xds://")
+        .ok_or_else(|| "only xds:/// targets are supported".to_string())?;
+    let (authority, name) = rest
+        .split_once('/')
+        .ok_or_else(|| "expected xds:///name".to_string())?;
+    if name.is_empty() {
+        return Err("the name after xds:/// is empty".into());
+    }
+    Ok((authority.to_string(), name.to_string()))
+}
+
+impl MeshChannelBuilder {
+    /// Uses this bootstrap instead of reading `GRPC_XDS_BOOTSTRAP` / `_CONFIG`.
+    pub fn with_bootstrap(mut self, bootstrap: Bootstrap) -> Self {
+        self.bootstrap = Some(bootstrap);
+        self
+    }
+
+    /// How long `connect()` waits for the first complete config (default 10 s); also the
+    /// longest a request waits for a first ready endpoint.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Endpoint connection settings (backoff, keepalive, limits).
+    pub fn with_connect_settings(mut self, settings: ConnectSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Builds the channel and waits until its first complete configuration arrives.
+    pub async fn connect(self) -> Result<MeshChannel, MeshChannelError> {
+        let timeout = self.connect_timeout;
+        let channel = self.connect_lazy()?;
+        let shared = channel.inner.shared.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = shared.config_changed.notified();
+            match &**shared.state.load() {
+                ChannelState::Ready(_) => return Ok(channel),
+                ChannelState::Failed(message) => {
+                    return Err(MeshChannelError::Config {
+                        target: shared.target.clone(),
+                        message: message.clone(),
+                        node_id: shared.node_id.clone(),
+                    });
+                }
+                ChannelState::Pending(waiting_for) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(MeshChannelError::Timeout {
+                            target: shared.target.clone(),
+                            waiting_for: waiting_for.clone(),
+                            after: timeout,
+                            node_id: shared.node_id.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Builds the channel without waiting for configuration; early requests wait for it
+    /// (at most the connect timeout). Must be called inside a tokio runtime.
+    pub fn connect_lazy(self) -> Result<MeshChannel, MeshChannelError> {
+        let (authority_name, name) =
+            parse_target(&self.target).map_err(|reason| MeshChannelError::InvalidTarget {
+                target: self.target.clone(),
+                reason,
+            })?;
+        let bootstrap = match self.bootstrap {
+            Some(b) => b,
+            None => Bootstrap::from_env().map_err(|e| MeshChannelError::Bootstrap(e.to_string()))?,
+        };
+        let template = if authority_name.is_empty() {
+            bootstrap.client_default_listener_resource_name_template.clone()
+        } else {
+            match bootstrap.authorities.get(&authority_name) {
+                Some(a) => a
+                    .client_listener_resource_name_template
+                    .clone()
+                    .unwrap_or_else(|| format!("xdstp://{authority_name}/envoy.config.listener.v3.Listener/%s")),
+                None => {
+                    return Err(MeshChannelError::InvalidTarget {
+                        target: self.target.clone(),
+                        reason: format!("authority \"{authority_name}\" is not in the bootstrap's authorities"),
+                    });
+                }
+            }
+        };
+        let listener_name = template.replace("%s", &name);
+        let authority: Authority = name.parse().map_err(|e| MeshChannelError::InvalidTarget {
+            target: self.target.clone(),
+            reason: format!("\"{name}\" is not a valid authority: {e}"),
+        })?;
+        let client = XdsClient::shared(&bootstrap).map_err(|e| MeshChannelError::Xds(e.to_string()))?;
+        let watch = client.watch_target(&listener_name);
+        let shared = Arc::new(Shared {
+            state: ArcSwap::from_pointee(ChannelState::Pending(format!("LDS \"{listener_name}\""))),
+            config_changed: Notify::new(),
+            conns: ConnectionSet::new(self.settings),
+            node_id: client.node_id().to_string(),
+            target: self.target,
+            authority,
+            wait_limit: self.connect_timeout,
+        });
+        let task = tokio::spawn(apply_updates(shared.clone(), watch, client)).abort_handle();
+        Ok(MeshChannel {
+            inner: Arc::new(Inner { shared, task }),
+        })
+    }
+}
+
+/// Compiles every published target config into a route table and swaps it in.
+async fn apply_updates(shared: Arc<Shared>, mut watch: TargetWatch, _client: XdsClient) {
+    loop {
+        let next = match watch.borrow() {
+            TargetState::Pending { waiting_for } => {
+                // Keep serving a config we already have; only the first one is awaited.
+                if matches!(**shared.state.load(), ChannelState::Ready(_)) {
+                    None
+                } else {
+                    Some(ChannelState::Pending(waiting_for))
+                }
+            }
+            TargetState::Ready(config) => {
+                let table = RouteTable::build(&config, shared.authority.as_str(), &shared.conns);
+                Some(ChannelState::Ready(table))
+            }
+            TargetState::Error { resource, message } => {
+                Some(ChannelState::Failed(format!("{resource}: {message}")))
+            }
+        };
+        if let Some(state) = next {
+            let keep = match &state {
+                ChannelState::Ready(t) => Some(t.addresses().clone()),
+                ChannelState::Failed(_) => Some(Default::default()),
+                ChannelState::Pending(_) => None,
+            };
+            shared.state.store(Arc::new(state));
+            if let Some(keep) = keep {
+                shared.conns.retain(&keep);
+            }
+            shared.config_changed.notify_waiters();
+        }
+        if watch.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The outcome of trying to route a request now.
+enum Pick {
+    Send(Sender, std::net::SocketAddr),
+    Wait,
+    Fail(tonic::Status),
+}
+
+impl Shared {
+    fn unavailable(&self, what: impl std::fmt::Display) -> tonic::Status {
+        tonic::Status::unavailable(format!("{what} (xDS node \"{}\")", self.node_id))
+    }
+
+    fn pick(&self, path: &str, headers: &http::HeaderMap) -> Pick {
+        let state = self.state.load();
+        match &**state {
+            ChannelState::Pending(_) => Pick::Wait,
+            ChannelState::Failed(e) => Pick::Fail(self.unavailable(e)),
+            ChannelState::Ready(table) => match table.select(path, headers) {
+                Err(e) => Pick::Fail(self.unavailable(e)),
+                Ok(sel) => match sel.cluster {
+                    ClusterTarget::Unavailable { name, reason } => {
+                        Pick::Fail(self.unavailable(format!("cluster \"{name}\": {reason}")))
+                    }
+                    ClusterTarget::Pool(pool) => match pool.pick() {
+                        Ok(ep) => match ep.sender() {
+                            Some(s) => Pick::Send(s, ep.addr()),
+                            None => Pick::Wait,
+                        },
+                        Err(PickError::Connecting) => Pick::Wait,
+                        Err(PickError::NoEndpoints) => Pick::Fail(self.unavailable(format!(
+                            "cluster \"{}\" has no healthy endpoints",
+                            pool.name()
+                        ))),
+                        Err(PickError::AllFailed { last_error }) => {
+                            Pick::Fail(self.unavailable(format!(
+                                "cluster \"{}\": no endpoint is reachable{}",
+                                pool.name(),
+                                last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default()
+                            )))
+                        }
+                    },
+                },
+            },
+        }
+    }
+
+    fn pending_message(&self) -> String {
+        match &**self.state.load() {
+            ChannelState::Pending(w) => format!("no xDS configuration yet, waiting for {w}"),
+            _ => "no endpoint became ready".to_string(),
+        }
+    }
+}
+
+async fn send(
+    shared: Arc<Shared>,
+    mut sender: Sender,
+    addr: std::net::SocketAddr,
+    req: Request<RequestBody>,
+) -> Result<Response<Incoming>, BoxError> {
+    sender.send_request(req).await.map_err(|e| {
+        Box::new(shared.unavailable(format!("endpoint {addr}: {e}"))) as BoxError
+    })
+}
+
+impl<B> tower_service::Service<Request<B>> for MeshChannel
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // No buffer: each endpoint's HTTP/2 connection applies its own stream limits.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = self.inner.shared.clone();
+        let (mut parts, body) = req.into_parts();
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(shared.authority.clone());
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        if let Ok(u) = Uri::from_parts(uri) {
+            parts.uri = u;
+        }
+        let req = Request::from_parts(parts, RequestBody::new(body));
+        match shared.pick(req.uri().path(), req.headers()) {
+            Pick::Send(sender, addr) => Box::pin(send(shared, sender, addr, req)),
+            Pick::Fail(status) => Box::pin(async move { Err(Box::new(status) as BoxError) }),
+            Pick::Wait => Box::pin(async move {
+                let deadline = tokio::time::Instant::now() + shared.wait_limit;
+                loop {
+                    let config = shared.config_changed.notified();
+                    let conns = shared.conns.changed().notified();
+                    match shared.pick(req.uri().path(), req.headers()) {
+                        Pick::Send(sender, addr) => return send(shared, sender, addr, req).await,
+                        Pick::Fail(status) => return Err(Box::new(status) as BoxError),
+                        Pick::Wait => {}
+                    }
+                    // Bounded: re-check at least every 100 ms, give up at the deadline.
+                    let step = tokio::time::Instant::now() + Duration::from_millis(100);
+                    let wake = step.min(deadline);
+                    tokio::select! {
+                        _ = config => {}
+                        _ = conns => {}
+                        _ = tokio::time::sleep_until(wake) => {}
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        let msg = shared.pending_message();
+                        return Err(Box::new(shared.unavailable(msg)) as BoxError);
+                    }
+                }
+            }),
+        }
+    }
 }
