@@ -797,3 +797,707 @@ fn json_to_value(v: &Value) -> protobuf::Value {
     };
     protobuf::Value { kind: Some(kind) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// What Istio's pilot-agent writes for a proxyless gRPC workload.
+    const ISTIO: &str = r#"{
+      "xds_servers": [{
+        "server_uri": "unix:///etc/istio/proxy/XDS",
+        "channel_creds": [{"type": "insecure"}],
+        "server_features": ["xds_v3"]
+      }],
+      "node": {
+        "id": "sidecar~10.0.0.1~greeter-abc.default~default.svc.cluster.local",
+        "metadata": {
+          "ANNOTATIONS": {"inject.istio.io/templates": "grpc-agent", "proxy.istio.io/config": "{\"holdApplicationUntilProxyStarts\": true}"},
+          "APP_CONTAINERS": "greeter",
+          "CLUSTER_ID": "Kubernetes",
+          "ENVOY_PROMETHEUS_PORT": 15090,
+          "ENVOY_STATUS_PORT": 15021,
+          "GENERATOR": "grpc",
+          "INSTANCE_IPS": "10.0.0.1",
+          "INTERCEPTION_MODE": "REDIRECT",
+          "ISTIO_PROXY_SHA": "8f2e5fcd",
+          "ISTIO_VERSION": "1.22.0",
+          "LABELS": {"app": "greeter", "security.istio.io/tlsMode": "istio", "service.istio.io/canonical-name": "greeter"},
+          "MESH_ID": "cluster.local",
+          "NAME": "greeter-abc",
+          "NAMESPACE": "default",
+          "OWNER": "kubernetes://apis/apps/v1/namespaces/default/deployments/greeter",
+          "PILOT_SAN": ["istiod.istio-system.svc"],
+          "PLATFORM_METADATA": {},
+          "POD_PORTS": "[{\"name\":\"grpc\",\"containerPort\":8080,\"protocol\":\"TCP\"}]",
+          "PROXY_CONFIG": {"binaryPath": "/usr/local/bin/envoy", "concurrency": 2, "discoveryAddress": "istiod.istio-system.svc:15012", "holdApplicationUntilProxyStarts": true, "tracing": {"zipkin": {"address": "zipkin.istio-system:9411"}}},
+          "SERVICE_ACCOUNT": "default",
+          "WORKLOAD_NAME": "greeter",
+          "SIDECAR_ENABLED": null
+        },
+        "locality": {},
+        "UserAgentVersionType": null
+      },
+      "certificate_providers": {
+        "default": {
+          "plugin_name": "file_watcher",
+          "config": {
+            "certificate_file": "/var/lib/istio/data/cert-chain.pem",
+            "private_key_file": "/var/lib/istio/data/key.pem",
+            "ca_certificate_file": "/var/lib/istio/data/root-cert.pem",
+            "refresh_interval": "900s"
+          }
+        }
+      },
+      "server_listener_resource_name_template": "xds.istio.io/grpc/lds/inbound/%s"
+    }"#;
+
+    fn minimal() -> serde_json::Value {
+        json!({"xds_servers": [{"server_uri": "xds.example.com:443",
+                                "channel_creds": [{"type": "insecure"}]}]})
+    }
+
+    fn parse(v: &serde_json::Value) -> Result<Bootstrap, BootstrapError> {
+        Bootstrap::from_json(&v.to_string())
+    }
+
+    #[test]
+    fn istio_proxyless_bootstrap_parses_unchanged() {
+        let b = Bootstrap::from_json(ISTIO).unwrap();
+        assert_eq!(b.xds_servers.len(), 1);
+        let s = &b.xds_servers[0];
+        assert_eq!(s.server_uri, "unix:///etc/istio/proxy/XDS");
+        assert_eq!(s.channel_creds, ChannelCreds::Insecure);
+        assert_eq!(s.server_features, ["xds_v3"]);
+        assert!(!s.ignore_resource_deletion());
+        assert_eq!(
+            s.address().unwrap(),
+            ServerAddress::Unix("/etc/istio/proxy/XDS".into())
+        );
+        assert_eq!(
+            b.node.id,
+            "sidecar~10.0.0.1~greeter-abc.default~default.svc.cluster.local"
+        );
+        assert_eq!(b.node.cluster, "");
+        assert_eq!(b.node.locality, Some(Default::default()));
+        assert_eq!(b.node.metadata["GENERATOR"], "grpc");
+        assert_eq!(b.node.metadata["LABELS"]["app"], "greeter");
+        assert_eq!(b.node.metadata["PROXY_CONFIG"]["concurrency"], 2);
+        let cp = &b.certificate_providers["default"];
+        assert_eq!(cp.plugin_name, "file_watcher");
+        assert_eq!(cp.config["refresh_interval"], "900s");
+        assert_eq!(
+            b.server_listener_resource_name("0.0.0.0:8080").as_deref(),
+            Some("xds.istio.io/grpc/lds/inbound/0.0.0.0:8080")
+        );
+        assert_eq!(b.client_default_listener_resource_name_template, "%s");
+        assert!(b.authorities.is_empty());
+        assert_eq!(
+            b.listener_resource_name("xds:///greeter.default.svc.cluster.local:8080")
+                .unwrap(),
+            "greeter.default.svc.cluster.local:8080"
+        );
+    }
+
+    #[test]
+    fn invalid_bootstraps_name_the_field() {
+        let server = |s: serde_json::Value| json!({"xds_servers": [s]});
+        let with = |key: &str, v: serde_json::Value| {
+            let mut b = minimal();
+            b[key] = v;
+            b
+        };
+        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+            (
+                "no xds_servers",
+                json!({"node": {}}),
+                "xds_servers: missing or empty",
+            ),
+            (
+                "empty xds_servers",
+                json!({"xds_servers": []}),
+                "xds_servers: missing or empty",
+            ),
+            (
+                "xds_servers not a list",
+                json!({"xds_servers": {}}),
+                "xds_servers: expected an array",
+            ),
+            (
+                "server not an object",
+                json!({"xds_servers": ["a:1"]}),
+                "xds_servers[0]: expected a JSON object",
+            ),
+            (
+                "missing server_uri",
+                server(json!({"channel_creds": [{"type": "insecure"}]})),
+                "xds_servers[0].server_uri: missing",
+            ),
+            (
+                "empty server_uri",
+                server(json!({"server_uri": "", "channel_creds": [{"type": "insecure"}]})),
+                "xds_servers[0].server_uri: empty",
+            ),
+            (
+                "server_uri not a string",
+                server(json!({"server_uri": 7, "channel_creds": [{"type": "insecure"}]})),
+                "xds_servers[0].server_uri: expected a string",
+            ),
+            (
+                "no channel_creds",
+                server(json!({"server_uri": "a:1"})),
+                "xds_servers[0].channel_creds: missing or empty",
+            ),
+            (
+                "only unsupported creds",
+                server(
+                    json!({"server_uri": "a:1", "channel_creds": [{"type": "google_default"}, {"type": "alts"}]}),
+                ),
+                "xds_servers[0].channel_creds: no supported type (supported: \"insecure\", \"tls\"; found: \"google_default\", \"alts\")",
+            ),
+            (
+                "creds without type",
+                server(json!({"server_uri": "a:1", "channel_creds": [{"config": {}}]})),
+                "xds_servers[0].channel_creds[0].type: missing",
+            ),
+            (
+                "tls cert without key",
+                server(
+                    json!({"server_uri": "a:1", "channel_creds": [{"type": "tls", "config": {"certificate_file": "/c.pem"}}]}),
+                ),
+                "xds_servers[0].channel_creds[0].config.private_key_file: required when certificate_file is set",
+            ),
+            (
+                "tls bad refresh_interval",
+                server(
+                    json!({"server_uri": "a:1", "channel_creds": [{"type": "tls", "config": {"refresh_interval": "10m"}}]}),
+                ),
+                "xds_servers[0].channel_creds[0].config.refresh_interval: \"10m\" is not a duration",
+            ),
+            (
+                "node not an object",
+                with("node", json!("n")),
+                "node: expected a JSON object",
+            ),
+            (
+                "node.id not a string",
+                with("node", json!({"id": 1})),
+                "node.id: expected a string",
+            ),
+            (
+                "locality zone not a string",
+                with("node", json!({"locality": {"zone": 3}})),
+                "node.locality.zone: expected a string",
+            ),
+            (
+                "metadata not an object",
+                with("node", json!({"metadata": []})),
+                "node.metadata: expected a JSON object",
+            ),
+            (
+                "provider without plugin_name",
+                with("certificate_providers", json!({"default": {"config": {}}})),
+                "certificate_providers[\"default\"].plugin_name: missing",
+            ),
+            (
+                "template not a string",
+                with("client_default_listener_resource_name_template", json!(1)),
+                "client_default_listener_resource_name_template: expected a string",
+            ),
+            (
+                "authority template for another authority",
+                with(
+                    "authorities",
+                    json!({"a.example.com": {"client_listener_resource_name_template": "xdstp://b.example.com/envoy.config.listener.v3.Listener/%s"}}),
+                ),
+                "authorities[\"a.example.com\"].client_listener_resource_name_template: \"xdstp://b.example.com/envoy.config.listener.v3.Listener/%s\" must start with \"xdstp://a.example.com/\"",
+            ),
+            (
+                "authority template not xdstp",
+                with(
+                    "authorities",
+                    json!({"a": {"client_listener_resource_name_template": "%s"}}),
+                ),
+                "must start with \"xdstp://a/\"",
+            ),
+            (
+                "authority server without uri",
+                with(
+                    "authorities",
+                    json!({"a": {"xds_servers": [{"channel_creds": [{"type": "insecure"}]}]}}),
+                ),
+                "authorities[\"a\"].xds_servers[0].server_uri: missing",
+            ),
+            (
+                "root not an object",
+                json!([1]),
+                "<root>: expected a JSON object",
+            ),
+        ];
+        for (name, input, want) in cases {
+            match parse(&input) {
+                Ok(b) => panic!("{name}: parsed, want error {want:?}: {b:?}"),
+                Err(e) => {
+                    let got = e.to_string();
+                    assert!(got.contains(want), "{name}: got {got:?}, want {want:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_json_is_an_error() {
+        for input in ["", "{", "{\"xds_servers\": [}", "not json"] {
+            let err = Bootstrap::from_json(input).unwrap_err();
+            assert!(matches!(err, BootstrapError::Json(_)), "{input:?}: {err:?}");
+            assert!(err.to_string().starts_with("invalid JSON: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn first_supported_channel_creds_is_chosen() {
+        let cases = [
+            (
+                json!([{"type": "insecure"}, {"type": "tls"}]),
+                ChannelCreds::Insecure,
+            ),
+            (
+                json!([{"type": "google_default"}, {"type": "tls"}, {"type": "insecure"}]),
+                ChannelCreds::Tls(serde_json::Value::Null),
+            ),
+            (
+                json!([{"type": "xds"}, {"type": "tls", "config": {"ca_certificate_file": "/ca.pem"}}]),
+                ChannelCreds::Tls(json!({"ca_certificate_file": "/ca.pem"})),
+            ),
+            // Entries after the chosen one are not looked at.
+            (
+                json!([{"type": "insecure"}, {"type": "tls", "config": 3}]),
+                ChannelCreds::Insecure,
+            ),
+        ];
+        for (creds, want) in cases {
+            let b = parse(&json!({"xds_servers": [{"server_uri": "a:1", "channel_creds": creds}]}))
+                .unwrap();
+            assert_eq!(b.xds_servers[0].channel_creds, want, "{creds}");
+        }
+    }
+
+    #[test]
+    fn tls_creds_with_full_config() {
+        let cfg = json!({"ca_certificate_file": "/ca.pem", "certificate_file": "/c.pem",
+                         "private_key_file": "/k.pem", "refresh_interval": "1.5s"});
+        let b = parse(
+            &json!({"xds_servers": [{"server_uri": "dns:///xds.example.com:443",
+            "channel_creds": [{"type": "tls", "config": cfg}]}]}),
+        )
+        .unwrap();
+        assert_eq!(b.xds_servers[0].channel_creds, ChannelCreds::Tls(cfg));
+    }
+
+    #[test]
+    fn unknown_fields_and_nulls_are_ignored() {
+        let b = parse(&json!({
+            "xds_servers": [{"server_uri": "a:1", "channel_creds": [{"type": "insecure", "extra": 1}],
+                             "server_features": ["ignore_resource_deletion", 5, {"x": 1}, "trusted_xds_server"],
+                             "call_creds": [{"type": "jwt_token_file"}], "future": true}],
+            "node": {"id": "n", "user_agent_name": "ignored", "cluster": null},
+            "certificate_providers": null,
+            "authorities": null,
+            "something_new": {"nested": [1, 2]}
+        }))
+        .unwrap();
+        let s = &b.xds_servers[0];
+        assert_eq!(
+            s.server_features,
+            ["ignore_resource_deletion", "trusted_xds_server"]
+        );
+        assert!(s.ignore_resource_deletion());
+        assert!(s.trusted_xds_server());
+        assert_eq!(b.node.id, "n");
+        assert_eq!(b.node.cluster, "");
+        assert_eq!(b.node.locality, None);
+        assert!(b.certificate_providers.is_empty());
+        assert!(b.authorities.is_empty());
+    }
+
+    #[test]
+    fn multiple_servers_keep_their_order() {
+        let b = parse(&json!({"xds_servers": [
+            {"server_uri": "primary:443", "channel_creds": [{"type": "insecure"}]},
+            {"server_uri": "fallback:443", "channel_creds": [{"type": "insecure"}]}]}))
+        .unwrap();
+        let uris: Vec<_> = b
+            .xds_servers
+            .iter()
+            .map(|s| s.server_uri.as_str())
+            .collect();
+        assert_eq!(uris, ["primary:443", "fallback:443"]);
+    }
+
+    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn env_file_takes_precedence_over_inline_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstrap.json");
+        let from_file = json!({"xds_servers": [{"server_uri": "from-file:1", "channel_creds": [{"type": "insecure"}]}]});
+        std::fs::write(&path, from_file.to_string()).unwrap();
+        let inline = json!({"xds_servers": [{"server_uri": "inline:1", "channel_creds": [{"type": "insecure"}]}]})
+            .to_string();
+        let path_str = path.to_str().unwrap();
+
+        let vars = [
+            (BOOTSTRAP_PATH_ENV, path_str),
+            (BOOTSTRAP_CONFIG_ENV, inline.as_str()),
+        ];
+        let b = Bootstrap::from_lookup(lookup(&vars)).unwrap();
+        assert_eq!(b.xds_servers[0].server_uri, "from-file:1");
+
+        let vars = [(BOOTSTRAP_CONFIG_ENV, inline.as_str())];
+        let b = Bootstrap::from_lookup(lookup(&vars)).unwrap();
+        assert_eq!(b.xds_servers[0].server_uri, "inline:1");
+
+        // An empty variable counts as unset.
+        let vars = [
+            (BOOTSTRAP_PATH_ENV, ""),
+            (BOOTSTRAP_CONFIG_ENV, inline.as_str()),
+        ];
+        let b = Bootstrap::from_lookup(lookup(&vars)).unwrap();
+        assert_eq!(b.xds_servers[0].server_uri, "inline:1");
+    }
+
+    #[test]
+    fn env_unset_names_both_variables() {
+        let err = Bootstrap::from_lookup(lookup(&[])).unwrap_err();
+        assert!(matches!(err, BootstrapError::NotConfigured));
+        let msg = err.to_string();
+        assert!(msg.contains("GRPC_XDS_BOOTSTRAP "), "{msg}");
+        assert!(msg.contains("GRPC_XDS_BOOTSTRAP_CONFIG"), "{msg}");
+    }
+
+    #[test]
+    fn env_errors_say_where_the_bootstrap_came_from() {
+        let vars = [(BOOTSTRAP_CONFIG_ENV, "{\"node\": {}}")];
+        let msg = Bootstrap::from_lookup(lookup(&vars))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "xDS bootstrap from GRPC_XDS_BOOTSTRAP_CONFIG: xds_servers: missing or empty"
+        );
+    }
+
+    #[test]
+    fn unreadable_file_error_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.json");
+        let err = Bootstrap::from_file(&missing).unwrap_err();
+        assert!(matches!(err, BootstrapError::Read { .. }));
+        assert!(err.to_string().contains(missing.to_str().unwrap()), "{err}");
+
+        // Via the environment too.
+        let vars = [(BOOTSTRAP_PATH_ENV, missing.to_str().unwrap())];
+        let err = Bootstrap::from_lookup(lookup(&vars)).unwrap_err();
+        assert!(err.to_string().contains(missing.to_str().unwrap()), "{err}");
+
+        // Invalid content is reported with the file name.
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "{\"xds_servers\": [{}]}").unwrap();
+        let msg = Bootstrap::from_file(&bad).unwrap_err().to_string();
+        assert!(msg.contains(bad.to_str().unwrap()), "{msg}");
+        assert!(msg.ends_with("xds_servers[0].server_uri: missing"), "{msg}");
+    }
+
+    #[test]
+    fn from_str_matches_from_json() {
+        let text = minimal().to_string();
+        let a: Bootstrap = text.parse().unwrap();
+        assert_eq!(a, Bootstrap::from_json(&text).unwrap());
+    }
+
+    #[test]
+    fn authorities_parse_and_default_to_top_level_servers() {
+        let b = parse(&json!({
+            "xds_servers": [{"server_uri": "top:443", "channel_creds": [{"type": "insecure"}]}],
+            "client_default_listener_resource_name_template": "xdstp://xds.example.com/envoy.config.listener.v3.Listener/grpc/client/%s?project=1",
+            "authorities": {
+                "xds.example.com": {
+                    "client_listener_resource_name_template": "xdstp://xds.example.com/envoy.config.listener.v3.Listener/grpc/client/%s"
+                },
+                "other.example.com": {
+                    "xds_servers": [{"server_uri": "other:443", "channel_creds": [{"type": "insecure"}]}]
+                },
+                "empty": {},
+                "": {}
+            }
+        }))
+        .unwrap();
+        assert_eq!(b.authorities.len(), 4);
+        let other = &b.authorities["other.example.com"];
+        assert_eq!(other.client_listener_resource_name_template, None);
+        assert_eq!(other.xds_servers[0].server_uri, "other:443");
+
+        let servers = |name: &str| -> Vec<String> {
+            b.xds_servers_for(name)
+                .unwrap()
+                .iter()
+                .map(|s| s.server_uri.clone())
+                .collect()
+        };
+        assert_eq!(servers("plain-name"), ["top:443"]);
+        assert_eq!(
+            servers("xdstp://xds.example.com/envoy.config.listener.v3.Listener/x"),
+            ["top:443"]
+        );
+        assert_eq!(
+            servers("xdstp://other.example.com/envoy.config.cluster.v3.Cluster/c"),
+            ["other:443"]
+        );
+        assert_eq!(
+            servers("xdstp:///envoy.config.cluster.v3.Cluster/c"),
+            ["top:443"]
+        );
+        let err = b
+            .xds_servers_for("xdstp://unknown.example.com/envoy.config.listener.v3.Listener/x")
+            .unwrap_err();
+        assert!(err.to_string().contains("\"unknown.example.com\""), "{err}");
+    }
+
+    #[test]
+    fn listener_resource_names() {
+        let b = parse(&json!({
+            "xds_servers": [{"server_uri": "top:443", "channel_creds": [{"type": "insecure"}]}],
+            "authorities": {
+                "xds.example.com": {
+                    "client_listener_resource_name_template": "xdstp://xds.example.com/envoy.config.listener.v3.Listener/grpc/client/%s?id=1"
+                },
+                "bare.example.com": {}
+            }
+        }))
+        .unwrap();
+        let xdstp_default = {
+            let mut v = minimal();
+            v["client_default_listener_resource_name_template"] =
+                json!("xdstp://xds.example.com/envoy.config.listener.v3.Listener/%s");
+            v["authorities"] = json!({"xds.example.com": {}});
+            parse(&v).unwrap()
+        };
+        let plain_default = {
+            let mut v = minimal();
+            v["client_default_listener_resource_name_template"] = json!("prefix/%s/suffix/%s");
+            parse(&v).unwrap()
+        };
+        let cases: Vec<(&Bootstrap, &str, Result<&str, &str>)> = vec![
+            (&b, "xds:///greeter:8080", Ok("greeter:8080")),
+            (&b, "xds:greeter:8080", Ok("greeter:8080")),
+            (&b, "xds:///a b", Ok("a b")), // old-style names are not encoded
+            (
+                &b,
+                "xds://xds.example.com/greeter:8080",
+                Ok(
+                    "xdstp://xds.example.com/envoy.config.listener.v3.Listener/grpc/client/greeter:8080?id=1",
+                ),
+            ),
+            (
+                &b,
+                "xds://bare.example.com/svc/with space%?#",
+                Ok(
+                    "xdstp://bare.example.com/envoy.config.listener.v3.Listener/svc/with%20space%25%3F%23",
+                ),
+            ),
+            (
+                &b,
+                "xds://unknown.example.com/greeter",
+                Err("authority \"unknown.example.com\" is not in the bootstrap"),
+            ),
+            (&b, "xds:///", Err("no service name")),
+            (&b, "dns:///greeter:8080", Err("not an xds: target")),
+            (
+                &xdstp_default,
+                "xds:///greeter:8080",
+                Ok("xdstp://xds.example.com/envoy.config.listener.v3.Listener/greeter:8080"),
+            ),
+            (
+                &xdstp_default,
+                "xds:///ünï",
+                Ok("xdstp://xds.example.com/envoy.config.listener.v3.Listener/%C3%BCn%C3%AF"),
+            ),
+            (&plain_default, "xds:///svc", Ok("prefix/svc/suffix/svc")),
+        ];
+        for (bootstrap, target, want) in cases {
+            match (bootstrap.listener_resource_name(target), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{target}"),
+                (Err(e), Err(want)) => {
+                    assert!(e.to_string().contains(want), "{target}: {e}")
+                }
+                (got, want) => panic!("{target}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn server_listener_name_is_encoded_for_xdstp_templates() {
+        let mut v = minimal();
+        v["server_listener_resource_name_template"] =
+            json!("xdstp://xds.example.com/envoy.config.listener.v3.Listener/grpc/server/%s");
+        let b = parse(&v).unwrap();
+        assert_eq!(
+            b.server_listener_resource_name("[::]:8080").as_deref(),
+            Some(
+                "xdstp://xds.example.com/envoy.config.listener.v3.Listener/grpc/server/%5B::%5D:8080"
+            )
+        );
+        assert_eq!(
+            parse(&minimal())
+                .unwrap()
+                .server_listener_resource_name("0.0.0.0:1"),
+            None
+        );
+    }
+
+    #[test]
+    fn node_proto_conversion() {
+        use protobuf::value::Kind;
+        let mut v = minimal();
+        v["node"] = json!({
+            "id": "node-1",
+            "cluster": "cluster-1",
+            "locality": {"region": "us-east1", "zone": "us-east1-b", "sub_zone": "rack7"},
+            "metadata": {"s": "x", "n": 1.5, "b": true, "z": null,
+                         "l": [1, "two"], "o": {"inner": {"deep": false}}}
+        });
+        let node = parse(&v).unwrap().node_proto();
+        assert_eq!(node.id, "node-1");
+        assert_eq!(node.cluster, "cluster-1");
+        let loc = node.locality.clone().unwrap();
+        assert_eq!(
+            (
+                loc.region.as_str(),
+                loc.zone.as_str(),
+                loc.sub_zone.as_str()
+            ),
+            ("us-east1", "us-east1-b", "rack7")
+        );
+        assert_eq!(node.user_agent_name, "mesh-client");
+        assert_eq!(
+            node.user_agent_version_type,
+            Some(core::node::UserAgentVersionType::UserAgentVersion(
+                env!("CARGO_PKG_VERSION").to_owned()
+            ))
+        );
+        assert_eq!(
+            node.client_features,
+            [
+                "envoy.lb.does_not_support_overprovisioning",
+                "xds.config.resource-in-sotw"
+            ]
+        );
+        let md = node.metadata.unwrap().fields;
+        let kind = |k: &str| md[k].kind.clone().unwrap();
+        assert_eq!(kind("s"), Kind::StringValue("x".into()));
+        assert_eq!(kind("n"), Kind::NumberValue(1.5));
+        assert_eq!(kind("b"), Kind::BoolValue(true));
+        assert_eq!(kind("z"), Kind::NullValue(0));
+        let Kind::ListValue(list) = kind("l") else {
+            panic!("l")
+        };
+        assert_eq!(list.values[0].kind, Some(Kind::NumberValue(1.0)));
+        assert_eq!(list.values[1].kind, Some(Kind::StringValue("two".into())));
+        let Kind::StructValue(o) = kind("o") else {
+            panic!("o")
+        };
+        let Some(Kind::StructValue(inner)) = &o.fields["inner"].kind else {
+            panic!("inner")
+        };
+        assert_eq!(inner.fields["deep"].kind, Some(Kind::BoolValue(false)));
+    }
+
+    #[test]
+    fn node_proto_of_an_empty_node() {
+        let node = parse(&minimal()).unwrap().node_proto();
+        assert_eq!(node.id, "");
+        assert_eq!(node.metadata, None);
+        assert_eq!(node.locality, None);
+        assert_eq!(node.user_agent_name, "mesh-client");
+    }
+
+    #[test]
+    fn server_addresses() {
+        let server = |uri: &str| XdsServer {
+            server_uri: uri.to_owned(),
+            channel_creds: ChannelCreds::Insecure,
+            server_features: vec![],
+        };
+        let hp = |h: &str, p| ServerAddress::HostPort {
+            host: h.to_owned(),
+            port: p,
+        };
+        let cases: Vec<(&str, Option<ServerAddress>)> = vec![
+            (
+                "istiod.istio-system.svc:15010",
+                Some(hp("istiod.istio-system.svc", 15010)),
+            ),
+            (
+                "dns:///xds.example.com:443",
+                Some(hp("xds.example.com", 443)),
+            ),
+            (
+                "dns://8.8.8.8/xds.example.com:18000",
+                Some(hp("xds.example.com", 18000)),
+            ),
+            ("dns:xds.example.com", Some(hp("xds.example.com", 443))),
+            (
+                "trafficdirector.googleapis.com",
+                Some(hp("trafficdirector.googleapis.com", 443)),
+            ),
+            ("[::1]:18000", Some(hp("::1", 18000))),
+            ("passthrough:///10.0.0.1:15010", Some(hp("10.0.0.1", 15010))),
+            (
+                "unix:///etc/istio/proxy/XDS",
+                Some(ServerAddress::Unix("/etc/istio/proxy/XDS".into())),
+            ),
+            (
+                "unix:/tmp/xds.sock",
+                Some(ServerAddress::Unix("/tmp/xds.sock".into())),
+            ),
+            (
+                "unix:relative.sock",
+                Some(ServerAddress::Unix("relative.sock".into())),
+            ),
+            ("unix://host/tmp/x", None),
+            ("unix:", None),
+            ("host:notaport", None),
+            (":443", None),
+        ];
+        for (uri, want) in cases {
+            assert_eq!(server(uri).address().ok(), want, "{uri}");
+        }
+    }
+
+    #[test]
+    fn json_durations() {
+        for ok in ["0s", "900s", "1.5s", "0.000000001s"] {
+            assert!(is_json_duration(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "s",
+            "10",
+            "10m",
+            "-1s",
+            "1.s",
+            ".5s",
+            "1.0000000001s",
+            "1e3s",
+        ] {
+            assert!(!is_json_duration(bad), "{bad}");
+        }
+    }
+}
