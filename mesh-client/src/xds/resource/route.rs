@@ -199,3 +199,519 @@ fn route_action(
     .filter(|d| !d.is_zero());
     Ok(Some(RouteAction::Forward { clusters, timeout }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HeaderMatchKind, RouteConfig, StringMatchKind};
+    use crate::xds::resource::testing::{Expect, Expect::*, run};
+    use crate::xds::resource::{Resource, ResourceType};
+    use std::time::Duration;
+    use xds_proto::any::pack;
+    use xds_proto::envoy::envoy::config::core::v3::{
+        RuntimeFractionalPercent, TypedExtensionConfig,
+    };
+    use xds_proto::envoy::envoy::config::route::v3::{
+        ClusterSpecifierPlugin, HeaderMatcher, NonForwardingAction, QueryParameterMatcher,
+        RedirectAction, RouteMatch as RouteMatchProto, VirtualHost as VhProto, WeightedCluster,
+        header_matcher::HeaderMatchSpecifier, route_action::MaxStreamDuration,
+        weighted_cluster::ClusterWeight,
+    };
+    use xds_proto::envoy::envoy::r#type::matcher::v3::{
+        RegexMatcher, StringMatcher, string_matcher::MatchPattern,
+    };
+    use xds_proto::envoy::envoy::r#type::v3::{FractionalPercent, Int64Range};
+    use xds_proto::protobuf::{Any, BoolValue, Duration as PbDuration, UInt32Value};
+
+    fn prefix_match(p: &str) -> RouteMatchProto {
+        RouteMatchProto {
+            path_specifier: Some(PathSpecifier::Prefix(p.into())),
+            ..Default::default()
+        }
+    }
+
+    fn to_cluster(c: &str) -> Option<Action> {
+        Some(Action::Route(RouteActionProto {
+            cluster_specifier: Some(ClusterSpecifier::Cluster(c.into())),
+            ..Default::default()
+        }))
+    }
+
+    fn route_with(m: Option<RouteMatchProto>, action: Option<Action>) -> RouteProto {
+        RouteProto {
+            r#match: m,
+            action,
+            ..Default::default()
+        }
+    }
+
+    fn rc_of(routes: Vec<RouteProto>) -> RouteConfigurationProto {
+        RouteConfigurationProto {
+            name: "r1".into(),
+            virtual_hosts: vec![VhProto {
+                name: "vh".into(),
+                domains: vec!["*".into()],
+                routes,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn any_of(routes: Vec<RouteProto>) -> Any {
+        pack(&rc_of(routes))
+    }
+
+    fn with_match(f: impl FnOnce(&mut RouteMatchProto)) -> Any {
+        let mut m = prefix_match("/");
+        f(&mut m);
+        any_of(vec![route_with(Some(m), to_cluster("c1"))])
+    }
+
+    fn with_action(ra: RouteActionProto) -> Any {
+        any_of(vec![route_with(
+            Some(prefix_match("/")),
+            Some(Action::Route(ra)),
+        )])
+    }
+
+    fn header(name: &str, spec: HeaderMatchSpecifier) -> HeaderMatcher {
+        HeaderMatcher {
+            name: name.into(),
+            header_match_specifier: Some(spec),
+            ..Default::default()
+        }
+    }
+
+    fn regex(r: &str) -> RegexMatcher {
+        RegexMatcher {
+            regex: r.into(),
+            ..Default::default()
+        }
+    }
+
+    fn weighted(ws: &[(&str, Option<u32>)]) -> RouteActionProto {
+        RouteActionProto {
+            cluster_specifier: Some(ClusterSpecifier::WeightedClusters(WeightedCluster {
+                clusters: ws
+                    .iter()
+                    .map(|(n, w)| ClusterWeight {
+                        name: n.to_string(),
+                        weight: w.map(|value| UInt32Value { value }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn fraction(numerator: u32, d: DenominatorType) -> Any {
+        with_match(|m| {
+            m.runtime_fraction = Some(RuntimeFractionalPercent {
+                default_value: Some(FractionalPercent {
+                    numerator,
+                    denominator: d as i32,
+                }),
+                ..Default::default()
+            })
+        })
+    }
+
+    fn routes(rc: &RouteConfig) -> &[Route] {
+        rc.virtual_hosts
+            .first()
+            .map(|v| v.routes.as_slice())
+            .unwrap_or_default()
+    }
+
+    fn first(rc: &RouteConfig) -> Option<&Route> {
+        routes(rc).first()
+    }
+
+    fn forward(rc: &RouteConfig) -> Option<(&[config::WeightedCluster], Option<Duration>)> {
+        match first(rc).map(|r| &r.action) {
+            Some(RouteAction::Forward { clusters, timeout }) => Some((clusters, *timeout)),
+            _ => None,
+        }
+    }
+
+    fn plugin(name: &str, optional: bool) -> ClusterSpecifierPlugin {
+        ClusterSpecifierPlugin {
+            extension: Some(TypedExtensionConfig {
+                name: name.into(),
+                typed_config: Some(Any {
+                    type_url: "type.googleapis.com/grpc.lookup.v1.RouteLookupClusterSpecifier"
+                        .into(),
+                    value: vec![],
+                }),
+            }),
+            is_optional: optional,
+        }
+    }
+
+    fn to_plugin(name: &str) -> Option<Action> {
+        Some(Action::Route(RouteActionProto {
+            cluster_specifier: Some(ClusterSpecifier::ClusterSpecifierPlugin(name.into())),
+            ..Default::default()
+        }))
+    }
+
+    #[allow(deprecated)]
+    fn rows() -> Vec<(&'static str, Any, Expect<RouteConfig>)> {
+        vec![
+            (
+                // A28: prefix + cluster is the basic route.
+                "prefix to cluster",
+                any_of(vec![route_with(
+                    Some(prefix_match("/svc/")),
+                    to_cluster("c1"),
+                )]),
+                Accepted(|rc| {
+                    rc.name == "r1"
+                        && rc.virtual_hosts[0].domains == ["*"]
+                        && first(rc).is_some_and(|r| {
+                            r.matcher.path == PathMatcher::Prefix("/svc/".into())
+                                && r.matcher.case_sensitive
+                        })
+                        && forward(rc).is_some_and(|(c, t)| {
+                            c[0].name == "c1" && c[0].weight == 1 && t.is_none()
+                        })
+                }),
+            ),
+            (
+                // A28: routes keep their order (first match wins).
+                "route order is kept",
+                any_of(vec![
+                    route_with(Some(prefix_match("/a")), to_cluster("a")),
+                    route_with(Some(prefix_match("/b")), to_cluster("b")),
+                ]),
+                Accepted(|rc| {
+                    routes(rc).len() == 2
+                        && routes(rc)[1].matcher.path == PathMatcher::Prefix("/b".into())
+                }),
+            ),
+            (
+                // A28: `path` is a full-path match.
+                "path matcher",
+                with_match(|m| m.path_specifier = Some(PathSpecifier::Path("/s/M".into()))),
+                Accepted(|rc| {
+                    first(rc).is_some_and(|r| r.matcher.path == PathMatcher::Path("/s/M".into()))
+                }),
+            ),
+            (
+                // A28: safe_regex is compiled as a full match.
+                "safe_regex path",
+                with_match(|m| m.path_specifier = Some(PathSpecifier::SafeRegex(regex("/s/.*")))),
+                Accepted(|rc| {
+                    first(rc).is_some_and(|r| matches!(&r.matcher.path, PathMatcher::Regex(re) if re.is_match("/s/x") && !re.is_match("/t/s/x")))
+                }),
+            ),
+            (
+                // A28: an invalid safe_regex NACKs.
+                "invalid safe_regex",
+                with_match(|m| m.path_specifier = Some(PathSpecifier::SafeRegex(regex("(")))),
+                Nack(
+                    "route_config \"r1\": virtual_hosts[0].routes[0].match.safe_regex: invalid regex",
+                ),
+            ),
+            (
+                // A28: RE2 has no backreferences; such a pattern is invalid.
+                "backreference regex",
+                with_match(|m| m.path_specifier = Some(PathSpecifier::SafeRegex(regex(r"(a)\1")))),
+                Nack("match.safe_regex: invalid regex"),
+            ),
+            (
+                // A28: no match → NACK.
+                "match missing",
+                any_of(vec![route_with(None, to_cluster("c1"))]),
+                Nack("virtual_hosts[0].routes[0].match: missing"),
+            ),
+            (
+                // A28: no path specifier → NACK.
+                "path specifier missing",
+                with_match(|m| m.path_specifier = None),
+                Nack("match.path_specifier: missing"),
+            ),
+            (
+                // grpc-go: path_separated_prefix is an unrecognized path specifier → NACK.
+                "path_separated_prefix",
+                with_match(|m| {
+                    m.path_specifier = Some(PathSpecifier::PathSeparatedPrefix("/a".into()))
+                }),
+                Nack("match.path_separated_prefix: unsupported path specifier"),
+            ),
+            (
+                // A28: query_parameters → the whole route is ignored.
+                "query_parameters",
+                any_of(vec![
+                    route_with(
+                        Some(RouteMatchProto {
+                            query_parameters: vec![QueryParameterMatcher {
+                                name: "q".into(),
+                                ..Default::default()
+                            }],
+                            ..prefix_match("/")
+                        }),
+                        to_cluster("c1"),
+                    ),
+                    route_with(Some(prefix_match("/")), to_cluster("c2")),
+                ]),
+                Ignored("route with query_parameters", |rc| {
+                    routes(rc).len() == 1 && forward(rc).is_some_and(|(c, _)| c[0].name == "c2")
+                }),
+            ),
+            (
+                // A28 (current grpc): case_sensitive=false makes prefix/path case-insensitive.
+                "case_sensitive false",
+                with_match(|m| m.case_sensitive = Some(BoolValue { value: false })),
+                Accepted(|rc| first(rc).is_some_and(|r| !r.matcher.case_sensitive)),
+            ),
+            (
+                // A28: header matchers; names are lower-cased.
+                "exact and range header matchers",
+                with_match(|m| {
+                    m.headers = vec![
+                        header("X-A", HeaderMatchSpecifier::ExactMatch("v".into())),
+                        header(
+                            "x-n",
+                            HeaderMatchSpecifier::RangeMatch(Int64Range { start: 1, end: 5 }),
+                        ),
+                        header("x-p", HeaderMatchSpecifier::PresentMatch(true)),
+                    ];
+                    m.headers[0].invert_match = true;
+                }),
+                Accepted(|rc| {
+                    first(rc).is_some_and(|r| {
+                        let h = &r.matcher.headers;
+                        h.len() == 3
+                            && h[0].name == "x-a"
+                            && h[0].invert
+                            && h[0].kind == HeaderMatchKind::Exact("v".into())
+                            && h[1].kind == HeaderMatchKind::Range { start: 1, end: 5 }
+                            && h[2].kind == HeaderMatchKind::Present(true)
+                    })
+                }),
+            ),
+            (
+                // A28: an invalid safe_regex_match NACKs.
+                "invalid header regex",
+                with_match(|m| {
+                    m.headers = vec![header(
+                        "x-a",
+                        HeaderMatchSpecifier::SafeRegexMatch(regex("[")),
+                    )]
+                }),
+                Nack("virtual_hosts[0].routes[0].match.headers[0].safe_regex_match: invalid regex"),
+            ),
+            (
+                // gRPC C-core: a range whose end is below its start NACKs.
+                "reversed range",
+                with_match(|m| {
+                    m.headers = vec![header(
+                        "x-n",
+                        HeaderMatchSpecifier::RangeMatch(Int64Range { start: 5, end: 1 }),
+                    )]
+                }),
+                Nack("match.headers[0].range_match: end 1 is smaller than start 5"),
+            ),
+            (
+                // A63: string_match with ignore_case.
+                "string_match ignore_case",
+                with_match(|m| {
+                    m.headers = vec![header(
+                        "x-a",
+                        HeaderMatchSpecifier::StringMatch(StringMatcher {
+                            ignore_case: true,
+                            match_pattern: Some(MatchPattern::Prefix("AB".into())),
+                        }),
+                    )]
+                }),
+                Accepted(|rc| {
+                    first(rc).is_some_and(|r| matches!(&r.matcher.headers[0].kind,
+                    HeaderMatchKind::String(s) if s.ignore_case && matches!(&s.kind, StringMatchKind::Prefix(p) if p == "AB")))
+                }),
+            ),
+            (
+                // A63: a StringMatcher without a pattern is invalid.
+                "string_match without pattern",
+                with_match(|m| {
+                    m.headers = vec![header(
+                        "x-a",
+                        HeaderMatchSpecifier::StringMatch(StringMatcher::default()),
+                    )]
+                }),
+                Nack("match.headers[0].string_match.match_pattern: missing"),
+            ),
+            (
+                // A63: an invalid regex inside string_match NACKs.
+                "string_match invalid regex",
+                with_match(|m| {
+                    m.headers = vec![header(
+                        "x-a",
+                        HeaderMatchSpecifier::StringMatch(StringMatcher {
+                            ignore_case: false,
+                            match_pattern: Some(MatchPattern::SafeRegex(regex("a{"))),
+                        }),
+                    )]
+                }),
+                Nack("match.headers[0].string_match.safe_regex: invalid regex"),
+            ),
+            (
+                // A28: runtime_fraction default_value: 25/HUNDRED = 250000 per million.
+                "runtime_fraction hundred",
+                fraction(25, DenominatorType::Hundred),
+                Accepted(|rc| {
+                    first(rc).is_some_and(|r| r.matcher.fraction_per_million == Some(250_000))
+                }),
+            ),
+            (
+                // A28: a numerator above the denominator is capped at 100%.
+                "runtime_fraction capped",
+                fraction(20_000, DenominatorType::TenThousand),
+                Accepted(|rc| {
+                    first(rc).is_some_and(|r| r.matcher.fraction_per_million == Some(1_000_000))
+                }),
+            ),
+            (
+                // A28: weighted_clusters; weight-0 entries are skipped, total_weight ignored.
+                "weighted clusters",
+                with_action(RouteActionProto {
+                    cluster_specifier: weighted(&[
+                        ("a", Some(3)),
+                        ("zero", Some(0)),
+                        ("b", Some(1)),
+                    ])
+                    .cluster_specifier,
+                    ..Default::default()
+                }),
+                Accepted(|rc| {
+                    forward(rc).is_some_and(|(c, _)| {
+                        c.len() == 2 && c[0].name == "a" && c[0].weight == 3 && c[1].name == "b"
+                    })
+                }),
+            ),
+            (
+                // A28: the sum of weights must be > 0.
+                "weighted clusters sum 0",
+                with_action(weighted(&[("a", Some(0)), ("b", None)])),
+                Nack("virtual_hosts[0].routes[0].route.weighted_clusters: sum of weights is 0"),
+            ),
+            (
+                // A28 / grpc-go: a sum above u32::MAX NACKs.
+                "weighted clusters overflow",
+                with_action(weighted(&[("a", Some(u32::MAX)), ("b", Some(1))])),
+                Nack("route.weighted_clusters: sum of weights exceeds u32::MAX"),
+            ),
+            (
+                // A28: the cluster name must be non-empty.
+                "empty cluster name",
+                any_of(vec![route_with(Some(prefix_match("/")), to_cluster(""))]),
+                Nack("routes[0].route.cluster: empty cluster name"),
+            ),
+            (
+                // A28: cluster_header → the route is ignored.
+                "cluster_header",
+                with_action(RouteActionProto {
+                    cluster_specifier: Some(ClusterSpecifier::ClusterHeader("x-cluster".into())),
+                    ..Default::default()
+                }),
+                Ignored("route with cluster_header", |rc| routes(rc).is_empty()),
+            ),
+            (
+                // A31: grpc_timeout_header_max is preferred over max_stream_duration.
+                "timeout prefers grpc_timeout_header_max",
+                with_action(RouteActionProto {
+                    max_stream_duration: Some(MaxStreamDuration {
+                        max_stream_duration: Some(PbDuration {
+                            seconds: 9,
+                            nanos: 0,
+                        }),
+                        grpc_timeout_header_max: Some(PbDuration {
+                            seconds: 2,
+                            nanos: 500,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..to_cluster_action("c1")
+                }),
+                Accepted(|rc| forward(rc).is_some_and(|(_, t)| t == Some(Duration::new(2, 500)))),
+            ),
+            (
+                // A31: max_stream_duration alone.
+                "timeout from max_stream_duration",
+                with_action(RouteActionProto {
+                    max_stream_duration: Some(MaxStreamDuration {
+                        max_stream_duration: Some(PbDuration {
+                            seconds: 9,
+                            nanos: 0,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..to_cluster_action("c1")
+                }),
+                Accepted(|rc| forward(rc).is_some_and(|(_, t)| t == Some(Duration::from_secs(9)))),
+            ),
+            (
+                // A28: redirect (any non-route action) → RPCs fail, route kept.
+                "redirect is unsupported",
+                any_of(vec![route_with(
+                    Some(prefix_match("/")),
+                    Some(Action::Redirect(RedirectAction::default())),
+                )]),
+                Accepted(|rc| first(rc).is_some_and(|r| r.action == RouteAction::Unsupported)),
+            ),
+            (
+                // A36: non_forwarding_action (server side).
+                "non_forwarding_action",
+                any_of(vec![route_with(
+                    Some(prefix_match("/")),
+                    Some(Action::NonForwardingAction(NonForwardingAction {})),
+                )]),
+                Accepted(|rc| first(rc).is_some_and(|r| r.action == RouteAction::NonForwarding)),
+            ),
+            (
+                // RLS-in-xDS (A28 update): a non-optional unknown plugin NACKs.
+                "non-optional cluster specifier plugin",
+                pack(&RouteConfigurationProto {
+                    cluster_specifier_plugins: vec![plugin("rls", false)],
+                    ..rc_of(vec![route_with(Some(prefix_match("/")), to_plugin("rls"))])
+                }),
+                Nack("cluster_specifier_plugins[0]: unsupported plugin \"rls\""),
+            ),
+            (
+                // RLS-in-xDS: routes to an optional unsupported plugin are ignored.
+                "optional cluster specifier plugin",
+                pack(&RouteConfigurationProto {
+                    cluster_specifier_plugins: vec![plugin("rls", true)],
+                    ..rc_of(vec![route_with(Some(prefix_match("/")), to_plugin("rls"))])
+                }),
+                Ignored("route to optional plugin", |rc| routes(rc).is_empty()),
+            ),
+            (
+                // RLS-in-xDS: a route naming an undeclared plugin NACKs.
+                "undeclared cluster specifier plugin",
+                any_of(vec![route_with(Some(prefix_match("/")), to_plugin("nope"))]),
+                Nack(
+                    "route.cluster_specifier_plugin: \"nope\" is not in cluster_specifier_plugins",
+                ),
+            ),
+        ]
+    }
+
+    fn to_cluster_action(c: &str) -> RouteActionProto {
+        RouteActionProto {
+            cluster_specifier: Some(ClusterSpecifier::Cluster(c.into())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rds_validation_table() {
+        run(ResourceType::RouteConfiguration, rows(), |r| match r {
+            Resource::RouteConfig(rc) => Some(rc),
+            _ => None,
+        });
+    }
+}
