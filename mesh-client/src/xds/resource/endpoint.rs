@@ -142,3 +142,249 @@ fn endpoint(e: &LbEndpoint, seen: &mut HashSet<SocketAddr>) -> Result<Endpoint, 
         health,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClusterLoadAssignment;
+    use crate::xds::resource::testing::{Expect, Expect::*, run};
+    use crate::xds::resource::{Resource, ResourceType};
+    use xds_proto::any::pack;
+    use xds_proto::envoy::envoy::config::core::v3::{Address, Locality, SocketAddress};
+    use xds_proto::envoy::envoy::config::endpoint::v3::{
+        Endpoint as EndpointProto, LocalityLbEndpoints,
+    };
+    use xds_proto::protobuf::{Any, UInt32Value};
+
+    fn ep(addr: &str, port: PortSpecifier) -> LbEndpoint {
+        LbEndpoint {
+            host_identifier: Some(HostIdentifier::Endpoint(EndpointProto {
+                address: Some(Address {
+                    address: Some(AddressKind::SocketAddress(SocketAddress {
+                        address: addr.into(),
+                        port_specifier: Some(port),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn ep4(addr: &str, port: u32) -> LbEndpoint {
+        ep(addr, PortSpecifier::PortValue(port))
+    }
+
+    fn loc(
+        zone: &str,
+        weight: Option<u32>,
+        priority: u32,
+        eps: Vec<LbEndpoint>,
+    ) -> LocalityLbEndpoints {
+        LocalityLbEndpoints {
+            locality: Some(Locality {
+                region: "r".into(),
+                zone: zone.into(),
+                sub_zone: String::new(),
+            }),
+            load_balancing_weight: weight.map(|value| UInt32Value { value }),
+            priority,
+            lb_endpoints: eps,
+            ..Default::default()
+        }
+    }
+
+    fn cla(locs: Vec<LocalityLbEndpoints>) -> Any {
+        pack(&ClusterLoadAssignmentProto {
+            cluster_name: "e1".into(),
+            endpoints: locs,
+            ..Default::default()
+        })
+    }
+
+    fn rows() -> Vec<(&'static str, Any, Expect<ClusterLoadAssignment>)> {
+        vec![
+            (
+                // A27: localities with weights, endpoints with IP:port; weight defaults to 1.
+                "basic",
+                cla(vec![loc(
+                    "z1",
+                    Some(3),
+                    0,
+                    vec![ep4("10.0.0.1", 80), {
+                        let mut e = ep4("10.0.0.2", 81);
+                        e.load_balancing_weight = Some(UInt32Value { value: 5 });
+                        e
+                    }],
+                )]),
+                Accepted(|c| {
+                    c.cluster_name == "e1"
+                        && c.localities.len() == 1
+                        && c.localities[0].weight == 3
+                        && c.localities[0].locality.zone == "z1"
+                        && c.localities[0].endpoints[0].address.to_string() == "10.0.0.1:80"
+                        && c.localities[0].endpoints[0].weight == 1
+                        && c.localities[0].endpoints[1].weight == 5
+                        && c.localities[0].endpoints[0].health == HealthStatus::Unknown
+                }),
+            ),
+            (
+                // A27: IPv6 addresses.
+                "ipv6",
+                cla(vec![loc("z1", Some(1), 0, vec![ep4("::1", 8080)])]),
+                Accepted(|c| c.localities[0].endpoints[0].address.to_string() == "[::1]:8080"),
+            ),
+            (
+                // A27: a locality with weight 0 or unset is ignored.
+                "locality weight 0",
+                cla(vec![
+                    loc("z0", Some(0), 0, vec![ep4("10.0.0.9", 80)]),
+                    loc("zu", None, 0, vec![ep4("10.0.0.8", 80)]),
+                    loc("z1", Some(1), 0, vec![ep4("10.0.0.1", 80)]),
+                ]),
+                Ignored("localities of weight 0", |c| {
+                    c.localities.len() == 1 && c.localities[0].locality.zone == "z1"
+                }),
+            ),
+            (
+                // grpc-go: a locality without its name NACKs.
+                "locality missing",
+                cla(vec![LocalityLbEndpoints {
+                    locality: None,
+                    ..loc("z", Some(1), 0, vec![])
+                }]),
+                Nack("cluster_load_assignment \"e1\": endpoints[0].locality: missing"),
+            ),
+            (
+                // grpc-go: an endpoint weight, if set, must be >= 1.
+                "endpoint weight 0",
+                cla(vec![loc(
+                    "z1",
+                    Some(1),
+                    0,
+                    vec![{
+                        let mut e = ep4("10.0.0.1", 80);
+                        e.load_balancing_weight = Some(UInt32Value { value: 0 });
+                        e
+                    }],
+                )]),
+                Nack("endpoints[0].lb_endpoints[0].load_balancing_weight: must be > 0"),
+            ),
+            (
+                // A27: gRPC connects to IPs from EDS; a hostname is not an address.
+                "hostname address",
+                cla(vec![loc("z1", Some(1), 0, vec![ep4("backend.local", 80)])]),
+                Nack(
+                    "endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: \"backend.local\" is not an IP address",
+                ),
+            ),
+            (
+                // A27: only numeric ports.
+                "named port",
+                cla(vec![loc(
+                    "z1",
+                    Some(1),
+                    0,
+                    vec![ep("10.0.0.1", PortSpecifier::NamedPort("http".into()))],
+                )]),
+                Nack("socket_address.named_port: \"http\": named ports are not supported"),
+            ),
+            (
+                // Ports above 65535 cannot be dialled.
+                "port out of range",
+                cla(vec![loc("z1", Some(1), 0, vec![ep4("10.0.0.1", 70_000)])]),
+                Nack("socket_address.port_value: 70000 is out of range"),
+            ),
+            (
+                // grpc-go: the same address twice in one resource NACKs.
+                "duplicate address",
+                cla(vec![
+                    loc("z1", Some(1), 0, vec![ep4("10.0.0.1", 80)]),
+                    loc("z2", Some(1), 0, vec![ep4("10.0.0.1", 80)]),
+                ]),
+                Nack(
+                    "endpoints[1].lb_endpoints[0].endpoint.address: duplicate endpoint address 10.0.0.1:80",
+                ),
+            ),
+            (
+                // grpc-go: a locality may appear once per priority.
+                "duplicate locality",
+                cla(vec![
+                    loc("z1", Some(1), 0, vec![ep4("10.0.0.1", 80)]),
+                    loc("z1", Some(1), 0, vec![ep4("10.0.0.2", 80)]),
+                ]),
+                Nack("endpoints[1].locality: duplicate locality"),
+            ),
+            (
+                // A52/grpc-go: the same locality at two priorities is fine.
+                "same locality at two priorities",
+                cla(vec![
+                    loc("z1", Some(1), 0, vec![ep4("10.0.0.1", 80)]),
+                    loc("z1", Some(1), 1, vec![ep4("10.0.0.2", 80)]),
+                ]),
+                Accepted(|c| c.localities.len() == 2 && c.localities[1].priority == 1),
+            ),
+            (
+                // grpc-go: priorities must be contiguous from 0.
+                "priority gap",
+                cla(vec![
+                    loc("z1", Some(1), 0, vec![ep4("10.0.0.1", 80)]),
+                    loc("z2", Some(1), 2, vec![ep4("10.0.0.2", 80)]),
+                ]),
+                Nack("endpoints: priority 1 is missing"),
+            ),
+            (
+                // grpc-go: the locality weights of a priority must fit in u32.
+                "locality weight overflow",
+                cla(vec![
+                    loc("z1", Some(u32::MAX), 0, vec![ep4("10.0.0.1", 80)]),
+                    loc("z2", Some(1), 0, vec![ep4("10.0.0.2", 80)]),
+                ]),
+                Nack(
+                    "endpoints[1].load_balancing_weight: sum of locality weights at priority 0 exceeds u32::MAX",
+                ),
+            ),
+            (
+                // A27: health_status is carried; only UNKNOWN/HEALTHY are usable.
+                "health status",
+                cla(vec![loc(
+                    "z1",
+                    Some(1),
+                    0,
+                    vec![
+                        {
+                            let mut e = ep4("10.0.0.1", 80);
+                            e.health_status = HealthProto::Draining as i32;
+                            e
+                        },
+                        {
+                            let mut e = ep4("10.0.0.2", 80);
+                            e.health_status = HealthProto::Healthy as i32;
+                            e
+                        },
+                    ],
+                )]),
+                Accepted(|c| {
+                    c.localities[0].endpoints[0].health == HealthStatus::Draining
+                        && !c.localities[0].endpoints[0].health.is_usable()
+                        && c.localities[0].endpoints[1].health == HealthStatus::Healthy
+                }),
+            ),
+            (
+                // A27: an empty assignment is valid (the cluster simply has no endpoints).
+                "empty",
+                cla(vec![]),
+                Accepted(|c| c.localities.is_empty()),
+            ),
+        ]
+    }
+
+    #[test]
+    fn eds_validation_table() {
+        run(ResourceType::ClusterLoadAssignment, rows(), |r| match r {
+            Resource::Endpoints(e) => Some(e),
+            _ => None,
+        });
+    }
+}
