@@ -12,7 +12,9 @@ use xds_proto::envoy::envoy::config::cluster::v3::{
     LoadBalancingPolicy,
     cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy as LbPolicyProto},
 };
-use xds_proto::envoy::envoy::config::core::v3::RoutingPriority;
+use xds_proto::envoy::envoy::config::core::v3::{
+    RoutingPriority, config_source::ConfigSourceSpecifier,
+};
 use xds_proto::envoy::envoy::extensions::load_balancing_policies::{
     round_robin::v3::RoundRobin, wrr_locality::v3::WrrLocality,
 };
@@ -88,13 +90,13 @@ pub fn validate(c: &ClusterProto) -> Result<config::Cluster, String> {
         },
     };
     // grpc-go: LRS must report over the ADS server's channel.
-    if let Some(lrs) = &c.lrs_server {
-        if !matches!(
+    if let Some(lrs) = &c.lrs_server
+        && !matches!(
             lrs.config_source_specifier,
-            Some(xds_proto::envoy::envoy::config::core::v3::config_source::ConfigSourceSpecifier::Self_(_))
-        ) {
-            return Err("lrs_server: must be self".into());
-        }
+            Some(ConfigSourceSpecifier::Self_(_))
+        )
+    {
+        return Err("lrs_server: must be self".into());
     }
     if !c.transport_socket_matches.is_empty() {
         return Err("transport_socket_matches: unsupported".into());

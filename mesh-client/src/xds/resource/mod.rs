@@ -300,3 +300,100 @@ pub(crate) mod testing {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xds_proto::any::pack;
+    use xds_proto::envoy::envoy::config::endpoint::v3::ClusterLoadAssignment;
+
+    #[test]
+    fn resource_types_round_trip() {
+        for ty in ResourceType::ALL {
+            assert_eq!(ResourceType::from_type_url(ty.type_url()), Some(ty));
+        }
+        assert_eq!(
+            ResourceType::from_type_url(type_url::RESOURCE_WRAPPER),
+            None
+        );
+        assert_eq!(ResourceType::Cluster.short_name(), "CDS");
+    }
+
+    fn cla_any() -> Any {
+        pack(&ClusterLoadAssignment {
+            cluster_name: "e1".into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn unwraps_the_resource_wrapper() {
+        // A27/xDS: a server may wrap each resource in envoy.service.discovery.v3.Resource.
+        let wrapped = pack(&ResourceWrapper {
+            name: "e1".into(),
+            resource: Some(cla_any()),
+            ..Default::default()
+        });
+        let r = decode(ResourceType::ClusterLoadAssignment, &wrapped).unwrap();
+        assert_eq!(r.name(), "e1");
+        assert_eq!(r.resource_type(), ResourceType::ClusterLoadAssignment);
+        let empty = pack(&ResourceWrapper::default());
+        let err = decode(ResourceType::ClusterLoadAssignment, &empty).unwrap_err();
+        assert_eq!(err.name, None);
+        assert!(err.message.contains("resource: missing"), "{err}");
+    }
+
+    #[test]
+    fn type_mismatch_and_garbage_are_unnamed() {
+        let err = decode(ResourceType::Cluster, &cla_any()).unwrap_err();
+        assert_eq!(err.name, None);
+        assert!(
+            err.to_string()
+                .starts_with("cluster (unnamed): unexpected type"),
+            "{err}"
+        );
+        let garbage = Any {
+            type_url: type_url::CLUSTER.into(),
+            value: vec![0xff, 0xff, 0xff],
+        };
+        let err = decode(ResourceType::Cluster, &garbage).unwrap_err();
+        assert_eq!(err.name, None);
+        assert!(err.message.starts_with("cannot decode"), "{err}");
+    }
+
+    #[test]
+    fn display_names_kind_and_resource() {
+        let e = ResourceError {
+            kind: ResourceType::Listener,
+            name: Some("L1".into()),
+            message: "api_listener: missing".into(),
+        };
+        assert_eq!(e.to_string(), "listener \"L1\": api_listener: missing");
+    }
+
+    #[test]
+    fn invalid_durations() {
+        use xds_proto::protobuf::Duration as PbDuration;
+        assert!(
+            duration(&PbDuration {
+                seconds: -1,
+                nanos: 0
+            })
+            .is_err()
+        );
+        assert!(
+            duration(&PbDuration {
+                seconds: 1,
+                nanos: 1_000_000_000
+            })
+            .is_err()
+        );
+        assert_eq!(
+            duration(&PbDuration {
+                seconds: 1,
+                nanos: 5
+            }),
+            Ok(std::time::Duration::new(1, 5))
+        );
+    }
+}
