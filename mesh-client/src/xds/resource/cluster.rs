@@ -1,0 +1,404 @@
+//! CDS: validation of `Cluster` resources into [`config::Cluster`] (gRFC A27, A32, A37, A52).
+//!
+//! This slice supports EDS clusters only: aggregate and logical-DNS clusters (A37) and every
+//! other type are NACKed with "unsupported cluster type". The EDS config source must be
+//! `ads` or `self`. The endpoint policy must be ROUND_ROBIN, either as `lb_policy` or, when
+//! `load_balancing_policy` is set (A52, which then wins), as the first supported entry of
+//! `round_robin` or `wrr_locality` around `round_robin`. `lrs_server` must be `self`. TLS
+//! (`transport_socket`, A29) is NACKed until the security work lands.
+
+use prost::{Message, Name};
+use xds_proto::envoy::envoy::config::cluster::v3::{
+    LoadBalancingPolicy,
+    cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy as LbPolicyProto},
+};
+use xds_proto::envoy::envoy::config::core::v3::{
+    RoutingPriority, config_source::ConfigSourceSpecifier,
+};
+use xds_proto::envoy::envoy::extensions::load_balancing_policies::{
+    round_robin::v3::RoundRobin, wrr_locality::v3::WrrLocality,
+};
+
+use crate::config::{self, ClusterKind, LbPolicy};
+
+/// The protobuf message validated here.
+pub use xds_proto::envoy::envoy::config::cluster::v3::Cluster as ClusterProto;
+
+/// A52: the recursion limit of LB policy conversion.
+const MAX_LB_POLICY_DEPTH: usize = 16;
+
+/// Validates a Cluster. Errors are field paths relative to the resource.
+pub fn validate(c: &ClusterProto) -> Result<config::Cluster, String> {
+    let kind = match &c.cluster_discovery_type {
+        Some(ClusterDiscoveryType::Type(t)) if *t == DiscoveryType::Eds as i32 => {
+            let eds = c.eds_cluster_config.as_ref();
+            if !super::is_ads_or_self(eds.and_then(|e| e.eds_config.as_ref())) {
+                return Err("eds_cluster_config.eds_config: must be ads or self".into());
+            }
+            let service_name = eds.map(|e| e.service_name.clone()).unwrap_or_default();
+            // grpc-go: an xdstp:// cluster name requires an explicit service name.
+            if service_name.is_empty() && c.name.starts_with("xdstp:") {
+                return Err(
+                    "eds_cluster_config.service_name: required with an xdstp: cluster name".into(),
+                );
+            }
+            ClusterKind::Eds {
+                service_name: if service_name.is_empty() {
+                    c.name.clone()
+                } else {
+                    service_name
+                },
+            }
+        }
+        Some(ClusterDiscoveryType::Type(t)) => {
+            let name = DiscoveryType::try_from(*t)
+                .map(|d| d.as_str_name().to_string())
+                .unwrap_or_else(|_| t.to_string());
+            let hint = if name == "LOGICAL_DNS" {
+                " (logical DNS clusters are not supported yet)"
+            } else {
+                ""
+            };
+            return Err(format!("type: unsupported cluster type {name}{hint}"));
+        }
+        Some(ClusterDiscoveryType::ClusterType(custom)) => {
+            let hint = if custom.name == "envoy.clusters.aggregate" {
+                " (aggregate clusters are not supported yet)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "cluster_type: unsupported cluster type {:?}{hint}",
+                custom.name
+            ));
+        }
+        // An unset oneof reads as type STATIC.
+        None => return Err("type: unsupported cluster type STATIC".into()),
+    };
+    let lb_policy = match &c.load_balancing_policy {
+        Some(p) => load_balancing_policy(p, 0).map_err(|e| format!("load_balancing_policy{e}"))?,
+        None => match LbPolicyProto::try_from(c.lb_policy) {
+            Ok(LbPolicyProto::RoundRobin) => LbPolicy::RoundRobin,
+            other => {
+                let name = other
+                    .map(|p| p.as_str_name().to_string())
+                    .unwrap_or_else(|_| c.lb_policy.to_string());
+                return Err(format!(
+                    "lb_policy: unsupported policy {name} (only ROUND_ROBIN is supported yet)"
+                ));
+            }
+        },
+    };
+    // grpc-go: LRS must report over the ADS server's channel.
+    if let Some(lrs) = &c.lrs_server
+        && !matches!(
+            lrs.config_source_specifier,
+            Some(ConfigSourceSpecifier::Self_(_))
+        )
+    {
+        return Err("lrs_server: must be self".into());
+    }
+    if !c.transport_socket_matches.is_empty() {
+        return Err("transport_socket_matches: unsupported".into());
+    }
+    if c.transport_socket.is_some() {
+        return Err("transport_socket: TLS is not supported yet".into());
+    }
+    // A32: the DEFAULT-priority threshold's max_requests (1024 applies when unset).
+    let max_requests = c.circuit_breakers.as_ref().and_then(|cb| {
+        cb.thresholds
+            .iter()
+            .find(|t| t.priority == RoutingPriority::Default as i32)
+            .and_then(|t| t.max_requests.map(|v| v.value))
+    });
+    Ok(config::Cluster {
+        name: c.name.clone(),
+        kind,
+        lb_policy,
+        max_requests,
+    })
+}
+
+/// A52: the first policy in the list that we support; unknown types are skipped, a
+/// supported one that is invalid NACKs. Errors start with a path suffix (`.policies[0]...`).
+fn load_balancing_policy(p: &LoadBalancingPolicy, depth: usize) -> Result<LbPolicy, String> {
+    if depth >= MAX_LB_POLICY_DEPTH {
+        return Err(": nested too deeply".into());
+    }
+    for (i, policy) in p.policies.iter().enumerate() {
+        let Some(any) = policy
+            .typed_extension_config
+            .as_ref()
+            .and_then(|t| t.typed_config.as_ref())
+        else {
+            continue;
+        };
+        if any.type_url == RoundRobin::type_url() {
+            return Ok(LbPolicy::RoundRobin);
+        }
+        if any.type_url == WrrLocality::type_url() {
+            let wrr = WrrLocality::decode(any.value.as_slice())
+                .map_err(|e| format!(".policies[{i}]: cannot decode WrrLocality: {e}"))?;
+            let child = wrr
+                .endpoint_picking_policy
+                .as_ref()
+                .ok_or_else(|| format!(".policies[{i}].endpoint_picking_policy: missing"))?;
+            // Locality weighting is what we do anyway; the child picks endpoints.
+            return load_balancing_policy(child, depth + 1)
+                .map_err(|e| format!(".policies[{i}].endpoint_picking_policy{e}"));
+        }
+    }
+    Err(": no supported policy (only round_robin, optionally inside wrr_locality, is supported yet)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cluster;
+    use crate::xds::resource::testing::{Expect, Expect::*, run};
+    use crate::xds::resource::{Resource, ResourceType};
+    use xds_proto::any::pack;
+    use xds_proto::envoy::envoy::config::cluster::v3::{
+        CircuitBreakers, circuit_breakers::Thresholds, cluster::CustomClusterType,
+        cluster::EdsClusterConfig, load_balancing_policy::Policy,
+    };
+    use xds_proto::envoy::envoy::config::core::v3::{
+        AggregatedConfigSource, ConfigSource, TransportSocket, TypedExtensionConfig,
+        config_source::ConfigSourceSpecifier,
+    };
+    use xds_proto::envoy::envoy::extensions::load_balancing_policies::ring_hash::v3::RingHash;
+    use xds_proto::protobuf::{Any, UInt32Value};
+
+    fn source(s: ConfigSourceSpecifier) -> Option<ConfigSource> {
+        Some(ConfigSource {
+            config_source_specifier: Some(s),
+            ..Default::default()
+        })
+    }
+
+    fn eds() -> ClusterProto {
+        ClusterProto {
+            name: "c1".into(),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(EdsClusterConfig {
+                eds_config: source(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+                service_name: String::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn with(f: impl FnOnce(&mut ClusterProto)) -> Any {
+        let mut c = eds();
+        f(&mut c);
+        pack(&c)
+    }
+
+    fn policies(anys: Vec<Any>) -> Option<LoadBalancingPolicy> {
+        Some(LoadBalancingPolicy {
+            policies: anys
+                .into_iter()
+                .map(|a| Policy {
+                    typed_extension_config: Some(TypedExtensionConfig {
+                        name: "p".into(),
+                        typed_config: Some(a),
+                    }),
+                })
+                .collect(),
+        })
+    }
+
+    fn eds_name(c: &Cluster) -> &str {
+        let ClusterKind::Eds { service_name } = &c.kind;
+        service_name
+    }
+
+    fn rows() -> Vec<(&'static str, Any, Expect<Cluster>)> {
+        vec![
+            (
+                // A27: an EDS cluster over ADS; service_name defaults to the cluster name.
+                "eds over ads",
+                with(|_| {}),
+                Accepted(|c| {
+                    c.name == "c1"
+                        && eds_name(c) == "c1"
+                        && c.lb_policy == LbPolicy::RoundRobin
+                        && c.max_requests.is_none()
+                }),
+            ),
+            (
+                // A27: an explicit service_name is used.
+                "explicit service_name",
+                with(|c| {
+                    if let Some(e) = c.eds_cluster_config.as_mut() {
+                        e.service_name = "svc".into();
+                    }
+                }),
+                Accepted(|c| eds_name(c) == "svc"),
+            ),
+            (
+                // A27: eds_config must be ads or self.
+                "eds_config not ads",
+                with(|c| c.eds_cluster_config = None),
+                Nack("cluster \"c1\": eds_cluster_config.eds_config: must be ads or self"),
+            ),
+            (
+                // A27: eds_config `self` is accepted.
+                "eds_config self",
+                with(|c| {
+                    if let Some(e) = c.eds_cluster_config.as_mut() {
+                        e.eds_config = source(ConfigSourceSpecifier::Self_(Default::default()));
+                    }
+                }),
+                Accepted(|c| eds_name(c) == "c1"),
+            ),
+            (
+                // grpc-go: an xdstp: cluster name needs a service_name.
+                "xdstp name without service_name",
+                with(|c| c.name = "xdstp://auth/envoy.config.cluster.v3.Cluster/c1".into()),
+                Nack("eds_cluster_config.service_name: required with an xdstp: cluster name"),
+            ),
+            (
+                // A37: logical DNS is not supported in this slice.
+                "logical dns",
+                with(|c| {
+                    c.cluster_discovery_type =
+                        Some(ClusterDiscoveryType::Type(DiscoveryType::LogicalDns as i32))
+                }),
+                Nack(
+                    "type: unsupported cluster type LOGICAL_DNS (logical DNS clusters are not supported yet)",
+                ),
+            ),
+            (
+                // A27: STATIC (also what an unset type reads as) is unsupported.
+                "static",
+                with(|c| c.cluster_discovery_type = None),
+                Nack("type: unsupported cluster type STATIC"),
+            ),
+            (
+                // A37: aggregate clusters are not supported in this slice.
+                "aggregate",
+                with(|c| {
+                    c.cluster_discovery_type =
+                        Some(ClusterDiscoveryType::ClusterType(CustomClusterType {
+                            name: "envoy.clusters.aggregate".into(),
+                            typed_config: None,
+                        }))
+                }),
+                Nack(
+                    "cluster_type: unsupported cluster type \"envoy.clusters.aggregate\" (aggregate clusters are not supported yet)",
+                ),
+            ),
+            (
+                // A27: only ROUND_ROBIN (ring hash, least request come later).
+                "ring hash lb_policy",
+                with(|c| c.lb_policy = LbPolicyProto::RingHash as i32),
+                Nack("lb_policy: unsupported policy RING_HASH"),
+            ),
+            (
+                // A52: load_balancing_policy with round_robin.
+                "load_balancing_policy round_robin",
+                with(|c| c.load_balancing_policy = policies(vec![pack(&RoundRobin::default())])),
+                Accepted(|c| c.lb_policy == LbPolicy::RoundRobin),
+            ),
+            (
+                // A52: load_balancing_policy wins over lb_policy; first supported entry is used.
+                "load_balancing_policy skips unknown, wins over lb_policy",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.load_balancing_policy = policies(vec![
+                        Any {
+                            type_url: "type.googleapis.com/acme.Lb".into(),
+                            value: vec![],
+                        },
+                        pack(&RoundRobin::default()),
+                    ]);
+                }),
+                Accepted(|c| c.lb_policy == LbPolicy::RoundRobin),
+            ),
+            (
+                // A52: wrr_locality around round_robin.
+                "wrr_locality round_robin",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&WrrLocality {
+                        endpoint_picking_policy: policies(vec![pack(&RoundRobin::default())]),
+                    })])
+                }),
+                Accepted(|c| c.lb_policy == LbPolicy::RoundRobin),
+            ),
+            (
+                // A52: no supported policy in the list NACKs.
+                "load_balancing_policy unsupported",
+                with(|c| c.load_balancing_policy = policies(vec![pack(&RingHash::default())])),
+                Nack("load_balancing_policy: no supported policy"),
+            ),
+            (
+                // A52: a supported wrapper with an unsupported child NACKs, with its path.
+                "wrr_locality of ring_hash",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&WrrLocality {
+                        endpoint_picking_policy: policies(vec![pack(&RingHash::default())]),
+                    })])
+                }),
+                Nack(
+                    "load_balancing_policy.policies[0].endpoint_picking_policy: no supported policy",
+                ),
+            ),
+            (
+                // grpc-go: lrs_server must be self.
+                "lrs_server not self",
+                with(|c| {
+                    c.lrs_server = source(ConfigSourceSpecifier::Ads(AggregatedConfigSource {}))
+                }),
+                Nack("lrs_server: must be self"),
+            ),
+            (
+                // grpc-go: lrs_server self is accepted.
+                "lrs_server self",
+                with(|c| c.lrs_server = source(ConfigSourceSpecifier::Self_(Default::default()))),
+                Accepted(|c| c.name == "c1"),
+            ),
+            (
+                // A29 (deferred): TLS is NACKed until the security work lands.
+                "transport_socket",
+                with(|c| {
+                    c.transport_socket = Some(TransportSocket {
+                        name: "envoy.transport_sockets.tls".into(),
+                        config_type: None,
+                    })
+                }),
+                Nack("transport_socket: TLS is not supported yet"),
+            ),
+            (
+                // A32: max_requests of the DEFAULT priority threshold.
+                "circuit breaker",
+                with(|c| {
+                    c.circuit_breakers = Some(CircuitBreakers {
+                        thresholds: vec![
+                            Thresholds {
+                                priority: RoutingPriority::High as i32,
+                                max_requests: Some(UInt32Value { value: 7 }),
+                                ..Default::default()
+                            },
+                            Thresholds {
+                                priority: RoutingPriority::Default as i32,
+                                max_requests: Some(UInt32Value { value: 42 }),
+                                ..Default::default()
+                            },
+                        ],
+                        ..Default::default()
+                    })
+                }),
+                Accepted(|c| c.max_requests == Some(42)),
+            ),
+        ]
+    }
+
+    #[test]
+    fn cds_validation_table() {
+        run(ResourceType::Cluster, rows(), |r| match r {
+            Resource::Cluster(c) => Some(c),
+            _ => None,
+        });
+    }
+}

@@ -1,0 +1,717 @@
+//! RDS: validation of `RouteConfiguration` resources into [`config::RouteConfig`]
+//! (gRFC A28 routing and traffic splitting, A31 timeouts, A63 string matchers).
+//!
+//! What is NACKed: a route without `match` or path specifier, an unsupported path specifier
+//! (`connect_matcher`, `path_separated_prefix`, `path_match_policy`, as in grpc-go), an
+//! invalid regex, a bad header matcher, an empty `cluster`, `weighted_clusters` whose weights
+//! sum to 0 or exceed `u32::MAX`, a non-optional unknown cluster specifier plugin. What is
+//! ignored (the route is dropped): routes with `query_parameters`, routes whose action's
+//! cluster specifier is `cluster_header`, unset, or an optional unsupported plugin. Other
+//! actions (redirect, direct response, filter action) become [`RouteAction::Unsupported`].
+
+use std::collections::HashSet;
+
+use xds_proto::envoy::envoy::config::route::v3::{
+    Route as RouteProto, RouteAction as RouteActionProto, route::Action,
+    route_action::ClusterSpecifier, route_match::PathSpecifier,
+};
+use xds_proto::envoy::envoy::r#type::v3::fractional_percent::DenominatorType;
+
+use super::matcher;
+use crate::config::{self, PathMatcher, Route, RouteAction, RouteMatch, VirtualHost};
+
+/// The protobuf message validated here.
+pub use xds_proto::envoy::envoy::config::route::v3::RouteConfiguration as RouteConfigurationProto;
+
+/// Validates a RouteConfiguration (RDS, or inline in a Listener). Errors are field paths
+/// relative to the resource.
+pub fn validate(rc: &RouteConfigurationProto) -> Result<config::RouteConfig, String> {
+    // Cluster specifier plugins (gRFC A77/RLS): none is supported yet. A non-optional one is
+    // NACKed; routes using an optional one are ignored.
+    let mut plugins: HashSet<&str> = HashSet::new();
+    for (i, p) in rc.cluster_specifier_plugins.iter().enumerate() {
+        let ext = p.extension.as_ref();
+        let name = ext.map(|e| e.name.as_str()).unwrap_or_default();
+        if !p.is_optional {
+            let ty = ext
+                .and_then(|e| e.typed_config.as_ref())
+                .map(|a| a.type_url.as_str())
+                .unwrap_or_default();
+            return Err(format!(
+                "cluster_specifier_plugins[{i}]: unsupported plugin {name:?} of type {ty:?}"
+            ));
+        }
+        plugins.insert(name);
+    }
+    let mut virtual_hosts = Vec::with_capacity(rc.virtual_hosts.len());
+    for (i, vh) in rc.virtual_hosts.iter().enumerate() {
+        let mut routes = Vec::with_capacity(vh.routes.len());
+        for (j, r) in vh.routes.iter().enumerate() {
+            if let Some(route) =
+                route(r, &plugins).map_err(|e| format!("virtual_hosts[{i}].routes[{j}].{e}"))?
+            {
+                routes.push(route);
+            }
+        }
+        virtual_hosts.push(VirtualHost {
+            name: vh.name.clone(),
+            domains: vh.domains.clone(),
+            routes,
+        });
+    }
+    Ok(config::RouteConfig {
+        name: rc.name.clone(),
+        virtual_hosts,
+    })
+}
+
+/// One route; `Ok(None)` when gRPC ignores it.
+fn route(r: &RouteProto, plugins: &HashSet<&str>) -> Result<Option<Route>, String> {
+    let m = r.r#match.as_ref().ok_or("match: missing")?;
+    // A28: gRPC never matches query parameters, so such a route can never match.
+    if !m.query_parameters.is_empty() {
+        return Ok(None);
+    }
+    let path = match &m.path_specifier {
+        Some(PathSpecifier::Prefix(p)) => PathMatcher::Prefix(p.clone()),
+        Some(PathSpecifier::Path(p)) => PathMatcher::Path(p.clone()),
+        Some(PathSpecifier::SafeRegex(re)) => PathMatcher::Regex(
+            matcher::compile_regex(re).map_err(|e| format!("match.safe_regex: {e}"))?,
+        ),
+        // grpc-go NACKs every other path specifier ("unrecognized path specifier").
+        Some(PathSpecifier::ConnectMatcher(_)) => {
+            return Err("match.connect_matcher: unsupported path specifier".into());
+        }
+        Some(PathSpecifier::PathSeparatedPrefix(_)) => {
+            return Err("match.path_separated_prefix: unsupported path specifier".into());
+        }
+        Some(PathSpecifier::PathMatchPolicy(_)) => {
+            return Err("match.path_match_policy: unsupported path specifier".into());
+        }
+        None => return Err("match.path_specifier: missing".into()),
+    };
+    let headers = m
+        .headers
+        .iter()
+        .enumerate()
+        .map(|(k, h)| matcher::header_matcher(h).map_err(|e| format!("match.headers[{k}].{e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A28: only default_value is used. An unset default_value is 0% (as grpc-go reads it).
+    let fraction_per_million = m.runtime_fraction.as_ref().map(|f| {
+        let d = f.default_value.unwrap_or_default();
+        let scale: u64 = match DenominatorType::try_from(d.denominator) {
+            Ok(DenominatorType::Hundred) => 10_000,
+            Ok(DenominatorType::TenThousand) => 100,
+            // MILLION, and (as in grpc-go) an unknown value: taken as parts per million.
+            Ok(DenominatorType::Million) | Err(_) => 1,
+        };
+        // A numerator above the denominator is capped at 100%.
+        u32::try_from((u64::from(d.numerator) * scale).min(1_000_000)).unwrap_or(1_000_000)
+    });
+    let matcher = RouteMatch {
+        path,
+        case_sensitive: m.case_sensitive.is_none_or(|b| b.value),
+        headers,
+        fraction_per_million,
+    };
+    let action = match &r.action {
+        Some(Action::Route(ra)) => match route_action(ra, plugins)? {
+            Some(a) => a,
+            None => return Ok(None),
+        },
+        Some(Action::NonForwardingAction(_)) => RouteAction::NonForwarding,
+        // A28: any other action makes matching RPCs fail.
+        Some(Action::Redirect(_) | Action::DirectResponse(_) | Action::FilterAction(_)) | None => {
+            RouteAction::Unsupported
+        }
+    };
+    Ok(Some(Route { matcher, action }))
+}
+
+/// A `route` action; `Ok(None)` when the route is to be ignored.
+fn route_action(
+    ra: &RouteActionProto,
+    plugins: &HashSet<&str>,
+) -> Result<Option<RouteAction>, String> {
+    let clusters = match &ra.cluster_specifier {
+        Some(ClusterSpecifier::Cluster(name)) => {
+            if name.is_empty() {
+                return Err("route.cluster: empty cluster name".into());
+            }
+            vec![config::WeightedCluster {
+                name: name.clone(),
+                weight: 1,
+            }]
+        }
+        Some(ClusterSpecifier::WeightedClusters(wc)) => {
+            // A28 as implemented by gRPC today: entries of weight 0 are skipped,
+            // total_weight is ignored, the sum must be in 1..=u32::MAX.
+            let mut total: u64 = 0;
+            let mut out = Vec::with_capacity(wc.clusters.len());
+            for (k, c) in wc.clusters.iter().enumerate() {
+                let weight = c.weight.map(|w| w.value).unwrap_or(0);
+                if weight == 0 {
+                    continue;
+                }
+                if c.name.is_empty() {
+                    return Err(format!(
+                        "route.weighted_clusters.clusters[{k}].name: empty cluster name"
+                    ));
+                }
+                total += u64::from(weight);
+                if total > u64::from(u32::MAX) {
+                    return Err("route.weighted_clusters: sum of weights exceeds u32::MAX".into());
+                }
+                out.push(config::WeightedCluster {
+                    name: c.name.clone(),
+                    weight,
+                });
+            }
+            if total == 0 {
+                return Err("route.weighted_clusters: sum of weights is 0".into());
+            }
+            out
+        }
+        Some(ClusterSpecifier::ClusterSpecifierPlugin(name)) => {
+            if plugins.contains(name.as_str()) {
+                // An optional plugin we do not support: the route is ignored.
+                return Ok(None);
+            }
+            return Err(format!(
+                "route.cluster_specifier_plugin: {name:?} is not in cluster_specifier_plugins"
+            ));
+        }
+        // A28: cluster_header, an inline plugin, or nothing: the route is ignored.
+        Some(
+            ClusterSpecifier::ClusterHeader(_) | ClusterSpecifier::InlineClusterSpecifierPlugin(_),
+        )
+        | None => return Ok(None),
+    };
+    // A31: grpc_timeout_header_max is preferred over max_stream_duration; 0 means no limit.
+    let timeout = match ra.max_stream_duration.as_ref().and_then(|m| {
+        m.grpc_timeout_header_max
+            .as_ref()
+            .or(m.max_stream_duration.as_ref())
+    }) {
+        Some(d) => Some(super::duration(d).map_err(|e| format!("route.max_stream_duration: {e}"))?),
+        None => None,
+    }
+    .filter(|d| !d.is_zero());
+    Ok(Some(RouteAction::Forward { clusters, timeout }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HeaderMatchKind, RouteConfig, StringMatchKind};
+    use crate::xds::resource::testing::{Expect, Expect::*, run};
+    use crate::xds::resource::{Resource, ResourceType};
+    use std::time::Duration;
+    use xds_proto::any::pack;
+    use xds_proto::envoy::envoy::config::core::v3::{
+        RuntimeFractionalPercent, TypedExtensionConfig,
+    };
+    use xds_proto::envoy::envoy::config::route::v3::{
+        ClusterSpecifierPlugin, HeaderMatcher, NonForwardingAction, QueryParameterMatcher,
+        RedirectAction, RouteMatch as RouteMatchProto, VirtualHost as VhProto, WeightedCluster,
+        header_matcher::HeaderMatchSpecifier, route_action::MaxStreamDuration,
+        weighted_cluster::ClusterWeight,
+    };
+    use xds_proto::envoy::envoy::r#type::matcher::v3::{
+        RegexMatcher, StringMatcher, string_matcher::MatchPattern,
+    };
+    use xds_proto::envoy::envoy::r#type::v3::{FractionalPercent, Int64Range};
+    use xds_proto::protobuf::{Any, BoolValue, Duration as PbDuration, UInt32Value};
+
+    fn prefix_match(p: &str) -> RouteMatchProto {
+        RouteMatchProto {
+            path_specifier: Some(PathSpecifier::Prefix(p.into())),
+            ..Default::default()
+        }
+    }
+
+    fn to_cluster(c: &str) -> Option<Action> {
+        Some(Action::Route(RouteActionProto {
+            cluster_specifier: Some(ClusterSpecifier::Cluster(c.into())),
+            ..Default::default()
+        }))
+    }
+
+    fn route_with(m: Option<RouteMatchProto>, action: Option<Action>) -> RouteProto {
+        RouteProto {
+            r#match: m,
+            action,
+            ..Default::default()
+        }
+    }
+
+    fn rc_of(routes: Vec<RouteProto>) -> RouteConfigurationProto {
+        RouteConfigurationProto {
+            name: "r1".into(),
+            virtual_hosts: vec![VhProto {
+                name: "vh".into(),
+                domains: vec!["*".into()],
+                routes,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn any_of(routes: Vec<RouteProto>) -> Any {
+        pack(&rc_of(routes))
+    }
+
+    fn with_match(f: impl FnOnce(&mut RouteMatchProto)) -> Any {
+        let mut m = prefix_match("/");
+        f(&mut m);
+        any_of(vec![route_with(Some(m), to_cluster("c1"))])
+    }
+
+    fn with_action(ra: RouteActionProto) -> Any {
+        any_of(vec![route_with(
+            Some(prefix_match("/")),
+            Some(Action::Route(ra)),
+        )])
+    }
+
+    fn header(name: &str, spec: HeaderMatchSpecifier) -> HeaderMatcher {
+        HeaderMatcher {
+            name: name.into(),
+            header_match_specifier: Some(spec),
+            ..Default::default()
+        }
+    }
+
+    fn regex(r: &str) -> RegexMatcher {
+        RegexMatcher {
+            regex: r.into(),
+            ..Default::default()
+        }
+    }
+
+    fn weighted(ws: &[(&str, Option<u32>)]) -> RouteActionProto {
+        RouteActionProto {
+            cluster_specifier: Some(ClusterSpecifier::WeightedClusters(WeightedCluster {
+                clusters: ws
+                    .iter()
+                    .map(|(n, w)| ClusterWeight {
+                        name: n.to_string(),
+                        weight: w.map(|value| UInt32Value { value }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn fraction(numerator: u32, d: DenominatorType) -> Any {
+        with_match(|m| {
+            m.runtime_fraction = Some(RuntimeFractionalPercent {
+                default_value: Some(FractionalPercent {
+                    numerator,
+                    denominator: d as i32,
+                }),
+                ..Default::default()
+            })
+        })
+    }
+
+    fn routes(rc: &RouteConfig) -> &[Route] {
+        rc.virtual_hosts
+            .first()
+            .map(|v| v.routes.as_slice())
+            .unwrap_or_default()
+    }
+
+    fn first(rc: &RouteConfig) -> Option<&Route> {
+        routes(rc).first()
+    }
+
+    fn forward(rc: &RouteConfig) -> Option<(&[config::WeightedCluster], Option<Duration>)> {
+        match first(rc).map(|r| &r.action) {
+            Some(RouteAction::Forward { clusters, timeout }) => Some((clusters, *timeout)),
+            _ => None,
+        }
+    }
+
+    fn plugin(name: &str, optional: bool) -> ClusterSpecifierPlugin {
+        ClusterSpecifierPlugin {
+            extension: Some(TypedExtensionConfig {
+                name: name.into(),
+                typed_config: Some(Any {
+                    type_url: "type.googleapis.com/grpc.lookup.v1.RouteLookupClusterSpecifier"
+                        .into(),
+                    value: vec![],
+                }),
+            }),
+            is_optional: optional,
+        }
+    }
+
+    fn to_plugin(name: &str) -> Option<Action> {
+        Some(Action::Route(RouteActionProto {
+            cluster_specifier: Some(ClusterSpecifier::ClusterSpecifierPlugin(name.into())),
+            ..Default::default()
+        }))
+    }
+
+    #[allow(deprecated)]
+    fn rows() -> Vec<(&'static str, Any, Expect<RouteConfig>)> {
+        vec![
+            (
+                // A28: prefix + cluster is the basic route.
+                "prefix to cluster",
+                any_of(vec![route_with(
+                    Some(prefix_match("/svc/")),
+                    to_cluster("c1"),
+                )]),
+                Accepted(|rc| {
+                    rc.name == "r1"
+                        && rc.virtual_hosts[0].domains == ["*"]
+                        && first(rc).is_some_and(|r| {
+                            r.matcher.path == PathMatcher::Prefix("/svc/".into())
+                                && r.matcher.case_sensitive
+                        })
+                        && forward(rc).is_some_and(|(c, t)| {
+                            c[0].name == "c1" && c[0].weight == 1 && t.is_none()
+                        })
+                }),
+            ),
+            (
+                // A28: routes keep their order (first match wins).
+                "route order is kept",
+                any_of(vec![
+                    route_with(Some(prefix_match("/a")), to_cluster("a")),
+                    route_with(Some(prefix_match("/b")), to_cluster("b")),
+                ]),
+                Accepted(|rc| {
+                    routes(rc).len() == 2
+                        && routes(rc)[1].matcher.path == PathMatcher::Prefix("/b".into())
+                }),
+            ),
+            (
+                // A28: `path` is a full-path match.
+                "path matcher",
+                with_match(|m| m.path_specifier = Some(PathSpecifier::Path("/s/M".into()))),
+                Accepted(|rc| {
+                    first(rc).is_some_and(|r| r.matcher.path == PathMatcher::Path("/s/M".into()))
+                }),
+            ),
+            (
+                // A28: safe_regex is compiled as a full match.
+                "safe_regex path",
+                with_match(|m| m.path_specifier = Some(PathSpecifier::SafeRegex(regex("/s/.*")))),
+                Accepted(|rc| {
+                    first(rc).is_some_and(|r| matches!(&r.matcher.path, PathMatcher::Regex(re) if re.is_match("/s/x") && !re.is_match("/t/s/x")))
+                }),
+            ),
+            (
+                // A28: an invalid safe_regex NACKs.
+                "invalid safe_regex",
+                with_match(|m| m.path_specifier = Some(PathSpecifier::SafeRegex(regex("(")))),
+                Nack(
+                    "route_config \"r1\": virtual_hosts[0].routes[0].match.safe_regex: invalid regex",
+                ),
+            ),
+            (
+                // A28: RE2 has no backreferences; such a pattern is invalid.
+                "backreference regex",
+                with_match(|m| m.path_specifier = Some(PathSpecifier::SafeRegex(regex(r"(a)\1")))),
+                Nack("match.safe_regex: invalid regex"),
+            ),
+            (
+                // A28: no match → NACK.
+                "match missing",
+                any_of(vec![route_with(None, to_cluster("c1"))]),
+                Nack("virtual_hosts[0].routes[0].match: missing"),
+            ),
+            (
+                // A28: no path specifier → NACK.
+                "path specifier missing",
+                with_match(|m| m.path_specifier = None),
+                Nack("match.path_specifier: missing"),
+            ),
+            (
+                // grpc-go: path_separated_prefix is an unrecognized path specifier → NACK.
+                "path_separated_prefix",
+                with_match(|m| {
+                    m.path_specifier = Some(PathSpecifier::PathSeparatedPrefix("/a".into()))
+                }),
+                Nack("match.path_separated_prefix: unsupported path specifier"),
+            ),
+            (
+                // A28: query_parameters → the whole route is ignored.
+                "query_parameters",
+                any_of(vec![
+                    route_with(
+                        Some(RouteMatchProto {
+                            query_parameters: vec![QueryParameterMatcher {
+                                name: "q".into(),
+                                ..Default::default()
+                            }],
+                            ..prefix_match("/")
+                        }),
+                        to_cluster("c1"),
+                    ),
+                    route_with(Some(prefix_match("/")), to_cluster("c2")),
+                ]),
+                Ignored("route with query_parameters", |rc| {
+                    routes(rc).len() == 1 && forward(rc).is_some_and(|(c, _)| c[0].name == "c2")
+                }),
+            ),
+            (
+                // A28 (current grpc): case_sensitive=false makes prefix/path case-insensitive.
+                "case_sensitive false",
+                with_match(|m| m.case_sensitive = Some(BoolValue { value: false })),
+                Accepted(|rc| first(rc).is_some_and(|r| !r.matcher.case_sensitive)),
+            ),
+            (
+                // A28: header matchers; names are lower-cased.
+                "exact and range header matchers",
+                with_match(|m| {
+                    m.headers = vec![
+                        header("X-A", HeaderMatchSpecifier::ExactMatch("v".into())),
+                        header(
+                            "x-n",
+                            HeaderMatchSpecifier::RangeMatch(Int64Range { start: 1, end: 5 }),
+                        ),
+                        header("x-p", HeaderMatchSpecifier::PresentMatch(true)),
+                    ];
+                    m.headers[0].invert_match = true;
+                }),
+                Accepted(|rc| {
+                    first(rc).is_some_and(|r| {
+                        let h = &r.matcher.headers;
+                        h.len() == 3
+                            && h[0].name == "x-a"
+                            && h[0].invert
+                            && h[0].kind == HeaderMatchKind::Exact("v".into())
+                            && h[1].kind == HeaderMatchKind::Range { start: 1, end: 5 }
+                            && h[2].kind == HeaderMatchKind::Present(true)
+                    })
+                }),
+            ),
+            (
+                // A28: an invalid safe_regex_match NACKs.
+                "invalid header regex",
+                with_match(|m| {
+                    m.headers = vec![header(
+                        "x-a",
+                        HeaderMatchSpecifier::SafeRegexMatch(regex("[")),
+                    )]
+                }),
+                Nack("virtual_hosts[0].routes[0].match.headers[0].safe_regex_match: invalid regex"),
+            ),
+            (
+                // gRPC C-core: a range whose end is below its start NACKs.
+                "reversed range",
+                with_match(|m| {
+                    m.headers = vec![header(
+                        "x-n",
+                        HeaderMatchSpecifier::RangeMatch(Int64Range { start: 5, end: 1 }),
+                    )]
+                }),
+                Nack("match.headers[0].range_match: end 1 is smaller than start 5"),
+            ),
+            (
+                // A63: string_match with ignore_case.
+                "string_match ignore_case",
+                with_match(|m| {
+                    m.headers = vec![header(
+                        "x-a",
+                        HeaderMatchSpecifier::StringMatch(StringMatcher {
+                            ignore_case: true,
+                            match_pattern: Some(MatchPattern::Prefix("AB".into())),
+                        }),
+                    )]
+                }),
+                Accepted(|rc| {
+                    first(rc).is_some_and(|r| matches!(&r.matcher.headers[0].kind,
+                    HeaderMatchKind::String(s) if s.ignore_case && matches!(&s.kind, StringMatchKind::Prefix(p) if p == "AB")))
+                }),
+            ),
+            (
+                // A63: a StringMatcher without a pattern is invalid.
+                "string_match without pattern",
+                with_match(|m| {
+                    m.headers = vec![header(
+                        "x-a",
+                        HeaderMatchSpecifier::StringMatch(StringMatcher::default()),
+                    )]
+                }),
+                Nack("match.headers[0].string_match.match_pattern: missing"),
+            ),
+            (
+                // A63: an invalid regex inside string_match NACKs.
+                "string_match invalid regex",
+                with_match(|m| {
+                    m.headers = vec![header(
+                        "x-a",
+                        HeaderMatchSpecifier::StringMatch(StringMatcher {
+                            ignore_case: false,
+                            match_pattern: Some(MatchPattern::SafeRegex(regex("a{"))),
+                        }),
+                    )]
+                }),
+                Nack("match.headers[0].string_match.safe_regex: invalid regex"),
+            ),
+            (
+                // A28: runtime_fraction default_value: 25/HUNDRED = 250000 per million.
+                "runtime_fraction hundred",
+                fraction(25, DenominatorType::Hundred),
+                Accepted(|rc| {
+                    first(rc).is_some_and(|r| r.matcher.fraction_per_million == Some(250_000))
+                }),
+            ),
+            (
+                // A28: a numerator above the denominator is capped at 100%.
+                "runtime_fraction capped",
+                fraction(20_000, DenominatorType::TenThousand),
+                Accepted(|rc| {
+                    first(rc).is_some_and(|r| r.matcher.fraction_per_million == Some(1_000_000))
+                }),
+            ),
+            (
+                // A28: weighted_clusters; weight-0 entries are skipped, total_weight ignored.
+                "weighted clusters",
+                with_action(RouteActionProto {
+                    cluster_specifier: weighted(&[
+                        ("a", Some(3)),
+                        ("zero", Some(0)),
+                        ("b", Some(1)),
+                    ])
+                    .cluster_specifier,
+                    ..Default::default()
+                }),
+                Accepted(|rc| {
+                    forward(rc).is_some_and(|(c, _)| {
+                        c.len() == 2 && c[0].name == "a" && c[0].weight == 3 && c[1].name == "b"
+                    })
+                }),
+            ),
+            (
+                // A28: the sum of weights must be > 0.
+                "weighted clusters sum 0",
+                with_action(weighted(&[("a", Some(0)), ("b", None)])),
+                Nack("virtual_hosts[0].routes[0].route.weighted_clusters: sum of weights is 0"),
+            ),
+            (
+                // A28 / grpc-go: a sum above u32::MAX NACKs.
+                "weighted clusters overflow",
+                with_action(weighted(&[("a", Some(u32::MAX)), ("b", Some(1))])),
+                Nack("route.weighted_clusters: sum of weights exceeds u32::MAX"),
+            ),
+            (
+                // A28: the cluster name must be non-empty.
+                "empty cluster name",
+                any_of(vec![route_with(Some(prefix_match("/")), to_cluster(""))]),
+                Nack("routes[0].route.cluster: empty cluster name"),
+            ),
+            (
+                // A28: cluster_header → the route is ignored.
+                "cluster_header",
+                with_action(RouteActionProto {
+                    cluster_specifier: Some(ClusterSpecifier::ClusterHeader("x-cluster".into())),
+                    ..Default::default()
+                }),
+                Ignored("route with cluster_header", |rc| routes(rc).is_empty()),
+            ),
+            (
+                // A31: grpc_timeout_header_max is preferred over max_stream_duration.
+                "timeout prefers grpc_timeout_header_max",
+                with_action(RouteActionProto {
+                    max_stream_duration: Some(MaxStreamDuration {
+                        max_stream_duration: Some(PbDuration {
+                            seconds: 9,
+                            nanos: 0,
+                        }),
+                        grpc_timeout_header_max: Some(PbDuration {
+                            seconds: 2,
+                            nanos: 500,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..to_cluster_action("c1")
+                }),
+                Accepted(|rc| forward(rc).is_some_and(|(_, t)| t == Some(Duration::new(2, 500)))),
+            ),
+            (
+                // A31: max_stream_duration alone.
+                "timeout from max_stream_duration",
+                with_action(RouteActionProto {
+                    max_stream_duration: Some(MaxStreamDuration {
+                        max_stream_duration: Some(PbDuration {
+                            seconds: 9,
+                            nanos: 0,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..to_cluster_action("c1")
+                }),
+                Accepted(|rc| forward(rc).is_some_and(|(_, t)| t == Some(Duration::from_secs(9)))),
+            ),
+            (
+                // A28: redirect (any non-route action) → RPCs fail, route kept.
+                "redirect is unsupported",
+                any_of(vec![route_with(
+                    Some(prefix_match("/")),
+                    Some(Action::Redirect(RedirectAction::default())),
+                )]),
+                Accepted(|rc| first(rc).is_some_and(|r| r.action == RouteAction::Unsupported)),
+            ),
+            (
+                // A36: non_forwarding_action (server side).
+                "non_forwarding_action",
+                any_of(vec![route_with(
+                    Some(prefix_match("/")),
+                    Some(Action::NonForwardingAction(NonForwardingAction {})),
+                )]),
+                Accepted(|rc| first(rc).is_some_and(|r| r.action == RouteAction::NonForwarding)),
+            ),
+            (
+                // RLS-in-xDS (A28 update): a non-optional unknown plugin NACKs.
+                "non-optional cluster specifier plugin",
+                pack(&RouteConfigurationProto {
+                    cluster_specifier_plugins: vec![plugin("rls", false)],
+                    ..rc_of(vec![route_with(Some(prefix_match("/")), to_plugin("rls"))])
+                }),
+                Nack("cluster_specifier_plugins[0]: unsupported plugin \"rls\""),
+            ),
+            (
+                // RLS-in-xDS: routes to an optional unsupported plugin are ignored.
+                "optional cluster specifier plugin",
+                pack(&RouteConfigurationProto {
+                    cluster_specifier_plugins: vec![plugin("rls", true)],
+                    ..rc_of(vec![route_with(Some(prefix_match("/")), to_plugin("rls"))])
+                }),
+                Ignored("route to optional plugin", |rc| routes(rc).is_empty()),
+            ),
+            (
+                // RLS-in-xDS: a route naming an undeclared plugin NACKs.
+                "undeclared cluster specifier plugin",
+                any_of(vec![route_with(Some(prefix_match("/")), to_plugin("nope"))]),
+                Nack(
+                    "route.cluster_specifier_plugin: \"nope\" is not in cluster_specifier_plugins",
+                ),
+            ),
+        ]
+    }
+
+    fn to_cluster_action(c: &str) -> RouteActionProto {
+        RouteActionProto {
+            cluster_specifier: Some(ClusterSpecifier::Cluster(c.into())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rds_validation_table() {
+        run(ResourceType::RouteConfiguration, rows(), |r| match r {
+            Resource::RouteConfig(rc) => Some(rc),
+            _ => None,
+        });
+    }
+}
