@@ -224,7 +224,7 @@ impl MeshChannelBuilder {
     /// Builds the channel without waiting for configuration; early requests wait for it
     /// (at most the connect timeout). Must be called inside a tokio runtime.
     pub fn connect_lazy(self) -> Result<MeshChannel, MeshChannelError> {
-        let (authority_name, name) =
+        let (_authority, name) =
             parse_target(&self.target).map_err(|reason| MeshChannelError::InvalidTarget {
                 target: self.target.clone(),
                 reason,
@@ -233,23 +233,12 @@ impl MeshChannelBuilder {
             Some(b) => b,
             None => Bootstrap::from_env().map_err(|e| MeshChannelError::Bootstrap(e.to_string()))?,
         };
-        let template = if authority_name.is_empty() {
-            bootstrap.client_default_listener_resource_name_template.clone()
-        } else {
-            match bootstrap.authorities.get(&authority_name) {
-                Some(a) => a
-                    .client_listener_resource_name_template
-                    .clone()
-                    .unwrap_or_else(|| format!("xdstp://{authority_name}/envoy.config.listener.v3.Listener/%s")),
-                None => {
-                    return Err(MeshChannelError::InvalidTarget {
-                        target: self.target.clone(),
-                        reason: format!("authority \"{authority_name}\" is not in the bootstrap's authorities"),
-                    });
-                }
-            }
-        };
-        let listener_name = template.replace("%s", &name);
+        let listener_name = bootstrap
+            .listener_resource_name(&self.target)
+            .map_err(|e| MeshChannelError::InvalidTarget {
+                target: self.target.clone(),
+                reason: e.to_string(),
+            })?;
         let authority: Authority = name.parse().map_err(|e| MeshChannelError::InvalidTarget {
             target: self.target.clone(),
             reason: format!("\"{name}\" is not a valid authority: {e}"),
@@ -409,7 +398,9 @@ where
                     let config = shared.config_changed.notified();
                     let conns = shared.conns.changed().notified();
                     match shared.pick(req.uri().path(), req.headers()) {
-                        Pick::Send(sender, addr) => return send(shared, sender, addr, req).await,
+                        Pick::Send(sender, addr) => {
+                            return send(shared.clone(), sender, addr, req).await;
+                        }
                         Pick::Fail(status) => return Err(Box::new(status) as BoxError),
                         Pick::Wait => {}
                     }
