@@ -295,3 +295,101 @@ async fn go_control_plane_resources_decode_and_update() -> anyhow::Result<()> {
     assert_eq!(endpoints(&cla2), fewer);
     Ok(())
 }
+
+#[tokio::test]
+async fn go_control_plane_weighted_split() -> anyhow::Result<()> {
+    let backends = addrs(&[50071, 50072, 50073]);
+    let cp = GoControlPlane::start(SERVICE, PORT, &backends, Some((80, 20))).await?;
+    let target = format!("{SERVICE}:{PORT}");
+    let v1 = format!("outbound|{PORT}|v1|{SERVICE}");
+    let v2 = format!("outbound|{PORT}|v2|{SERVICE}");
+
+    let mut ads = Ads::connect(cp.addr(), type_url::ROUTE_CONFIGURATION, &[&target]).await?;
+    let rds = ads
+        .wait_for(type_url::ROUTE_CONFIGURATION, |_| true)
+        .await?;
+    let routes: RouteConfiguration = only(&rds)?;
+    let action = routes
+        .virtual_hosts
+        .first()
+        .and_then(|v| v.routes.first())
+        .and_then(|r| match &r.action {
+            Some(route::Action::Route(a)) => a.cluster_specifier.as_ref(),
+            _ => None,
+        })
+        .context("no route action")?;
+    let route_action::ClusterSpecifier::WeightedClusters(weighted) = action else {
+        bail!("expected weighted clusters, got {action:?}");
+    };
+    let split: Vec<(&str, Option<u32>)> = weighted
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.weight.as_ref().map(|w| w.value)))
+        .collect();
+    assert_eq!(split, [(v1.as_str(), Some(80)), (v2.as_str(), Some(20))]);
+
+    // SotW CDS carries every cluster, whatever names were asked for.
+    ads.subscribe(type_url::CLUSTER, &[&v1, &v2]).await?;
+    let cds = ads.wait_for(type_url::CLUSTER, |_| true).await?;
+    let mut names = cds
+        .resources
+        .iter()
+        .map(|any| decode::<Cluster>(any).map(|c| c.name))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    names.sort();
+    assert_eq!(names, [v1.clone(), v2.clone()]);
+
+    ads.subscribe(type_url::CLUSTER_LOAD_ASSIGNMENT, &[&v1, &v2])
+        .await?;
+    let eds = ads
+        .wait_for(type_url::CLUSTER_LOAD_ASSIGNMENT, |r| {
+            r.resources.len() == 2
+        })
+        .await?;
+    let mut by_cluster = HashMap::new();
+    for any in &eds.resources {
+        let cla: ClusterLoadAssignment = decode(any)?;
+        by_cluster.insert(cla.cluster_name.clone(), endpoints(&cla));
+    }
+    // Backends alternate: [0] and [2] in v1, [1] in v2.
+    assert_eq!(by_cluster.get(&v1), Some(&addrs(&[50071, 50073])));
+    assert_eq!(by_cluster.get(&v2), Some(&addrs(&[50072])));
+    Ok(())
+}
+
+#[tokio::test]
+async fn go_control_plane_serves_resources_file() -> anyhow::Result<()> {
+    // The cluster from the file replaces the generated one (same name), as protojson.
+    let cluster_name = format!("outbound|{PORT}||{SERVICE}");
+    let file = tempfile::NamedTempFile::new()?;
+    let json = serde_json::json!({
+        "resources": [{
+            "@type": type_url::CLUSTER,
+            "name": cluster_name,
+            "type": "EDS",
+            "edsClusterConfig": { "edsConfig": { "ads": {} }, "serviceName": cluster_name },
+            "lbPolicy": "RING_HASH",
+            "ringHashLbConfig": { "minimumRingSize": "1024" }
+        }]
+    });
+    std::fs::write(file.path(), serde_json::to_vec(&json)?)?;
+    let cp = GoControlPlane::start_with_resources(
+        SERVICE,
+        PORT,
+        &addrs(&[50081]),
+        None,
+        Some(file.path()),
+    )
+    .await?;
+
+    let mut ads = Ads::connect(cp.addr(), type_url::CLUSTER, &[&cluster_name]).await?;
+    let cds = ads.wait_for(type_url::CLUSTER, |_| true).await?;
+    let cluster: Cluster = only(&cds)?;
+    assert_eq!(cluster.name, cluster_name);
+    assert_eq!(cluster.lb_policy, cluster::LbPolicy::RingHash as i32);
+    let Some(cluster::LbConfig::RingHashLbConfig(ring)) = &cluster.lb_config else {
+        bail!("no ring_hash_lb_config: {cluster:?}");
+    };
+    assert_eq!(ring.minimum_ring_size.as_ref().map(|v| v.value), Some(1024));
+    Ok(())
+}
