@@ -22,12 +22,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+/// Bound on `go build`; from a cold module cache it downloads and compiles
+/// go-control-plane, grpc and protobuf (about 80 s on two busy cores).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the program may take to print `LISTENING` (it has been built already).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an `UPDATE` may take to be answered.
@@ -102,23 +105,45 @@ fn build() -> anyhow::Result<PathBuf> {
     // Build beside the final name and rename, so a concurrent test process never runs a
     // half-written binary.
     let tmp = out_dir.join(format!("gocp.tmp.{}", std::process::id()));
-    let output = std::process::Command::new("go")
+    // Output goes to a file, not a pipe, so the bounded wait below cannot fill a pipe and
+    // stall the build.
+    let log_path = out_dir.join(format!("build.{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut child = std::process::Command::new("go")
         .arg("build")
         .arg("-o")
         .arg(&tmp)
         .arg(".")
         .current_dir(&src)
         .stdin(Stdio::null())
-        .output();
-    let output = output.context("running `go build`")?;
-    if !output.status.success() {
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("running `go build`")?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > BUILD_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "`go build` in {} did not finish within {BUILD_TIMEOUT:?} (log: {})",
+                src.display(),
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    if !status.success() {
         let _ = std::fs::remove_file(&tmp);
         bail!(
-            "`go build` in {} failed ({}):\n{}{}",
-            src.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            "`go build` in {} failed ({status}):\n{output}",
+            src.display()
         );
     }
     std::fs::rename(&tmp, &bin)
