@@ -1,5 +1,7 @@
 //! Test support: greeter backends, mesh-control and MeshChannel clients on loopback, and a
-//! bounded load generator.
+//! bounded load generator; [`gocp`] runs the go-control-plane interop program.
+
+pub mod gocp;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,0 +1,363 @@
+//! A go-control-plane ADS server as a child process, for interop tests: proof that our client
+//! accepts resources a control plane we did not write produces (DESIGN §7, Interop).
+//!
+//! The Go program lives in `tests/interop/go-control-plane/`; [`build_go_control_plane`]
+//! builds it once per test process and [`GoControlPlane`] runs it. It is driven through its
+//! stdin (`UPDATE <backends> [split]` → `VERSION n`) and exits when stdin closes, so it never
+//! outlives the test.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use mesh_tests::gocp::GoControlPlane;
+//!
+//! let backends = ["127.0.0.1:50051".parse()?, "127.0.0.1:50052".parse()?];
+//! let mut cp = GoControlPlane::start("greeter.default", 8080, &backends, None).await?;
+//! println!("ADS at {}", cp.addr());
+//! cp.update(&backends[..1], Some((80, 20))).await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, anyhow, bail};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// Bound on `go build`; from a cold module cache it downloads and compiles
+/// go-control-plane, grpc and protobuf (about 80 s on two busy cores).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the program may take to print `LISTENING` (it has been built already).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an `UPDATE` may take to be answered.
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many stderr lines are kept to explain a failure.
+const STDERR_TAIL: usize = 40;
+
+/// The Go program's source directory.
+fn source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/go-control-plane")
+}
+
+/// Where the binary goes: `$CARGO_TARGET_DIR/gocp/gocp`, else `<workspace>/target/gocp/gocp`.
+fn binary_path() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir), // an absolute dir replaces the base
+        None => workspace.join("target"),
+    };
+    target.join("gocp").join("gocp")
+}
+
+/// The newest modification time among the program's sources (`*.go`, `go.mod`, `go.sum`).
+fn newest_source(dir: &Path) -> anyhow::Result<SystemTime> {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".go") || name == "go.mod" || name == "go.sum" {
+            newest = newest.max(std::fs::metadata(&path)?.modified()?);
+        }
+    }
+    Ok(newest)
+}
+
+/// Fails clearly when `go` is missing, even if a built binary is cached: CI and every
+/// developer must be able to rebuild it.
+fn check_go() -> anyhow::Result<()> {
+    match std::process::Command::new("go")
+        .arg("version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => bail!(
+            "`go version` failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "the `go` toolchain is not on PATH: the go-control-plane interop tests need Go \
+             (1.26, see tests/interop/go-control-plane/go.mod); install it and re-run"
+        ),
+        Err(e) => Err(anyhow!(e).context("running `go version`")),
+    }
+}
+
+fn build() -> anyhow::Result<PathBuf> {
+    check_go()?;
+    let src = source_dir();
+    let bin = binary_path();
+    if let Ok(built) = std::fs::metadata(&bin).and_then(|m| m.modified())
+        && built > newest_source(&src)?
+    {
+        return Ok(bin);
+    }
+    let out_dir = bin.parent().ok_or_else(|| anyhow!("bad binary path"))?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    // Build beside the final name and rename, so a concurrent test process never runs a
+    // half-written binary.
+    let tmp = out_dir.join(format!("gocp.tmp.{}", std::process::id()));
+    // Output goes to a file, not a pipe, so the bounded wait below cannot fill a pipe and
+    // stall the build.
+    let log_path = out_dir.join(format!("build.{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut child = std::process::Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&tmp)
+        .arg(".")
+        .current_dir(&src)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("running `go build`")?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > BUILD_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "`go build` in {} did not finish within {BUILD_TIMEOUT:?} (log: {})",
+                src.display(),
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    if !status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        bail!(
+            "`go build` in {} failed ({status}):\n{output}",
+            src.display()
+        );
+    }
+    std::fs::rename(&tmp, &bin)
+        .with_context(|| format!("moving {} to {}", tmp.display(), bin.display()))?;
+    Ok(bin)
+}
+
+/// Builds the Go control plane (once per process; skipped when the binary is newer than its
+/// sources) and returns the binary's path.
+///
+/// Fails with a message saying so when `go` is not installed.
+pub fn build_go_control_plane() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+/// A running go-control-plane ADS server (`tests/interop/go-control-plane`).
+///
+/// Dropping it kills the process.
+pub struct GoControlPlane {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    addr: SocketAddr,
+    version: u64,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl GoControlPlane {
+    /// Builds (if needed) and starts the control plane serving `{service}:{port}` with the
+    /// given backends, optionally split `v1`/`v2` by weight (even-indexed backends in v1,
+    /// odd in v2). Resolves once it listens on an ephemeral loopback port.
+    pub async fn start(
+        service: &str,
+        port: u16,
+        backends: &[SocketAddr],
+        split: Option<(u32, u32)>,
+    ) -> anyhow::Result<Self> {
+        Self::start_with_resources(service, port, backends, split, None).await
+    }
+
+    /// Like [`start`](Self::start), also serving the resources of a JSON file
+    /// `{"resources": [<Envoy resource JSON with "@type">, ...]}`; a file resource replaces a
+    /// generated one of the same type and name.
+    pub async fn start_with_resources(
+        service: &str,
+        port: u16,
+        backends: &[SocketAddr],
+        split: Option<(u32, u32)>,
+        resources: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let bin = tokio::task::spawn_blocking(build_go_control_plane)
+            .await
+            .context("build task")??;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--service")
+            .arg(service)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--backends")
+            .arg(backend_list(backends));
+        if let Some((v1, v2)) = split {
+            cmd.arg("--split").arg(format!("{v1},{v2}"));
+        }
+        if let Some(file) = resources {
+            cmd.arg("--resources").arg(file);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
+        let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin pipe"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no stdout pipe"))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| anyhow!("no stderr pipe"))?;
+
+        // Forward the program's log through eprintln! so the test harness captures it (shown
+        // only for failing tests), and keep the tail for error messages.
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        let tail = stderr_tail.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[gocp] {line}");
+                if let Ok(mut t) = tail.lock() {
+                    if t.len() == STDERR_TAIL {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
+                }
+            }
+        });
+
+        let mut cp = GoControlPlane {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout).lines(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            version: 1,
+            stderr_tail,
+        };
+        let line = cp
+            .next_line(START_TIMEOUT)
+            .await
+            .context("waiting for LISTENING")?;
+        let addr = line
+            .strip_prefix("LISTENING ")
+            .ok_or_else(|| anyhow!("expected `LISTENING <addr>`, got {line:?}"))?;
+        cp.addr = addr
+            .parse()
+            .with_context(|| format!("bad LISTENING address {addr:?}"))?;
+        Ok(cp)
+    }
+
+    /// The ADS server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The snapshot version now served (1 at start, +1 per [`update`](Self::update)); every
+    /// resource type carries it as `version_info`.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Publishes a new snapshot with these backends and split; resolves once the program has
+    /// set it in its cache (clients then receive it).
+    pub async fn update(
+        &mut self,
+        backends: &[SocketAddr],
+        split: Option<(u32, u32)>,
+    ) -> anyhow::Result<()> {
+        let mut cmd = format!("UPDATE {}", backend_list_or_dash(backends));
+        if let Some((v1, v2)) = split {
+            cmd.push_str(&format!(" {v1},{v2}"));
+        }
+        cmd.push('\n');
+        self.stdin
+            .write_all(cmd.as_bytes())
+            .await
+            .context("writing UPDATE")?;
+        self.stdin.flush().await.context("writing UPDATE")?;
+        let line = self
+            .next_line(UPDATE_TIMEOUT)
+            .await
+            .context("waiting for VERSION")?;
+        let version = line
+            .strip_prefix("VERSION ")
+            .ok_or_else(|| anyhow!("UPDATE answered {line:?}"))?;
+        self.version = version
+            .parse()
+            .with_context(|| format!("bad VERSION {version:?}"))?;
+        Ok(())
+    }
+
+    /// The next stdout line, or an error carrying the program's recent stderr.
+    async fn next_line(&mut self, timeout: Duration) -> anyhow::Result<String> {
+        let result = match tokio::time::timeout(timeout, self.stdout.next_line()).await {
+            Ok(Ok(Some(line))) => return Ok(line),
+            Ok(Ok(None)) => {
+                let status = tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+                    .await
+                    .map(|s| s.map(|s| s.to_string()));
+                anyhow!("the control plane closed stdout (exit: {status:?})")
+            }
+            Ok(Err(e)) => anyhow!(e).context("reading the control plane's stdout"),
+            Err(_) => anyhow!("no answer within {timeout:?}"),
+        };
+        Err(anyhow!(
+            "{result:#}\nrecent control-plane stderr:\n{}",
+            self.stderr_tail()
+        ))
+    }
+
+    fn stderr_tail(&self) -> String {
+        self.stderr_tail
+            .lock()
+            .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for GoControlPlane {
+    fn drop(&mut self) {
+        // kill_on_drop would do it too; be explicit, the process must not outlive the test.
+        let _ = self.child.start_kill();
+    }
+}
+
+fn backend_list(backends: &[SocketAddr]) -> String {
+    backends
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn backend_list_or_dash(backends: &[SocketAddr]) -> String {
+    if backends.is_empty() {
+        "-".to_string()
+    } else {
+        backend_list(backends)
+    }
+}
