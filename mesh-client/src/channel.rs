@@ -231,7 +231,9 @@ impl MeshChannelBuilder {
             })?;
         let bootstrap = match self.bootstrap {
             Some(b) => b,
-            None => Bootstrap::from_env().map_err(|e| MeshChannelError::Bootstrap(e.to_string()))?,
+            None => {
+                Bootstrap::from_env().map_err(|e| MeshChannelError::Bootstrap(e.to_string()))?
+            }
         };
         let listener_name = bootstrap
             .listener_resource_name(&self.target)
@@ -243,7 +245,8 @@ impl MeshChannelBuilder {
             target: self.target.clone(),
             reason: format!("\"{name}\" is not a valid authority: {e}"),
         })?;
-        let client = XdsClient::shared(&bootstrap).map_err(|e| MeshChannelError::Xds(e.to_string()))?;
+        let client =
+            XdsClient::shared(&bootstrap).map_err(|e| MeshChannelError::Xds(e.to_string()))?;
         let watch = client.watch_target(&listener_name);
         let shared = Arc::new(Shared {
             state: ArcSwap::from_pointee(ChannelState::Pending(format!("LDS \"{listener_name}\""))),
@@ -332,13 +335,15 @@ impl Shared {
                             "cluster \"{}\" has no healthy endpoints",
                             pool.name()
                         ))),
-                        Err(PickError::AllFailed { last_error }) => {
-                            Pick::Fail(self.unavailable(format!(
+                        Err(PickError::AllFailed { last_error }) => Pick::Fail(
+                            self.unavailable(format!(
                                 "cluster \"{}\": no endpoint is reachable{}",
                                 pool.name(),
-                                last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default()
-                            )))
-                        }
+                                last_error
+                                    .map(|e| format!(" (last error: {e})"))
+                                    .unwrap_or_default()
+                            )),
+                        ),
                     },
                 },
             },
@@ -359,9 +364,10 @@ async fn send(
     addr: std::net::SocketAddr,
     req: Request<RequestBody>,
 ) -> Result<Response<Incoming>, BoxError> {
-    sender.send_request(req).await.map_err(|e| {
-        Box::new(shared.unavailable(format!("endpoint {addr}: {e}"))) as BoxError
-    })
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| Box::new(shared.unavailable(format!("endpoint {addr}: {e}"))) as BoxError)
 }
 
 impl<B> tower_service::Service<Request<B>> for MeshChannel

@@ -94,8 +94,8 @@ impl Default for ConnectSettings {
 impl ConnectSettings {
     /// The reconnect delay after `attempt` consecutive failures (0-based), with jitter.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.backoff_base.as_secs_f64()
-            * self.backoff_multiplier.powi(attempt.min(64) as i32);
+        let base =
+            self.backoff_base.as_secs_f64() * self.backoff_multiplier.powi(attempt.min(64) as i32);
         let capped = base.min(self.backoff_max.as_secs_f64());
         let jitter = 1.0 + self.backoff_jitter * (rand::random::<f64>() * 2.0 - 1.0);
         Duration::from_secs_f64((capped * jitter).max(0.0))
@@ -227,7 +227,10 @@ async fn run_connection(
                 failures = failures.saturating_add(1);
             }
             Err(_) => {
-                record_failure(&inner, format!("timed out after {:?}", settings.connect_timeout));
+                record_failure(
+                    &inner,
+                    format!("timed out after {:?}", settings.connect_timeout),
+                );
                 failures = failures.saturating_add(1);
             }
         }

@@ -18,8 +18,7 @@ use xds_proto::helloworld::greeter_client::GreeterClient;
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -146,8 +145,9 @@ impl Load {
                                 ok.fetch_add(1, Ordering::Relaxed);
                                 rep.ok += 1;
                                 let msg = reply.into_inner().message;
-                                *rep.by_backend.entry(backend_of(&msg).to_string()).or_insert(0) +=
-                                    1;
+                                *rep.by_backend
+                                    .entry(backend_of(&msg).to_string())
+                                    .or_insert(0) += 1;
                             }
                             Err(e) => {
                                 rep.failed += 1;

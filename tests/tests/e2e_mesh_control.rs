@@ -69,17 +69,30 @@ async fn removing_an_endpoint_under_load_fails_no_rpc() {
     assert!(load.wait_for_ok(1000, Duration::from_secs(30)).await);
     cp.control().set_config(config(&addrs[..2])).unwrap();
     let at_removal = load.snapshot();
-    assert!(load.wait_for_ok(at_removal.ok + 1500, Duration::from_secs(30)).await);
+    assert!(
+        load.wait_for_ok(at_removal.ok + 1500, Duration::from_secs(30))
+            .await
+    );
     let before_tail = load.snapshot();
-    assert!(load.wait_for_ok(before_tail.ok + 300, Duration::from_secs(30)).await);
+    assert!(
+        load.wait_for_ok(before_tail.ok + 300, Duration::from_secs(30))
+            .await
+    );
     let report = load.finish().await;
     println!("{report:?}");
     assert!(report.ok >= 2000, "only {} RPCs", report.ok);
     assert_eq!(report.failed, 0, "failures: {:?}", report.errors);
     // After the removal settled, backend-3 got nothing more.
-    let b3_settled = before_tail.by_backend.get("backend-3").copied().unwrap_or(0);
+    let b3_settled = before_tail
+        .by_backend
+        .get("backend-3")
+        .copied()
+        .unwrap_or(0);
     let b3_final = report.by_backend.get("backend-3").copied().unwrap_or(0);
-    assert_eq!(b3_settled, b3_final, "backend-3 still received traffic after removal");
+    assert_eq!(
+        b3_settled, b3_final,
+        "backend-3 still received traffic after removal"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +117,11 @@ async fn control_plane_outage_serves_cached_config_then_recovers() {
         after_outage.ok - down_at.ok,
         after_outage.failed - down_at.failed
     );
-    assert_eq!(after_outage.failed, 0, "failures: {:?}", after_outage.errors);
+    assert_eq!(
+        after_outage.failed, 0,
+        "failures: {:?}",
+        after_outage.errors
+    );
     assert!(after_outage.ok - down_at.ok > 1000);
 
     // Restart on the same address with a third endpoint; the client must pick it up.
@@ -120,8 +137,14 @@ async fn control_plane_outage_serves_cached_config_then_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let report = load.finish().await;
-    println!("change after restart reached the client after {:?}", restarted.elapsed());
-    assert!(seen, "backend-3 never received traffic after the restart: {report:?}");
+    println!(
+        "change after restart reached the client after {:?}",
+        restarted.elapsed()
+    );
+    assert!(
+        seen,
+        "backend-3 never received traffic after the restart: {report:?}"
+    );
     assert_eq!(report.failed, 0, "failures: {:?}", report.errors);
     drop(cp);
 }

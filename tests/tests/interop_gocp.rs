@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail, ensure};
+use mesh_client::xds::resource::ResourceType;
 use mesh_tests::gocp::GoControlPlane;
 use prost::{Message, Name};
 use tokio::sync::mpsc;
@@ -128,11 +129,8 @@ fn short(type_url: &str) -> &'static str {
     type_url::short_name(type_url)
 }
 
-/// The one resource of a response, decoded as `T`.
-///
-/// TODO(interop): also run `mesh_client::xds::resource::decode(ResourceType::…, any)` and
-/// assert `.is_ok()` once that API is on this branch (it is not yet: the stand-in lives on
-/// another branch); until then this checks the Any's type URL and that the bytes decode.
+/// The one resource of a response, decoded as `T`, after checking that our validator
+/// (`mesh_client::xds::resource::decode`) accepts it.
 fn only<T: Message + Name + Default>(resp: &DiscoveryResponse) -> anyhow::Result<T> {
     ensure!(
         resp.type_url == T::type_url(),
@@ -147,7 +145,16 @@ fn only<T: Message + Name + Default>(resp: &DiscoveryResponse) -> anyhow::Result
             resp.resources.len()
         );
     };
-    decode::<T>(any)
+    let ty = ResourceType::from_type_url(&resp.type_url)
+        .ok_or_else(|| anyhow!("unknown type {}", resp.type_url))?;
+    let validated = mesh_client::xds::resource::decode(ty, any)
+        .map_err(|e| anyhow!("our validator rejects go-control-plane's resource: {e}"))?;
+    let decoded = decode::<T>(any)?;
+    ensure!(
+        !validated.name().is_empty(),
+        "validated resource has no name"
+    );
+    Ok(decoded)
 }
 
 fn decode<T: Message + Name + Default>(any: &Any) -> anyhow::Result<T> {
@@ -391,5 +398,41 @@ async fn go_control_plane_serves_resources_file() -> anyhow::Result<()> {
         bail!("no ring_hash_lb_config: {cluster:?}");
     };
     assert_eq!(ring.minimum_ring_size.as_ref().map(|v| v.value), Some(1024));
+    Ok(())
+}
+
+/// MeshChannel against go-control-plane: round robin over three real greeter backends,
+/// then an 80/20 split pushed by the Go control plane reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_channel_works_against_go_control_plane() -> anyhow::Result<()> {
+    mesh_tests::init_tracing();
+    let backends = mesh_tests::start_backends(3).await;
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let mut gocp = GoControlPlane::start(SERVICE, PORT, &addrs, None).await?;
+    let bootstrap = mesh_tests::bootstrap_for(gocp.addr(), "gocp-client");
+    let mut client = mesh_tests::greeter_client(bootstrap).await;
+
+    let counts = mesh_tests::spread(&mut client, 300).await?;
+    println!("go-control-plane, round robin: {counts:?}");
+    ensure!(counts.len() == 3, "expected 3 backends, got {counts:?}");
+    for (id, n) in &counts {
+        ensure!((90..=110).contains(n), "{id} got {n} of 300: {counts:?}");
+    }
+
+    // The Go program puts backends[0] and [2] in subset v1 and [1] in v2.
+    gocp.update(&addrs, Some((80, 20))).await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let c = mesh_tests::spread(&mut client, 1000).await?;
+        let v2 = c.get("backend-2").copied().unwrap_or(0);
+        if (150..=250).contains(&v2) {
+            println!("go-control-plane, 80/20 split: {c:?}");
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "split never reached the client: {c:?}"
+        );
+    }
     Ok(())
 }

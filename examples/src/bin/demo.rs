@@ -20,7 +20,8 @@ use xds_proto::helloworld::greeter_client::GreeterClient;
 const RPCS: usize = 1000;
 
 fn mesh_yaml(backends: &[GreeterBackend], split: bool) -> String {
-    let mut y = String::from("services:\n  - name: greeter.default\n    port: 8080\n    endpoints:\n");
+    let mut y =
+        String::from("services:\n  - name: greeter.default\n    port: 8080\n    endpoints:\n");
     for (i, b) in backends.iter().enumerate() {
         y += &format!(
             "      - address: {}\n        labels: {{ version: v{} }}\n",
@@ -56,7 +57,10 @@ async fn spread(
 /// Prints the spread and checks each backend's share against `expected` (percent).
 fn report(title: &str, counts: &BTreeMap<String, usize>, expected: &[(&str, f64)]) -> bool {
     println!("\n{title}");
-    println!("  {:<12} {:>6} {:>8} {:>9}", "backend", "RPCs", "share", "expected");
+    println!(
+        "  {:<12} {:>6} {:>8} {:>9}",
+        "backend", "RPCs", "share", "expected"
+    );
     let total: usize = counts.values().sum();
     let mut ok = true;
     for (id, want) in expected {
@@ -66,7 +70,11 @@ fn report(title: &str, counts: &BTreeMap<String, usize>, expected: &[(&str, f64)
         ok &= good;
         println!(
             "  {id:<12} {got:>6} {share:>7.1}% {want:>8.1}%  {}",
-            if good { "ok" } else { "OFF BY MORE THAN 5 POINTS" }
+            if good {
+                "ok"
+            } else {
+                "OFF BY MORE THAN 5 POINTS"
+            }
         );
     }
     for (id, got) in counts {
@@ -82,14 +90,15 @@ fn report(title: &str, counts: &BTreeMap<String, usize>, expected: &[(&str, f64)
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
 
     let mut backends = Vec::new();
     for i in 1..=3 {
-        backends.push(GreeterBackend::start(([127, 0, 0, 1], 0).into(), &format!("backend-{i}")).await?);
+        backends.push(
+            GreeterBackend::start(([127, 0, 0, 1], 0).into(), &format!("backend-{i}")).await?,
+        );
     }
     for b in &backends {
         println!("backend {} on {}", b.id, b.addr);
@@ -112,11 +121,16 @@ async fn main() -> anyhow::Result<()> {
     let ok1 = report(
         &format!("{RPCS} RPCs, round robin over 3 endpoints:"),
         &counts,
-        &[("backend-1", third), ("backend-2", third), ("backend-3", third)],
+        &[
+            ("backend-1", third),
+            ("backend-2", third),
+            ("backend-3", third),
+        ],
     );
 
     println!("\npushing an 80/20 split between subsets v1 (backend-1) and v2 (backend-2) ...");
-    cp.control().set_config(MeshConfig::from_yaml(&mesh_yaml(&backends, true))?)?;
+    cp.control()
+        .set_config(MeshConfig::from_yaml(&mesh_yaml(&backends, true))?)?;
     // Wait until the new routes are in force: backend-3 is in neither subset.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
