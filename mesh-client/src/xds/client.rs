@@ -4,7 +4,7 @@
 //! A46/A88).
 //!
 //! The protocol rules live in the sans-IO [`super::protocol`] core; this module only moves
-//! bytes and time: a task per client connects (with [`super::transport`]), feeds the core
+//! bytes and time: a task per client connects (with `transport`), feeds the core
 //! the responses, sends what it returns and publishes the resource events to the cache.
 //! The task starts on the first subscription and ends when the client and all its
 //! subscriptions are dropped.

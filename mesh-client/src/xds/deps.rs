@@ -4,7 +4,7 @@
 //! A task per target keeps one [`Subscription`] per resource the tree currently needs,
 //! walks the tree again whenever one of them changes, subscribes to what became needed and
 //! drops what no longer is (so a route change that stops referencing a cluster unsubscribes
-//! it). The walk itself ([`walk`]) is a pure function of the resource states.
+//! it). The walk itself (`walk`) is a pure function of the resource states.
 //!
 //! Publication rules: `Ready` only with the whole tree resolved (a cluster that does not
 //! exist or was rejected is resolved, as an `Err` entry failing only the RPCs routed to it);
