@@ -335,15 +335,15 @@ impl Shared {
                             "cluster \"{}\" has no healthy endpoints",
                             pool.name()
                         ))),
-                        Err(PickError::AllFailed { last_error }) => Pick::Fail(
-                            self.unavailable(format!(
+                        Err(PickError::AllFailed { last_error }) => {
+                            Pick::Fail(self.unavailable(format!(
                                 "cluster \"{}\": no endpoint is reachable{}",
                                 pool.name(),
                                 last_error
                                     .map(|e| format!(" (last error: {e})"))
                                     .unwrap_or_default()
-                            )),
-                        ),
+                            )))
+                        }
                     },
                 },
             },

@@ -1,0 +1,885 @@
+//! The xDS client: one ADS stream per xDS server shared by every subscription, a cache of
+//! the last state of each resource, and watchers built on `tokio::sync::watch`
+//! (gRFC A27; failure handling per gRFC A57; NACKed updates keep the last good value, gRFC
+//! A46/A88).
+//!
+//! The protocol rules live in the sans-IO [`super::protocol`] core; this module only moves
+//! bytes and time: a task per client connects (with `transport`), feeds the core
+//! the responses, sends what it returns and publishes the resource events to the cache.
+//! The task starts on the first subscription and ends when the client and all its
+//! subscriptions are dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use xds_proto::envoy::envoy::config::core::v3 as core;
+use xds_proto::envoy::envoy::service::discovery::v3::DiscoveryRequest;
+use xds_proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+
+use super::XdsError;
+use super::deps::{self, TargetWatch};
+use super::protocol::{AdsState, ProtocolOptions, ResourceEvent, ResourceEventKind};
+use super::resource::{Resource, ResourceType};
+use super::transport::{self, Backoff};
+use crate::bootstrap::{Bootstrap, ChannelCreds, XdsServer};
+
+/// The largest DiscoveryResponse accepted (LDS/CDS responses of big meshes exceed tonic's
+/// 4 MiB default).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The user agent sent in the node.
+const USER_AGENT_NAME: &str = "mesh-client";
+
+/// What a subscriber knows about one resource.
+#[derive(Debug, Clone)]
+pub enum ResourceState {
+    /// Subscribed; nothing received yet.
+    Requested,
+    /// The current valid value.
+    Ready(Resource),
+    /// The value still in force, but the last update of it was NACKed (gRFC A46/A88).
+    ReadyWithError(Resource, String),
+    /// No valid value yet: the resource was NACKed, or the xDS server could not be reached
+    /// before it was received (gRFC A57).
+    Error(String),
+    /// The server deleted it (LDS/CDS) or did not send it in time (does-not-exist timer).
+    DoesNotExist,
+}
+
+impl ResourceState {
+    /// The value in force, if any (`Ready` or `ReadyWithError`).
+    pub fn resource(&self) -> Option<&Resource> {
+        match self {
+            ResourceState::Ready(r) | ResourceState::ReadyWithError(r, _) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one xDS server, shared by every channel of a bootstrap. Cheap to clone.
+#[derive(Clone)]
+pub struct XdsClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bootstrap: Bootstrap,
+    server: XdsServer,
+    node: core::Node,
+    options: ProtocolOptions,
+    cache: Arc<Mutex<Cache>>,
+    commands: mpsc::UnboundedSender<Command>,
+    /// The receiving end, until the ADS task is spawned with it.
+    pending_task: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for XdsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdsClient")
+            .field("node_id", &self.inner.node.id)
+            .field("server_uri", &self.inner.server.server_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shared clients, by bootstrap.
+type Registry = Mutex<Vec<(Bootstrap, Weak<Inner>)>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Locks, ignoring poisoning: the guarded data stays consistent across our critical sections.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl XdsClient {
+    /// One client per distinct bootstrap in the process, shared by every channel (cached in
+    /// a static, Weak refs). Must be called inside a tokio runtime, like [`XdsClient::new`].
+    pub fn shared(bootstrap: &Bootstrap) -> Result<XdsClient, XdsError> {
+        let mut clients = lock(registry());
+        clients.retain(|(_, weak)| weak.strong_count() > 0);
+        if let Some(inner) = clients
+            .iter()
+            .filter(|(b, _)| b == bootstrap)
+            .find_map(|(_, weak)| weak.upgrade())
+        {
+            return Ok(XdsClient { inner });
+        }
+        let client = XdsClient::new(bootstrap.clone())?;
+        clients.push((bootstrap.clone(), Arc::downgrade(&client.inner)));
+        Ok(client)
+    }
+
+    /// A fresh client (tests). Must be called inside a tokio runtime; spawns the ADS task
+    /// lazily on first subscription.
+    pub fn new(bootstrap: Bootstrap) -> Result<XdsClient, XdsError> {
+        let options = bootstrap
+            .xds_servers
+            .first()
+            .map(|s| ProtocolOptions::from_server_features(&s.server_features))
+            .unwrap_or_default();
+        Self::with_options(bootstrap, options)
+    }
+
+    /// A fresh client with explicit protocol options (tests shorten the timers).
+    pub(crate) fn with_options(
+        bootstrap: Bootstrap,
+        options: ProtocolOptions,
+    ) -> Result<XdsClient, XdsError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| XdsError::NoRuntime)?;
+        // Fallback to the other servers (gRFC A71) is later work: the first one is used.
+        let server = bootstrap
+            .xds_servers
+            .first()
+            .cloned()
+            .ok_or(XdsError::NoXdsServers)?;
+        transport::parse_server_uri(&server.server_uri)?;
+        if let ChannelCreds::Tls(_) = server.channel_creds {
+            return Err(XdsError::UnsupportedChannelCreds(
+                "tls (not yet supported; use insecure)".to_string(),
+            ));
+        }
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let node = node_proto(&bootstrap.node);
+        Ok(XdsClient {
+            inner: Arc::new(Inner {
+                bootstrap,
+                server,
+                node,
+                options,
+                cache: Arc::new(Mutex::new(Cache::default())),
+                commands,
+                pending_task: Mutex::new(Some(receiver)),
+                runtime,
+            }),
+        })
+    }
+
+    /// The xDS node id, for error messages.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node.id
+    }
+
+    /// The bootstrap this client was made from.
+    pub fn bootstrap(&self) -> &Bootstrap {
+        &self.inner.bootstrap
+    }
+
+    /// Subscribe to one resource. Dropping the returned Subscription unsubscribes (when the
+    /// last subscriber for that name drops).
+    pub fn subscribe(&self, ty: ResourceType, name: &str) -> Subscription {
+        let rx = {
+            let mut cache = lock(&self.inner.cache);
+            let key = (ty, name.to_string());
+            if let Some(entry) = cache.entries.get_mut(&key) {
+                entry.refs += 1;
+                entry.tx.subscribe()
+            } else {
+                let (tx, rx) = watch::channel(ResourceState::Requested);
+                cache.entries.insert(key, Entry { tx, refs: 1 });
+                // Sent under the cache lock so commands stay in the order of the refcounts.
+                let _ = self
+                    .inner
+                    .commands
+                    .send(Command::Subscribe(ty, name.to_string()));
+                rx
+            }
+        };
+        self.start_task();
+        Subscription {
+            client: self.clone(),
+            ty,
+            name: name.to_string(),
+            rx,
+        }
+    }
+
+    /// The dependency manager (gRFC A74): the whole configuration tree of one listener.
+    pub fn watch_target(&self, listener_name: &str) -> TargetWatch {
+        deps::spawn(self.clone(), listener_name)
+    }
+
+    /// Spawns the ADS task when first needed.
+    fn start_task(&self) {
+        let Some(commands) = lock(&self.inner.pending_task).take() else {
+            return;
+        };
+        let task = AdsTask {
+            server: self.inner.server.clone(),
+            state: AdsState::with_options(self.inner.node.clone(), self.inner.options.clone()),
+            cache: self.inner.cache.clone(),
+            commands,
+        };
+        self.inner.runtime.spawn(task.run());
+    }
+
+    /// Spawns a task on the client's runtime.
+    pub(crate) fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.runtime.spawn(fut)
+    }
+
+    fn release(&self, ty: ResourceType, name: &str) {
+        let mut cache = lock(&self.inner.cache);
+        let key = (ty, name.to_string());
+        let Some(entry) = cache.entries.get_mut(&key) else {
+            return;
+        };
+        entry.refs = entry.refs.saturating_sub(1);
+        if entry.refs == 0 {
+            cache.entries.remove(&key);
+            let _ = self
+                .inner
+                .commands
+                .send(Command::Unsubscribe(ty, name.to_string()));
+        }
+    }
+}
+
+/// One subscriber's view of one resource; dropping it unsubscribes when it is the last.
+pub struct Subscription {
+    client: XdsClient,
+    ty: ResourceType,
+    name: String,
+    rx: watch::Receiver<ResourceState>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("ty", &self.ty.short_name())
+            .field("name", &self.name)
+            .field("state", &*self.rx.borrow())
+            .finish()
+    }
+}
+
+impl Subscription {
+    /// The resource type.
+    pub fn resource_type(&self) -> ResourceType {
+        self.ty
+    }
+
+    /// The resource name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current state (a clone).
+    pub fn borrow(&self) -> ResourceState {
+        self.rx.borrow().clone()
+    }
+
+    /// Waits until the state changes: after the subscription was made (whose state then
+    /// counts as seen) or the last `changed` returned.
+    pub async fn changed(&mut self) -> Result<(), XdsError> {
+        self.rx.changed().await.map_err(|_| XdsError::Closed)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.client.release(self.ty, &self.name);
+    }
+}
+
+/// The last state of every subscribed resource.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<(ResourceType, String), Entry>,
+}
+
+struct Entry {
+    tx: watch::Sender<ResourceState>,
+    refs: usize,
+}
+
+impl Cache {
+    fn apply(&self, event: ResourceEvent) {
+        let Some(entry) = self.entries.get(&(event.ty, event.name)) else {
+            return;
+        };
+        entry
+            .tx
+            .send_if_modified(|state| next_state(state, event.kind));
+    }
+
+    /// A57: the stream failed before any response: resources with no value get the error;
+    /// resources with one keep it (the error is only logged, an ambient error).
+    fn connection_error(&self, message: &str) {
+        for entry in self.entries.values() {
+            entry.tx.send_if_modified(|state| match state {
+                ResourceState::Requested => {
+                    *state = ResourceState::Error(message.to_string());
+                    true
+                }
+                _ => false,
+            });
+        }
+    }
+}
+
+/// Applies an event; returns whether the state changed.
+fn next_state(state: &mut ResourceState, kind: ResourceEventKind) -> bool {
+    let next = match (&*state, kind) {
+        (ResourceState::Ready(old), ResourceEventKind::Changed(new)) if same(old, &new) => {
+            return false;
+        }
+        (_, ResourceEventKind::Changed(new)) => ResourceState::Ready(new),
+        (
+            ResourceState::Ready(old) | ResourceState::ReadyWithError(old, _),
+            ResourceEventKind::Error(msg),
+        ) => ResourceState::ReadyWithError(old.clone(), msg),
+        (ResourceState::Error(old), ResourceEventKind::Error(msg)) if *old == msg => return false,
+        (_, ResourceEventKind::Error(msg)) => ResourceState::Error(msg),
+        (ResourceState::DoesNotExist, ResourceEventKind::DoesNotExist) => return false,
+        (_, ResourceEventKind::DoesNotExist) => ResourceState::DoesNotExist,
+    };
+    if let ResourceState::ReadyWithError(_, new) = &next
+        && let ResourceState::ReadyWithError(_, old) = &*state
+        && old == new
+    {
+        return false;
+    }
+    *state = next;
+    true
+}
+
+/// Whether two values of a resource are equal (SotW servers resend unchanged resources).
+fn same(a: &Resource, b: &Resource) -> bool {
+    match (a, b) {
+        (Resource::Listener(a), Resource::Listener(b)) => Arc::ptr_eq(a, b) || a == b,
+        (Resource::RouteConfig(a), Resource::RouteConfig(b)) => Arc::ptr_eq(a, b) || a == b,
+        (Resource::Cluster(a), Resource::Cluster(b)) => Arc::ptr_eq(a, b) || a == b,
+        (Resource::Endpoints(a), Resource::Endpoints(b)) => Arc::ptr_eq(a, b) || a == b,
+        _ => false,
+    }
+}
+
+/// The Envoy node of a bootstrap node.
+// TODO: use `Bootstrap::node_proto()` (metadata as a Struct, client features) once the
+// bootstrap parser lands.
+fn node_proto(node: &crate::bootstrap::Node) -> core::Node {
+    core::Node {
+        id: node.id.clone(),
+        cluster: node.cluster.clone(),
+        locality: node.locality.as_ref().map(|l| core::Locality {
+            region: l.region.clone(),
+            zone: l.zone.clone(),
+            sub_zone: l.sub_zone.clone(),
+        }),
+        user_agent_name: USER_AGENT_NAME.to_string(),
+        user_agent_version_type: Some(core::node::UserAgentVersionType::UserAgentVersion(
+            env!("CARGO_PKG_VERSION").to_string(),
+        )),
+        ..Default::default()
+    }
+}
+
+enum Command {
+    Subscribe(ResourceType, String),
+    Unsubscribe(ResourceType, String),
+}
+
+/// How a stream attempt ended.
+enum StreamEnd {
+    /// Every client handle is gone.
+    Shutdown,
+    /// The connection or the stream failed.
+    Failed { got_response: bool, error: String },
+}
+
+/// The task driving one ADS stream after another.
+struct AdsTask {
+    server: XdsServer,
+    state: AdsState,
+    cache: Arc<Mutex<Cache>>,
+    commands: mpsc::UnboundedReceiver<Command>,
+}
+
+/// Now, on tokio's clock (so `tokio::time::pause` drives the timers).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Sleeps until `deadline`, forever if none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl AdsTask {
+    /// Runs streams until the client is dropped; each failed attempt backs off.
+    async fn run(mut self) {
+        let mut backoff = Backoff::new();
+        // Ends only when every client handle is gone; each iteration is one stream attempt.
+        loop {
+            match self.run_stream().await {
+                StreamEnd::Shutdown => break,
+                StreamEnd::Failed {
+                    got_response,
+                    error,
+                } => {
+                    self.state.on_disconnected();
+                    if got_response {
+                        // A57: not an error (e.g. max connection age); retry at once.
+                        tracing::info!(server = %self.server.server_uri, %error, "ADS stream closed; restarting");
+                        backoff.reset();
+                        continue;
+                    }
+                    let message = format!("xDS server {}: {error}", self.server.server_uri);
+                    tracing::warn!(%message, "ADS stream failed before any response");
+                    lock(&self.cache).connection_error(&message);
+                    if !self.wait(backoff.next_delay()).await {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::debug!(server = %self.server.server_uri, "xDS client task stopped");
+    }
+
+    /// Waits out a backoff delay, still taking commands; false when the client is gone.
+    async fn wait(&mut self, delay: std::time::Duration) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return true,
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd, None),
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command, tx: Option<&mpsc::UnboundedSender<DiscoveryRequest>>) {
+        let requests = match cmd {
+            Command::Subscribe(ty, name) => self.state.subscribe(ty, &name, now()),
+            Command::Unsubscribe(ty, name) => self.state.unsubscribe(ty, &name),
+        };
+        send_all(tx, requests);
+    }
+
+    fn events(&self, events: Vec<ResourceEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let cache = lock(&self.cache);
+        for event in events {
+            cache.apply(event);
+        }
+    }
+
+    async fn run_stream(&mut self) -> StreamEnd {
+        let server = self.server.clone();
+        let failed = |error: String| StreamEnd::Failed {
+            got_response: false,
+            error,
+        };
+        let connect = transport::connect(&server);
+        tokio::pin!(connect);
+        let channel = loop {
+            tokio::select! {
+                res = &mut connect => match res {
+                    Ok(channel) => break channel,
+                    Err(e) => return failed(e.to_string()),
+                },
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd, None),
+                    None => return StreamEnd::Shutdown,
+                },
+            }
+        };
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        send_all(Some(&tx), self.state.on_connected(now()));
+        let mut client = AggregatedDiscoveryServiceClient::new(channel)
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
+        let call = client.stream_aggregated_resources(UnboundedReceiverStream::new(rx));
+        tokio::pin!(call);
+        let mut stream = loop {
+            let deadline = self.state.next_timer_deadline();
+            tokio::select! {
+                res = &mut call => match res {
+                    Ok(response) => break response.into_inner(),
+                    Err(status) => return failed(status_message(&status)),
+                },
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd, Some(&tx)),
+                    None => return StreamEnd::Shutdown,
+                },
+                _ = sleep_until(deadline) => {
+                    let events = self.state.poll_timers(now());
+                    self.events(events);
+                }
+            }
+        };
+
+        let mut got_response = false;
+        loop {
+            let deadline = self.state.next_timer_deadline();
+            tokio::select! {
+                msg = stream.message() => match msg {
+                    Ok(Some(response)) => {
+                        got_response = true;
+                        let outcome = self.state.on_response(response, now());
+                        send_all(Some(&tx), outcome.requests);
+                        self.events(outcome.updates);
+                    }
+                    Ok(None) => {
+                        return StreamEnd::Failed {
+                            got_response,
+                            error: "stream closed by the server".to_string(),
+                        };
+                    }
+                    Err(status) => {
+                        return StreamEnd::Failed {
+                            got_response,
+                            error: status_message(&status),
+                        };
+                    }
+                },
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd, Some(&tx)),
+                    None => return StreamEnd::Shutdown,
+                },
+                _ = sleep_until(deadline) => {
+                    let events = self.state.poll_timers(now());
+                    self.events(events);
+                }
+            }
+        }
+    }
+}
+
+fn send_all(tx: Option<&mpsc::UnboundedSender<DiscoveryRequest>>, requests: Vec<DiscoveryRequest>) {
+    let Some(tx) = tx else { return };
+    for request in requests {
+        // A closed stream is noticed on the receive side.
+        let _ = tx.send(request);
+    }
+}
+
+fn status_message(status: &tonic::Status) -> String {
+    let mut out = format!("{:?}: {}", status.code(), status.message());
+    if let Some(source) = std::error::Error::source(status) {
+        out.push_str(": ");
+        out.push_str(&transport::error_chain(source));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use xds_proto::any::pack;
+    use xds_proto::envoy::envoy::config::cluster::v3::Cluster;
+    use xds_proto::envoy::envoy::config::listener::v3::{ApiListener, Listener};
+    use xds_proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
+    use xds_proto::type_url::{CLUSTER, LISTENER};
+
+    use super::*;
+    use crate::xds::test_server::{TestServer, WAIT, bootstrap_for};
+
+    fn listener(name: &str, valid: bool) -> xds_proto::protobuf::Any {
+        pack(&Listener {
+            name: name.into(),
+            api_listener: valid.then(ApiListener::default),
+            ..Default::default()
+        })
+    }
+
+    fn resp(
+        type_url: &str,
+        version: &str,
+        nonce: &str,
+        resources: Vec<xds_proto::protobuf::Any>,
+    ) -> DiscoveryResponse {
+        DiscoveryResponse {
+            version_info: version.into(),
+            resources,
+            type_url: type_url.into(),
+            nonce: nonce.into(),
+            ..Default::default()
+        }
+    }
+
+    async fn next_change(sub: &mut Subscription) -> ResourceState {
+        match tokio::time::timeout(WAIT, sub.changed()).await {
+            Ok(Ok(())) => sub.borrow(),
+            other => panic!("no change within {WAIT:?}: {other:?}"),
+        }
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn subscribe_receive_ack_nack_and_late_subscriber() {
+        let mut server = TestServer::tcp().await;
+        let client = XdsClient::new(server.bootstrap()).unwrap();
+        assert_eq!(client.node_id(), "test-node");
+        let mut sub = client.subscribe(ResourceType::Listener, "l1");
+        assert!(matches!(sub.borrow(), ResourceState::Requested));
+
+        let mut stream = server.next_stream().await;
+        let first = stream.next_request().await;
+        assert_eq!(first.type_url, LISTENER);
+        assert_eq!(first.resource_names, names(&["l1"]));
+        assert_eq!(
+            (first.version_info.as_str(), first.response_nonce.as_str()),
+            ("", "")
+        );
+        let node = first.node.unwrap_or_default();
+        assert_eq!(node.id, "test-node");
+        assert_eq!(node.cluster, "test-cluster");
+        assert_eq!(node.user_agent_name, "mesh-client");
+
+        stream.respond(resp(LISTENER, "v1", "n1", vec![listener("l1", true)]));
+        match next_change(&mut sub).await {
+            ResourceState::Ready(Resource::Listener(l)) => assert_eq!(l.name, "l1"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let ack = stream.next_request().await;
+        assert_eq!(ack.resource_names, names(&["l1"]));
+        assert_eq!(
+            (ack.version_info.as_str(), ack.response_nonce.as_str()),
+            ("v1", "n1")
+        );
+        assert!(ack.node.is_none() && ack.error_detail.is_none());
+
+        // NACK: the good value stays in force.
+        stream.respond(resp(LISTENER, "v2", "n2", vec![listener("l1", false)]));
+        match next_change(&mut sub).await {
+            ResourceState::ReadyWithError(Resource::Listener(l), e) => {
+                assert_eq!(l.name, "l1");
+                assert_eq!(e, "api_listener: missing");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let nack = stream.next_request().await;
+        assert_eq!(
+            (nack.version_info.as_str(), nack.response_nonce.as_str()),
+            ("v1", "n2")
+        );
+        let status = nack.error_detail.unwrap_or_default();
+        assert_eq!(status.code, 3);
+        assert_eq!(status.message, "resource \"l1\": api_listener: missing");
+
+        // A late subscriber gets the cached state at once, and nothing is re-requested.
+        let late = client.subscribe(ResourceType::Listener, "l1");
+        assert!(matches!(late.borrow(), ResourceState::ReadyWithError(..)));
+        stream.assert_quiet(Duration::from_millis(200)).await;
+
+        // Unsubscribing happens when the last subscriber drops.
+        drop(sub);
+        stream.assert_quiet(Duration::from_millis(200)).await;
+        drop(late);
+        let unsub = stream.next_request().await;
+        assert_eq!(unsub.type_url, LISTENER);
+        assert!(unsub.resource_names.is_empty());
+        assert_eq!(
+            (unsub.version_info.as_str(), unsub.response_nonce.as_str()),
+            ("v1", "n2")
+        );
+    }
+
+    #[tokio::test]
+    async fn reconnects_with_last_acked_version_and_keeps_cache() {
+        let mut server = TestServer::tcp().await;
+        let client = XdsClient::new(server.bootstrap()).unwrap();
+        let mut sub = client.subscribe(ResourceType::Cluster, "c1");
+        let mut stream = server.next_stream().await;
+        stream.next_request().await;
+        stream.respond(resp(
+            CLUSTER,
+            "7",
+            "a",
+            vec![pack(&Cluster {
+                name: "c1".into(),
+                ..Default::default()
+            })],
+        ));
+        assert!(matches!(
+            next_change(&mut sub).await,
+            ResourceState::Ready(_)
+        ));
+        let ack = stream.next_request().await;
+        assert_eq!(ack.version_info, "7");
+
+        stream.close();
+        let mut stream2 = server.next_stream().await;
+        let again = stream2.next_request().await;
+        assert_eq!(again.type_url, CLUSTER);
+        assert_eq!(again.resource_names, names(&["c1"]));
+        assert_eq!(
+            (again.version_info.as_str(), again.response_nonce.as_str()),
+            ("7", "")
+        );
+        assert!(
+            again.node.is_some(),
+            "node on the first request of the new stream"
+        );
+        assert!(
+            matches!(sub.borrow(), ResourceState::Ready(_)),
+            "cache survives stream loss"
+        );
+        drop(stream);
+    }
+
+    #[tokio::test]
+    async fn unix_socket_server_uri() {
+        let mut server = TestServer::unix().await;
+        assert!(server.uri.starts_with("unix:///"));
+        let client = XdsClient::new(server.bootstrap()).unwrap();
+        let mut sub = client.subscribe(ResourceType::Cluster, "c");
+        let mut stream = server.next_stream().await;
+        assert_eq!(stream.next_request().await.resource_names, names(&["c"]));
+        stream.respond(resp(
+            CLUSTER,
+            "1",
+            "x",
+            vec![pack(&Cluster {
+                name: "c".into(),
+                ..Default::default()
+            })],
+        ));
+        assert!(matches!(
+            next_change(&mut sub).await,
+            ResourceState::Ready(Resource::Cluster(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_an_error_for_resources_without_value() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let client = XdsClient::new(bootstrap_for(&format!("127.0.0.1:{port}"))).unwrap();
+        let mut sub = client.subscribe(ResourceType::Listener, "l");
+        match next_change(&mut sub).await {
+            ResourceState::Error(m) => assert!(m.contains(&format!("127.0.0.1:{port}")), "{m}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn does_not_exist_timer_runs_on_a_connected_stream() {
+        let mut server = TestServer::tcp().await;
+        let options = ProtocolOptions {
+            does_not_exist_timeout: Duration::from_millis(200),
+            ..ProtocolOptions::default()
+        };
+        let client = XdsClient::with_options(server.bootstrap(), options).unwrap();
+        let mut sub = client.subscribe(ResourceType::ClusterLoadAssignment, "missing");
+        let mut stream = server.next_stream().await;
+        stream.next_request().await;
+        assert!(matches!(
+            next_change(&mut sub).await,
+            ResourceState::DoesNotExist
+        ));
+    }
+
+    #[tokio::test]
+    async fn task_ends_when_client_and_subscriptions_are_dropped() {
+        let mut server = TestServer::tcp().await;
+        let client = XdsClient::new(server.bootstrap()).unwrap();
+        let sub = client.subscribe(ResourceType::Listener, "l");
+        let mut stream = server.next_stream().await;
+        stream.next_request().await;
+        drop(client);
+        stream.assert_quiet(Duration::from_millis(100)).await;
+        // The subscription alone kept the task; now the stream ends (an unsubscribe request
+        // may or may not make it out first).
+        drop(sub);
+        stream.wait_closed().await;
+    }
+
+    #[tokio::test]
+    async fn shared_clients_are_per_bootstrap() {
+        let a = XdsClient::shared(&bootstrap_for("127.0.0.1:1")).unwrap();
+        let b = XdsClient::shared(&bootstrap_for("127.0.0.1:1")).unwrap();
+        let c = XdsClient::shared(&bootstrap_for("127.0.0.1:2")).unwrap();
+        assert!(Arc::ptr_eq(&a.inner, &b.inner));
+        assert!(!Arc::ptr_eq(&a.inner, &c.inner));
+        let weak = Arc::downgrade(&a.inner);
+        drop((a, b));
+        assert_eq!(
+            weak.strong_count(),
+            0,
+            "the registry holds only weak references"
+        );
+        assert!(format!("{c:?}").contains("127.0.0.1:2"));
+    }
+
+    #[tokio::test]
+    async fn rejected_bootstraps() {
+        let mut tls = bootstrap_for("127.0.0.1:1");
+        tls.xds_servers[0].channel_creds = ChannelCreds::Tls(serde_json::Value::Null);
+        assert!(
+            matches!(XdsClient::new(tls), Err(XdsError::UnsupportedChannelCreds(m)) if m.contains("tls"))
+        );
+        let mut none = bootstrap_for("127.0.0.1:1");
+        none.xds_servers.clear();
+        assert_eq!(XdsClient::new(none).err(), Some(XdsError::NoXdsServers));
+        assert!(matches!(
+            XdsClient::new(bootstrap_for("https://x:1")),
+            Err(XdsError::UnsupportedServerUri { .. })
+        ));
+    }
+
+    #[test]
+    fn needs_a_runtime() {
+        assert_eq!(
+            XdsClient::new(bootstrap_for("127.0.0.1:1")).err(),
+            Some(XdsError::NoRuntime)
+        );
+    }
+
+    #[test]
+    fn state_transitions() {
+        let l = |n: &str| {
+            Resource::Listener(Arc::new(crate::config::Listener {
+                name: n.into(),
+                http: crate::config::HttpConnectionManager {
+                    route_source: crate::config::RouteSource::Rds("r".into()),
+                    http_filters: vec![],
+                    max_stream_duration: None,
+                },
+            }))
+        };
+        let mut s = ResourceState::Requested;
+        assert!(next_state(&mut s, ResourceEventKind::Changed(l("a"))));
+        assert!(
+            !next_state(&mut s, ResourceEventKind::Changed(l("a"))),
+            "equal value: no wake-up"
+        );
+        assert!(next_state(&mut s, ResourceEventKind::Error("bad".into())));
+        assert!(matches!(&s, ResourceState::ReadyWithError(_, e) if e == "bad"));
+        assert!(!next_state(&mut s, ResourceEventKind::Error("bad".into())));
+        assert!(
+            next_state(&mut s, ResourceEventKind::Changed(l("a"))),
+            "a good update clears the error"
+        );
+        assert!(next_state(&mut s, ResourceEventKind::DoesNotExist));
+        assert!(!next_state(&mut s, ResourceEventKind::DoesNotExist));
+        assert!(next_state(&mut s, ResourceEventKind::Error("bad".into())));
+        assert!(matches!(&s, ResourceState::Error(e) if e == "bad"));
+    }
+}

@@ -1,0 +1,1342 @@
+//! The sans-IO core of the ADS client: subscriptions, versions, nonces, ACK/NACK and
+//! resource does-not-exist timers for the state-of-the-world protocol.
+//!
+//! Nothing here touches the network or a clock: the transport feeds responses and stream
+//! events in, with the current time, and sends out the [`DiscoveryRequest`]s it gets back. So
+//! every rule is a deterministic unit test. The rules followed:
+//!
+//! - gRFC A27: one ADS stream multiplexing all types; the node is sent only on the first
+//!   request of a stream; every request carries the full list of subscribed names of its
+//!   type; for LDS and CDS a previously received resource missing from a response has been
+//!   deleted, for RDS and EDS absence means nothing; resources not subscribed are ignored;
+//!   the 15 s does-not-exist timer.
+//! - gRFC A46: a NACK carries the last ACKed version and the rejected nonce, but the valid
+//!   resources of the rejected response are still used; invalid ones get an error.
+//! - gRFC A57: does-not-exist timers run only while a stream is connected and only for
+//!   resources not yet received; they restart on a new stream.
+//! - gRFC A53: the `ignore_resource_deletion` server feature keeps a deleted LDS/CDS
+//!   resource. (gRFC A88 later makes that the default and deprecates the feature; see
+//!   [`ProtocolOptions`].)
+//!
+//! Like grpc-go, a response whose type URL is not one we know is neither ACKed nor NACKed
+//! (we did not validate it, so we cannot call it valid or invalid): it is logged and dropped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use xds_proto::envoy::envoy::config::core::v3::Node;
+use xds_proto::envoy::envoy::service::discovery::v3::{
+    DiscoveryRequest, DiscoveryResponse, Resource as ResourceWrapper,
+};
+use xds_proto::envoy::google::rpc::Status;
+use xds_proto::protobuf::Any;
+
+use super::resource::{self, Resource, ResourceError, ResourceType};
+
+/// How long a subscribed resource may stay unanswered on a connected stream before it is
+/// considered not to exist (gRFC A27, from the xDS protocol documentation).
+pub const DOES_NOT_EXIST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `google.rpc.Code.INVALID_ARGUMENT`, the code of every NACK.
+const INVALID_ARGUMENT: i32 = 3;
+
+/// Behaviour switches of the protocol core, from the xDS server's `server_features`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolOptions {
+    /// `ignore_resource_deletion` (gRFC A53): an LDS or CDS resource missing from a response
+    /// is kept (and the deletion logged) instead of reported as not existing.
+    ///
+    /// gRFC A88 makes ignoring deletions the default and deprecates this feature in favour
+    /// of `fail_on_data_errors`; this crate still follows the A53 default (deletion is
+    /// reported) until the data-error handling of A88 is implemented as a whole.
+    pub ignore_resource_deletion: bool,
+    /// The does-not-exist timeout, [`DOES_NOT_EXIST_TIMEOUT`] unless a test says otherwise.
+    pub does_not_exist_timeout: Duration,
+}
+
+impl Default for ProtocolOptions {
+    fn default() -> Self {
+        ProtocolOptions {
+            ignore_resource_deletion: false,
+            does_not_exist_timeout: DOES_NOT_EXIST_TIMEOUT,
+        }
+    }
+}
+
+impl ProtocolOptions {
+    /// The options implied by a server's `server_features` list.
+    pub fn from_server_features(features: &[String]) -> Self {
+        ProtocolOptions {
+            ignore_resource_deletion: features.iter().any(|f| f == "ignore_resource_deletion"),
+            ..ProtocolOptions::default()
+        }
+    }
+}
+
+/// What happened to one subscribed resource.
+#[derive(Debug, Clone)]
+pub struct ResourceEvent {
+    /// The resource type.
+    pub ty: ResourceType,
+    /// The resource name.
+    pub name: String,
+    /// What happened.
+    pub kind: ResourceEventKind,
+}
+
+/// The kinds of [`ResourceEvent`].
+#[derive(Debug, Clone)]
+pub enum ResourceEventKind {
+    /// A valid (new or repeated) value was received.
+    Changed(Resource),
+    /// The resource was NACKed; any previous good value stays in force (gRFC A46, A88).
+    Error(String),
+    /// The resource was deleted (LDS/CDS) or its does-not-exist timer expired.
+    DoesNotExist,
+}
+
+/// The result of handling one response: the ACK or NACK to send and the resource events.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The requests to send, in order (at most one: the ACK or the NACK).
+    pub requests: Vec<DiscoveryRequest>,
+    /// What changed, for the subscribed resources of the response's type.
+    pub updates: Vec<ResourceEvent>,
+}
+
+/// Per-resource protocol state.
+#[derive(Debug, Default)]
+struct Watch {
+    /// The response of some stream contained it (valid or not): no more timers.
+    received: bool,
+    /// The last received value was valid and has not been deleted since.
+    has_value: bool,
+    /// The does-not-exist timer fired: it is not restarted.
+    timed_out: bool,
+    /// The does-not-exist deadline, while the timer runs.
+    deadline: Option<Instant>,
+}
+
+/// Per-type protocol state.
+#[derive(Debug, Default)]
+struct TypeState {
+    /// The last ACKed `version_info` (survives stream loss).
+    version: String,
+    /// The nonce of the last response of this type on the current stream.
+    nonce: String,
+    /// The subscribed names.
+    watches: BTreeMap<String, Watch>,
+}
+
+/// The ADS protocol state of one xDS server: feed it events, send what it returns.
+#[derive(Debug)]
+pub struct AdsState {
+    node: Node,
+    options: ProtocolOptions,
+    connected: bool,
+    /// Whether the node was sent on the current stream.
+    node_sent: bool,
+    types: BTreeMap<ResourceType, TypeState>,
+}
+
+impl AdsState {
+    /// A disconnected state with no subscriptions and default options.
+    pub fn new(node: Node) -> Self {
+        Self::with_options(node, ProtocolOptions::default())
+    }
+
+    /// A disconnected state with no subscriptions.
+    pub fn with_options(node: Node, options: ProtocolOptions) -> Self {
+        AdsState {
+            node,
+            options,
+            connected: false,
+            node_sent: false,
+            types: BTreeMap::new(),
+        }
+    }
+
+    /// Whether a stream is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// The subscribed names of a type, sorted.
+    pub fn subscribed(&self, ty: ResourceType) -> Vec<String> {
+        self.types
+            .get(&ty)
+            .map(|t| t.watches.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds a subscription. Returns the request to send when connected and the name is new.
+    pub fn subscribe(
+        &mut self,
+        ty: ResourceType,
+        name: &str,
+        now: Instant,
+    ) -> Vec<DiscoveryRequest> {
+        let timeout = self.options.does_not_exist_timeout;
+        let connected = self.connected;
+        let state = self.types.entry(ty).or_default();
+        if state.watches.contains_key(name) {
+            return Vec::new();
+        }
+        let mut watch = Watch::default();
+        if connected {
+            watch.deadline = Some(now + timeout);
+        }
+        state.watches.insert(name.to_string(), watch);
+        if connected {
+            vec![self.request(ty, None)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Removes a subscription. Returns the request to send when connected and the name was
+    /// subscribed; unsubscribing the last name of a type sends an empty name list.
+    pub fn unsubscribe(&mut self, ty: ResourceType, name: &str) -> Vec<DiscoveryRequest> {
+        let Some(state) = self.types.get_mut(&ty) else {
+            return Vec::new();
+        };
+        if state.watches.remove(name).is_none() {
+            return Vec::new();
+        }
+        if self.connected {
+            vec![self.request(ty, None)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A new stream is up (and its channel ready, gRFC A57): returns the requests that
+    /// re-subscribe every type with subscriptions, with the last ACKed version and no nonce,
+    /// and starts the timers of resources not yet received.
+    pub fn on_connected(&mut self, now: Instant) -> Vec<DiscoveryRequest> {
+        self.connected = true;
+        self.node_sent = false;
+        let timeout = self.options.does_not_exist_timeout;
+        let mut types = Vec::new();
+        for (ty, state) in &mut self.types {
+            state.nonce.clear();
+            if state.watches.is_empty() {
+                continue;
+            }
+            for watch in state.watches.values_mut() {
+                if !watch.received && !watch.timed_out {
+                    watch.deadline = Some(now + timeout);
+                }
+            }
+            types.push(*ty);
+        }
+        types.into_iter().map(|ty| self.request(ty, None)).collect()
+    }
+
+    /// The stream is gone: stops all timers (gRFC A57). Cached state is kept.
+    pub fn on_disconnected(&mut self) {
+        self.connected = false;
+        self.node_sent = false;
+        for state in self.types.values_mut() {
+            state.nonce.clear();
+            for watch in state.watches.values_mut() {
+                watch.deadline = None;
+            }
+        }
+    }
+
+    /// Handles one response: validates its resources, updates state and returns the ACK or
+    /// NACK with the events for the subscribed resources.
+    pub fn on_response(&mut self, resp: DiscoveryResponse, _now: Instant) -> Outcome {
+        let Some(ty) = ResourceType::from_type_url(&resp.type_url) else {
+            tracing::warn!(
+                type_url = %resp.type_url,
+                "xDS response for an unknown resource type ignored (neither ACKed nor NACKed)"
+            );
+            return Outcome::default();
+        };
+        let ignore_deletion = self.options.ignore_resource_deletion;
+        let Some(state) = self.types.get_mut(&ty) else {
+            tracing::warn!(
+                type_url = %resp.type_url,
+                "xDS response for a resource type never subscribed ignored"
+            );
+            return Outcome::default();
+        };
+        state.nonce = resp.nonce.clone();
+
+        let parsed = parse_resources(ty, &resp.resources);
+        let mut updates = Vec::new();
+        for (name, watch) in &mut state.watches {
+            let event = if let Some(message) = parsed.errors.get(name) {
+                watch.received = true;
+                watch.deadline = None;
+                Some(ResourceEventKind::Error(message.clone()))
+            } else if let Some(res) = parsed.valid.get(name) {
+                watch.received = true;
+                watch.has_value = true;
+                watch.deadline = None;
+                Some(ResourceEventKind::Changed(res.clone()))
+            } else if deletion_applies(ty) && watch.has_value && parsed.unnamed_errors == 0 {
+                if ignore_deletion {
+                    tracing::warn!(
+                        resource = %name,
+                        ty = ty.short_name(),
+                        "xDS resource deleted by the server; kept (ignore_resource_deletion)"
+                    );
+                    None
+                } else {
+                    watch.has_value = false;
+                    Some(ResourceEventKind::DoesNotExist)
+                }
+            } else {
+                None
+            };
+            if let Some(kind) = event {
+                updates.push(ResourceEvent {
+                    ty,
+                    name: name.clone(),
+                    kind,
+                });
+            }
+        }
+        for name in parsed.valid.keys() {
+            if !state.watches.contains_key(name) {
+                tracing::debug!(resource = %name, ty = ty.short_name(), "unsubscribed resource ignored");
+            }
+        }
+
+        let request = if parsed.nack_messages.is_empty() {
+            state.version = resp.version_info.clone();
+            tracing::debug!(
+                ty = ty.short_name(),
+                version = %resp.version_info,
+                nonce = %resp.nonce,
+                "ACK"
+            );
+            self.request(ty, None)
+        } else {
+            let message = parsed.nack_messages.join("; ");
+            tracing::warn!(
+                ty = ty.short_name(),
+                version = %resp.version_info,
+                nonce = %resp.nonce,
+                error = %message,
+                "NACK"
+            );
+            self.request(
+                ty,
+                Some(Status {
+                    code: INVALID_ARGUMENT,
+                    message,
+                    details: Vec::new(),
+                }),
+            )
+        };
+        Outcome {
+            requests: vec![request],
+            updates,
+        }
+    }
+
+    /// Fires the does-not-exist timers due at `now`.
+    pub fn poll_timers(&mut self, now: Instant) -> Vec<ResourceEvent> {
+        let mut events = Vec::new();
+        for (ty, state) in &mut self.types {
+            for (name, watch) in &mut state.watches {
+                if watch.deadline.is_some_and(|d| d <= now) {
+                    watch.deadline = None;
+                    watch.timed_out = true;
+                    tracing::warn!(
+                        resource = %name,
+                        ty = ty.short_name(),
+                        "xDS resource not received in time: does not exist"
+                    );
+                    events.push(ResourceEvent {
+                        ty: *ty,
+                        name: name.clone(),
+                        kind: ResourceEventKind::DoesNotExist,
+                    });
+                }
+            }
+        }
+        events
+    }
+
+    /// The earliest running does-not-exist deadline.
+    pub fn next_timer_deadline(&self) -> Option<Instant> {
+        self.types
+            .values()
+            .flat_map(|t| t.watches.values())
+            .filter_map(|w| w.deadline)
+            .min()
+    }
+
+    /// The request for a type's current state; carries the node if it is the first of the
+    /// stream.
+    fn request(&mut self, ty: ResourceType, error_detail: Option<Status>) -> DiscoveryRequest {
+        let node = if self.node_sent {
+            None
+        } else {
+            self.node_sent = true;
+            Some(self.node.clone())
+        };
+        let (version_info, response_nonce, resource_names) = match self.types.get(&ty) {
+            Some(s) => (
+                s.version.clone(),
+                s.nonce.clone(),
+                s.watches.keys().cloned().collect(),
+            ),
+            None => Default::default(),
+        };
+        DiscoveryRequest {
+            version_info,
+            node,
+            resource_names,
+            type_url: ty.type_url().to_string(),
+            response_nonce,
+            error_detail,
+            ..Default::default()
+        }
+    }
+}
+
+/// Whether absence from a response means deletion for this type (gRFC A27: LDS and CDS
+/// servers send every subscribed resource in every response).
+fn deletion_applies(ty: ResourceType) -> bool {
+    matches!(ty, ResourceType::Listener | ResourceType::Cluster)
+}
+
+/// The resources of one response, validated.
+#[derive(Default)]
+struct Parsed {
+    valid: BTreeMap<String, Resource>,
+    /// Error message per named invalid resource.
+    errors: BTreeMap<String, String>,
+    /// Invalid resources whose name could not be found: then deletion is not inferred,
+    /// since the missing resource may be the unreadable one.
+    unnamed_errors: usize,
+    /// One message per problem, in response order, for the NACK.
+    nack_messages: Vec<String>,
+}
+
+fn parse_resources(ty: ResourceType, resources: &[Any]) -> Parsed {
+    let mut parsed = Parsed::default();
+    let mut seen = BTreeSet::new();
+    let mut duplicates = BTreeSet::new();
+    for any in resources {
+        let result = decode_one(ty, any);
+        let name = match &result {
+            Ok(res) => Some(res.name().to_string()),
+            Err(e) => e.name.clone(),
+        };
+        let Some(name) = name else {
+            if let Err(e) = result {
+                parsed.nack_messages.push(e.to_string());
+            }
+            parsed.unnamed_errors += 1;
+            continue;
+        };
+        if !seen.insert(name.clone()) {
+            parsed.valid.remove(&name);
+            if duplicates.insert(name.clone()) {
+                let e = ResourceError {
+                    kind: ty,
+                    name: Some(name.clone()),
+                    message: "duplicate resource name in response".to_string(),
+                };
+                parsed.nack_messages.push(e.to_string());
+                parsed.errors.entry(name).or_insert(e.message);
+            }
+            continue;
+        }
+        match result {
+            Ok(res) => {
+                parsed.valid.insert(name, res);
+            }
+            Err(e) => {
+                parsed.nack_messages.push(e.to_string());
+                parsed.errors.insert(name, e.message);
+            }
+        }
+    }
+    parsed
+}
+
+/// Decodes one resource, unwrapping an `envoy.service.discovery.v3.Resource` wrapper.
+fn decode_one(ty: ResourceType, any: &Any) -> Result<Resource, ResourceError> {
+    if any.type_url != xds_proto::type_url::RESOURCE_WRAPPER {
+        return resource::decode(ty, any);
+    }
+    let wrapper = ResourceWrapper::decode(any.value.as_slice()).map_err(|e| ResourceError {
+        kind: ty,
+        name: None,
+        message: format!("Resource wrapper: {e}"),
+    })?;
+    let name = (!wrapper.name.is_empty()).then(|| wrapper.name.clone());
+    let inner = wrapper.resource.ok_or_else(|| ResourceError {
+        kind: ty,
+        name: name.clone(),
+        message: "Resource wrapper: resource: missing".to_string(),
+    })?;
+    resource::decode(ty, &inner).map_err(|e| ResourceError {
+        kind: e.kind,
+        name: e.name.or(name),
+        message: e.message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xds_proto::any::pack;
+    use xds_proto::envoy::envoy::config::cluster::v3::Cluster;
+    use xds_proto::envoy::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use xds_proto::envoy::envoy::config::listener::v3::{ApiListener, Listener};
+    use xds_proto::envoy::envoy::config::route::v3::RouteConfiguration;
+    use xds_proto::type_url::{CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION};
+
+    const LDS: ResourceType = ResourceType::Listener;
+    const RDS: ResourceType = ResourceType::RouteConfiguration;
+    const CDS: ResourceType = ResourceType::Cluster;
+    const EDS: ResourceType = ResourceType::ClusterLoadAssignment;
+    const SECS_15: Duration = Duration::from_secs(15);
+
+    fn node() -> Node {
+        Node {
+            id: "node-1".into(),
+            ..Default::default()
+        }
+    }
+
+    fn listener(name: &str) -> Any {
+        pack(&Listener {
+            name: name.into(),
+            api_listener: Some(ApiListener::default()),
+            ..Default::default()
+        })
+    }
+
+    /// The stand-in and the real validator both NACK a client Listener without api_listener.
+    fn bad_listener(name: &str) -> Any {
+        pack(&Listener {
+            name: name.into(),
+            ..Default::default()
+        })
+    }
+
+    fn garbage(type_url: &str) -> Any {
+        Any {
+            type_url: type_url.into(),
+            value: vec![0xff, 0xff, 0xff],
+        }
+    }
+
+    fn route(name: &str) -> Any {
+        pack(&RouteConfiguration {
+            name: name.into(),
+            ..Default::default()
+        })
+    }
+
+    fn cluster(name: &str) -> Any {
+        pack(&Cluster {
+            name: name.into(),
+            ..Default::default()
+        })
+    }
+
+    fn cla(name: &str) -> Any {
+        pack(&ClusterLoadAssignment {
+            cluster_name: name.into(),
+            ..Default::default()
+        })
+    }
+
+    fn resp(type_url: &str, version: &str, nonce: &str, resources: Vec<Any>) -> DiscoveryResponse {
+        DiscoveryResponse {
+            version_info: version.into(),
+            resources,
+            type_url: type_url.into(),
+            nonce: nonce.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The exact request expected.
+    struct Want<'a> {
+        type_url: &'a str,
+        names: &'a [&'a str],
+        version: &'a str,
+        nonce: &'a str,
+        node: bool,
+        error: Option<&'a str>,
+    }
+
+    impl<'a> Want<'a> {
+        fn new(type_url: &'a str, names: &'a [&'a str]) -> Self {
+            Want {
+                type_url,
+                names,
+                version: "",
+                nonce: "",
+                node: false,
+                error: None,
+            }
+        }
+        fn version(mut self, v: &'a str) -> Self {
+            self.version = v;
+            self
+        }
+        fn nonce(mut self, n: &'a str) -> Self {
+            self.nonce = n;
+            self
+        }
+        fn node(mut self) -> Self {
+            self.node = true;
+            self
+        }
+        fn error(mut self, e: &'a str) -> Self {
+            self.error = Some(e);
+            self
+        }
+    }
+
+    #[track_caller]
+    fn assert_req(got: &DiscoveryRequest, want: Want<'_>) {
+        let expected = DiscoveryRequest {
+            version_info: want.version.into(),
+            node: want.node.then(node),
+            resource_names: want.names.iter().map(|s| s.to_string()).collect(),
+            type_url: want.type_url.into(),
+            response_nonce: want.nonce.into(),
+            error_detail: want.error.map(|m| Status {
+                code: 3,
+                message: m.into(),
+                details: vec![],
+            }),
+            ..Default::default()
+        };
+        assert_eq!(got, &expected);
+    }
+
+    #[track_caller]
+    fn single(reqs: Vec<DiscoveryRequest>) -> DiscoveryRequest {
+        assert_eq!(reqs.len(), 1, "expected exactly one request: {reqs:?}");
+        reqs.into_iter().next().unwrap_or_default()
+    }
+
+    fn connected(t0: Instant) -> AdsState {
+        let mut s = AdsState::new(node());
+        assert!(s.on_connected(t0).is_empty());
+        s
+    }
+
+    /// A connected state subscribed to `names` of `ty`, the subscription requests drained.
+    fn subscribed(t0: Instant, ty: ResourceType, names: &[&str]) -> AdsState {
+        let mut s = connected(t0);
+        for n in names {
+            s.subscribe(ty, n, t0);
+        }
+        s
+    }
+
+    fn kinds(events: &[ResourceEvent]) -> Vec<(String, &'static str)> {
+        events
+            .iter()
+            .map(|e| {
+                let k = match &e.kind {
+                    ResourceEventKind::Changed(_) => "changed",
+                    ResourceEventKind::Error(_) => "error",
+                    ResourceEventKind::DoesNotExist => "does-not-exist",
+                };
+                (format!("{} {}", e.ty.short_name(), e.name), k)
+            })
+            .collect()
+    }
+
+    fn ev(s: &str, k: &'static str) -> (String, &'static str) {
+        (s.to_string(), k)
+    }
+
+    // --- node ---
+
+    #[test]
+    fn node_only_on_first_request_of_stream() {
+        let t0 = Instant::now();
+        let mut s = connected(t0);
+        assert_req(
+            &single(s.subscribe(LDS, "a", t0)),
+            Want::new(LISTENER, &["a"]).node(),
+        );
+        assert_req(
+            &single(s.subscribe(CDS, "c", t0)),
+            Want::new(CLUSTER, &["c"]),
+        );
+        assert_req(
+            &single(s.subscribe(LDS, "b", t0)),
+            Want::new(LISTENER, &["a", "b"]),
+        );
+    }
+
+    #[test]
+    fn node_sent_again_on_new_stream() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a"]);
+        s.on_disconnected();
+        let reqs = s.on_connected(t0);
+        assert_req(&single(reqs), Want::new(LISTENER, &["a"]).node());
+        assert_req(
+            &single(s.subscribe(LDS, "b", t0)),
+            Want::new(LISTENER, &["a", "b"]),
+        );
+    }
+
+    // --- subscribe / unsubscribe ---
+
+    #[test]
+    fn subscribe_while_disconnected_sends_nothing_until_connected() {
+        let t0 = Instant::now();
+        let mut s = AdsState::new(node());
+        assert!(s.subscribe(CDS, "c2", t0).is_empty());
+        assert!(s.subscribe(LDS, "l", t0).is_empty());
+        assert!(s.subscribe(CDS, "c1", t0).is_empty());
+        let reqs = s.on_connected(t0);
+        assert_eq!(reqs.len(), 2);
+        assert_req(&reqs[0], Want::new(LISTENER, &["l"]).node());
+        assert_req(&reqs[1], Want::new(CLUSTER, &["c1", "c2"]));
+    }
+
+    #[test]
+    fn subscribe_sends_full_sorted_name_list() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, EDS, &["m"]);
+        let req = single(s.subscribe(EDS, "b", t0));
+        assert_req(&req, Want::new(CLUSTER_LOAD_ASSIGNMENT, &["b", "m"]));
+        let req = single(s.subscribe(EDS, "z", t0));
+        assert_req(&req, Want::new(CLUSTER_LOAD_ASSIGNMENT, &["b", "m", "z"]));
+    }
+
+    #[test]
+    fn subscribing_twice_sends_nothing() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, RDS, &["r"]);
+        assert!(s.subscribe(RDS, "r", t0).is_empty());
+        assert_eq!(s.subscribed(RDS), vec!["r".to_string()]);
+    }
+
+    #[test]
+    fn unsubscribe_sends_remaining_names() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["a", "b", "c"]);
+        let req = single(s.unsubscribe(CDS, "b"));
+        assert_req(&req, Want::new(CLUSTER, &["a", "c"]));
+    }
+
+    #[test]
+    fn unsubscribing_last_name_sends_empty_list() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, RDS, &["r"]);
+        let req = single(s.unsubscribe(RDS, "r"));
+        assert_req(&req, Want::new(ROUTE_CONFIGURATION, &[]));
+    }
+
+    #[test]
+    fn unsubscribing_unknown_name_sends_nothing() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, RDS, &["r"]);
+        assert!(s.unsubscribe(RDS, "x").is_empty());
+        assert!(s.unsubscribe(EDS, "x").is_empty());
+    }
+
+    #[test]
+    fn unsubscribe_while_disconnected_sends_nothing_and_is_not_resubscribed() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["a", "b"]);
+        s.on_disconnected();
+        assert!(s.unsubscribe(CDS, "a").is_empty());
+        assert!(s.unsubscribe(CDS, "b").is_empty());
+        assert!(
+            s.on_connected(t0).is_empty(),
+            "a type without names is not re-sent"
+        );
+    }
+
+    // --- ACK ---
+
+    #[test]
+    fn ack_carries_response_version_and_nonce() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a"]);
+        let out = s.on_response(resp(LISTENER, "v1", "n1", vec![listener("a")]), t0);
+        assert_req(
+            &single(out.requests),
+            Want::new(LISTENER, &["a"]).version("v1").nonce("n1"),
+        );
+        assert_eq!(kinds(&out.updates), vec![ev("LDS a", "changed")]);
+    }
+
+    #[test]
+    fn ack_lists_current_subscriptions_not_response_names() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["a", "b"]);
+        let out = s.on_response(
+            resp(CLUSTER, "7", "x", vec![cluster("a"), cluster("other")]),
+            t0,
+        );
+        assert_req(
+            &single(out.requests),
+            Want::new(CLUSTER, &["a", "b"]).version("7").nonce("x"),
+        );
+    }
+
+    #[test]
+    fn later_subscription_request_carries_acked_version_and_last_nonce() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["a"]);
+        s.on_response(resp(CLUSTER, "v1", "n1", vec![cluster("a")]), t0);
+        let req = single(s.subscribe(CDS, "b", t0));
+        assert_req(
+            &req,
+            Want::new(CLUSTER, &["a", "b"]).version("v1").nonce("n1"),
+        );
+        let req = single(s.unsubscribe(CDS, "a"));
+        assert_req(&req, Want::new(CLUSTER, &["b"]).version("v1").nonce("n1"));
+    }
+
+    #[test]
+    fn ack_after_all_unsubscribed_has_empty_list() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, EDS, &["e"]);
+        s.unsubscribe(EDS, "e");
+        let out = s.on_response(
+            resp(CLUSTER_LOAD_ASSIGNMENT, "v2", "n2", vec![cla("e")]),
+            t0,
+        );
+        assert_req(
+            &single(out.requests),
+            Want::new(CLUSTER_LOAD_ASSIGNMENT, &[])
+                .version("v2")
+                .nonce("n2"),
+        );
+        assert!(out.updates.is_empty());
+    }
+
+    // --- NACK ---
+
+    #[test]
+    fn nack_carries_last_acked_version_and_rejected_nonce() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a"]);
+        s.on_response(resp(LISTENER, "v1", "n1", vec![listener("a")]), t0);
+        let out = s.on_response(resp(LISTENER, "v2", "n2", vec![bad_listener("a")]), t0);
+        assert_req(
+            &single(out.requests),
+            Want::new(LISTENER, &["a"])
+                .version("v1")
+                .nonce("n2")
+                .error("resource \"a\": api_listener: missing"),
+        );
+        assert_eq!(kinds(&out.updates), vec![ev("LDS a", "error")]);
+        match &out.updates[0].kind {
+            ResourceEventKind::Error(m) => assert_eq!(m, "api_listener: missing"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn first_response_nacked_has_empty_version() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a"]);
+        let out = s.on_response(resp(LISTENER, "v1", "n1", vec![bad_listener("a")]), t0);
+        assert_req(
+            &single(out.requests),
+            Want::new(LISTENER, &["a"])
+                .nonce("n1")
+                .error("resource \"a\": api_listener: missing"),
+        );
+    }
+
+    #[test]
+    fn nack_still_delivers_valid_resources_of_the_response() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a", "b", "c"]);
+        let out = s.on_response(
+            resp(
+                LISTENER,
+                "v1",
+                "n1",
+                vec![listener("a"), bad_listener("b"), listener("c")],
+            ),
+            t0,
+        );
+        assert_req(
+            &single(out.requests),
+            Want::new(LISTENER, &["a", "b", "c"])
+                .nonce("n1")
+                .error("resource \"b\": api_listener: missing"),
+        );
+        assert_eq!(
+            kinds(&out.updates),
+            vec![
+                ev("LDS a", "changed"),
+                ev("LDS b", "error"),
+                ev("LDS c", "changed")
+            ]
+        );
+    }
+
+    #[test]
+    fn nack_message_names_every_bad_resource_in_order() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a", "b"]);
+        let out = s.on_response(
+            resp(
+                LISTENER,
+                "v1",
+                "n1",
+                vec![bad_listener("b"), garbage(LISTENER), bad_listener("a")],
+            ),
+            t0,
+        );
+        let req = single(out.requests);
+        let msg = req
+            .error_detail
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_default();
+        let parts: Vec<&str> = msg.split("; ").collect();
+        assert_eq!(parts.len(), 3, "{msg}");
+        assert_eq!(parts[0], "resource \"b\": api_listener: missing");
+        assert!(parts[1].starts_with("resource (unnamed): "), "{msg}");
+        assert_eq!(parts[2], "resource \"a\": api_listener: missing");
+        assert_eq!(req.version_info, "");
+        assert_eq!(req.response_nonce, "n1");
+        assert_eq!(req.error_detail.map(|e| e.code), Some(3));
+    }
+
+    #[test]
+    fn undecodable_resource_is_nacked() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["c"]);
+        s.on_response(resp(CLUSTER, "v1", "n1", vec![cluster("c")]), t0);
+        let out = s.on_response(resp(CLUSTER, "v2", "n2", vec![garbage(CLUSTER)]), t0);
+        let req = single(out.requests);
+        assert_eq!(req.version_info, "v1");
+        assert_eq!(req.response_nonce, "n2");
+        assert_eq!(req.resource_names, vec!["c".to_string()]);
+        assert!(req.node.is_none());
+        let status = req.error_detail.unwrap_or_default();
+        assert_eq!(status.code, 3);
+        assert!(
+            status.message.starts_with("resource (unnamed): "),
+            "{}",
+            status.message
+        );
+        assert!(
+            out.updates.is_empty(),
+            "no name, no event, and no deletion inferred"
+        );
+    }
+
+    #[test]
+    fn wrong_type_inside_response_is_nacked() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["c"]);
+        let out = s.on_response(resp(CLUSTER, "v1", "n1", vec![listener("c")]), t0);
+        assert_req(
+            &single(out.requests),
+            Want::new(CLUSTER, &["c"])
+                .nonce("n1")
+                .error("resource (unnamed): wrong type url"),
+        );
+    }
+
+    #[test]
+    fn duplicate_names_in_one_response_are_nacked() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["c", "d"]);
+        let out = s.on_response(
+            resp(
+                CLUSTER,
+                "v1",
+                "n1",
+                vec![cluster("c"), cluster("d"), cluster("c")],
+            ),
+            t0,
+        );
+        assert_req(
+            &single(out.requests),
+            Want::new(CLUSTER, &["c", "d"])
+                .nonce("n1")
+                .error("resource \"c\": duplicate resource name in response"),
+        );
+        assert_eq!(
+            kinds(&out.updates),
+            vec![ev("CDS c", "error"), ev("CDS d", "changed")]
+        );
+    }
+
+    #[test]
+    fn version_after_nack_then_ack() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a"]);
+        s.on_response(resp(LISTENER, "v1", "n1", vec![bad_listener("a")]), t0);
+        let out = s.on_response(resp(LISTENER, "v2", "n2", vec![listener("a")]), t0);
+        assert_req(
+            &single(out.requests),
+            Want::new(LISTENER, &["a"]).version("v2").nonce("n2"),
+        );
+    }
+
+    // --- unknown / unsubscribed ---
+
+    #[test]
+    fn unknown_type_url_is_neither_acked_nor_nacked() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a"]);
+        let url = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+        let out = s.on_response(resp(url, "v1", "n1", vec![garbage(url)]), t0);
+        assert!(out.requests.is_empty());
+        assert!(out.updates.is_empty());
+        // And it did not disturb the LDS nonce.
+        assert_req(
+            &single(s.subscribe(LDS, "b", t0)),
+            Want::new(LISTENER, &["a", "b"]),
+        );
+    }
+
+    #[test]
+    fn never_subscribed_type_is_ignored() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a"]);
+        let out = s.on_response(resp(CLUSTER, "v1", "n1", vec![cluster("c")]), t0);
+        assert!(out.requests.is_empty());
+        assert!(out.updates.is_empty());
+    }
+
+    #[test]
+    fn unsubscribed_resources_are_ignored_and_acked() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a"]);
+        let out = s.on_response(
+            resp(LISTENER, "v1", "n1", vec![listener("x"), listener("a")]),
+            t0,
+        );
+        assert_req(
+            &single(out.requests),
+            Want::new(LISTENER, &["a"]).version("v1").nonce("n1"),
+        );
+        assert_eq!(kinds(&out.updates), vec![ev("LDS a", "changed")]);
+    }
+
+    // --- SotW deletion ---
+
+    #[test]
+    fn lds_resource_missing_from_response_is_deleted() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a", "b"]);
+        s.on_response(
+            resp(LISTENER, "v1", "n1", vec![listener("a"), listener("b")]),
+            t0,
+        );
+        let out = s.on_response(resp(LISTENER, "v2", "n2", vec![listener("b")]), t0);
+        assert_req(
+            &single(out.requests),
+            Want::new(LISTENER, &["a", "b"]).version("v2").nonce("n2"),
+        );
+        assert_eq!(
+            kinds(&out.updates),
+            vec![ev("LDS a", "does-not-exist"), ev("LDS b", "changed")]
+        );
+    }
+
+    #[test]
+    fn cds_empty_response_deletes_every_cached_cluster() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["a", "b"]);
+        s.on_response(
+            resp(CLUSTER, "v1", "n1", vec![cluster("a"), cluster("b")]),
+            t0,
+        );
+        let out = s.on_response(resp(CLUSTER, "v2", "n2", vec![]), t0);
+        assert_req(
+            &single(out.requests),
+            Want::new(CLUSTER, &["a", "b"]).version("v2").nonce("n2"),
+        );
+        assert_eq!(
+            kinds(&out.updates),
+            vec![ev("CDS a", "does-not-exist"), ev("CDS b", "does-not-exist")]
+        );
+    }
+
+    #[test]
+    fn deletion_is_reported_once() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["a"]);
+        s.on_response(resp(CLUSTER, "v1", "n1", vec![cluster("a")]), t0);
+        s.on_response(resp(CLUSTER, "v2", "n2", vec![]), t0);
+        let out = s.on_response(resp(CLUSTER, "v3", "n3", vec![]), t0);
+        assert!(out.updates.is_empty());
+    }
+
+    #[test]
+    fn rds_and_eds_absence_is_not_deletion() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, RDS, &["r1", "r2"]);
+        s.subscribe(EDS, "e1", t0);
+        s.subscribe(EDS, "e2", t0);
+        s.on_response(
+            resp(
+                ROUTE_CONFIGURATION,
+                "v1",
+                "n1",
+                vec![route("r1"), route("r2")],
+            ),
+            t0,
+        );
+        s.on_response(
+            resp(
+                CLUSTER_LOAD_ASSIGNMENT,
+                "v1",
+                "n2",
+                vec![cla("e1"), cla("e2")],
+            ),
+            t0,
+        );
+        let out = s.on_response(resp(ROUTE_CONFIGURATION, "v2", "n3", vec![route("r2")]), t0);
+        assert_eq!(kinds(&out.updates), vec![ev("RDS r2", "changed")]);
+        let out = s.on_response(resp(CLUSTER_LOAD_ASSIGNMENT, "v2", "n4", vec![]), t0);
+        assert!(out.updates.is_empty());
+        assert_req(
+            &single(out.requests),
+            Want::new(CLUSTER_LOAD_ASSIGNMENT, &["e1", "e2"])
+                .version("v2")
+                .nonce("n4"),
+        );
+    }
+
+    #[test]
+    fn ignore_resource_deletion_keeps_the_resource() {
+        let t0 = Instant::now();
+        let opts = ProtocolOptions::from_server_features(&["ignore_resource_deletion".to_string()]);
+        assert!(opts.ignore_resource_deletion);
+        let mut s = AdsState::with_options(node(), opts);
+        s.on_connected(t0);
+        s.subscribe(LDS, "a", t0);
+        s.on_response(resp(LISTENER, "v1", "n1", vec![listener("a")]), t0);
+        let out = s.on_response(resp(LISTENER, "v2", "n2", vec![]), t0);
+        assert!(out.updates.is_empty());
+        assert_req(
+            &single(out.requests),
+            Want::new(LISTENER, &["a"]).version("v2").nonce("n2"),
+        );
+    }
+
+    #[test]
+    fn not_yet_received_resource_missing_from_response_is_not_deleted() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a"]);
+        s.on_response(resp(LISTENER, "v1", "n1", vec![listener("a")]), t0);
+        s.subscribe(LDS, "b", t0);
+        // A response racing the subscription of "b".
+        let out = s.on_response(resp(LISTENER, "v1", "n2", vec![listener("a")]), t0);
+        assert_eq!(kinds(&out.updates), vec![ev("LDS a", "changed")]);
+        assert!(
+            s.next_timer_deadline().is_some(),
+            "b still waits for its timer"
+        );
+    }
+
+    #[test]
+    fn nacked_resource_is_not_deleted() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a"]);
+        s.on_response(resp(LISTENER, "v1", "n1", vec![listener("a")]), t0);
+        let out = s.on_response(resp(LISTENER, "v2", "n2", vec![bad_listener("a")]), t0);
+        assert_eq!(kinds(&out.updates), vec![ev("LDS a", "error")]);
+    }
+
+    #[test]
+    fn unnamed_error_suppresses_deletion() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["a"]);
+        s.on_response(resp(CLUSTER, "v1", "n1", vec![cluster("a")]), t0);
+        let out = s.on_response(resp(CLUSTER, "v2", "n2", vec![garbage(CLUSTER)]), t0);
+        assert!(out.updates.is_empty());
+    }
+
+    // --- does-not-exist timer ---
+
+    #[test]
+    fn timer_fires_15s_after_subscription_is_sent() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["c"]);
+        assert_eq!(s.next_timer_deadline(), Some(t0 + SECS_15));
+        assert!(
+            s.poll_timers(t0 + SECS_15 - Duration::from_millis(1))
+                .is_empty()
+        );
+        let events = s.poll_timers(t0 + SECS_15);
+        assert_eq!(kinds(&events), vec![ev("CDS c", "does-not-exist")]);
+        assert_eq!(s.next_timer_deadline(), None);
+        assert!(s.poll_timers(t0 + SECS_15 * 2).is_empty(), "fires once");
+    }
+
+    #[test]
+    fn receiving_the_resource_cancels_its_timer() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["c", "d"]);
+        s.on_response(
+            resp(CLUSTER, "v1", "n1", vec![cluster("c")]),
+            t0 + Duration::from_secs(1),
+        );
+        let events = s.poll_timers(t0 + SECS_15);
+        assert_eq!(kinds(&events), vec![ev("CDS d", "does-not-exist")]);
+    }
+
+    #[test]
+    fn nacked_resource_cancels_its_timer() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a"]);
+        s.on_response(resp(LISTENER, "v1", "n1", vec![bad_listener("a")]), t0);
+        assert_eq!(s.next_timer_deadline(), None);
+    }
+
+    #[test]
+    fn no_timer_while_disconnected() {
+        let t0 = Instant::now();
+        let mut s = AdsState::new(node());
+        s.subscribe(LDS, "a", t0);
+        assert_eq!(s.next_timer_deadline(), None);
+        assert!(s.poll_timers(t0 + SECS_15 * 10).is_empty());
+        let t1 = t0 + Duration::from_secs(100);
+        s.on_connected(t1);
+        assert_eq!(s.next_timer_deadline(), Some(t1 + SECS_15));
+    }
+
+    #[test]
+    fn disconnect_stops_timers_and_reconnect_restarts_them() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a"]);
+        s.on_disconnected();
+        assert_eq!(s.next_timer_deadline(), None);
+        assert!(s.poll_timers(t0 + SECS_15).is_empty());
+        let t1 = t0 + Duration::from_secs(20);
+        s.on_connected(t1);
+        assert_eq!(s.next_timer_deadline(), Some(t1 + SECS_15));
+        assert_eq!(
+            kinds(&s.poll_timers(t1 + SECS_15)),
+            vec![ev("LDS a", "does-not-exist")]
+        );
+    }
+
+    #[test]
+    fn reconnect_does_not_restart_timers_of_received_resources() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a", "b"]);
+        s.on_response(resp(LISTENER, "v1", "n1", vec![listener("a")]), t0);
+        s.on_disconnected();
+        let t1 = t0 + Duration::from_secs(1);
+        s.on_connected(t1);
+        assert_eq!(
+            kinds(&s.poll_timers(t1 + SECS_15)),
+            vec![ev("LDS b", "does-not-exist")]
+        );
+    }
+
+    #[test]
+    fn configurable_timeout() {
+        let t0 = Instant::now();
+        let opts = ProtocolOptions {
+            does_not_exist_timeout: Duration::from_millis(100),
+            ..ProtocolOptions::default()
+        };
+        let mut s = AdsState::with_options(node(), opts);
+        s.on_connected(t0);
+        s.subscribe(EDS, "e", t0);
+        assert_eq!(
+            s.next_timer_deadline(),
+            Some(t0 + Duration::from_millis(100))
+        );
+    }
+
+    // --- reconnect ---
+
+    #[test]
+    fn reconnect_resends_every_type_with_last_acked_version_and_no_nonce() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["b", "a"]);
+        s.subscribe(CDS, "c", t0);
+        s.subscribe(EDS, "e", t0);
+        s.on_response(
+            resp(LISTENER, "l1", "n1", vec![listener("a"), listener("b")]),
+            t0,
+        );
+        s.on_response(resp(CLUSTER, "c1", "n2", vec![cluster("c")]), t0);
+        // A NACKed CDS update: the version to resume from stays c1.
+        s.on_response(resp(CLUSTER, "c2", "n3", vec![garbage(CLUSTER)]), t0);
+        s.on_disconnected();
+        assert!(!s.is_connected());
+        let reqs = s.on_connected(t0);
+        assert!(s.is_connected());
+        assert_eq!(reqs.len(), 3);
+        assert_req(
+            &reqs[0],
+            Want::new(LISTENER, &["a", "b"]).version("l1").node(),
+        );
+        assert_req(&reqs[1], Want::new(CLUSTER, &["c"]).version("c1"));
+        assert_req(&reqs[2], Want::new(CLUSTER_LOAD_ASSIGNMENT, &["e"]));
+    }
+
+    #[test]
+    fn cached_state_survives_stream_loss() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["a"]);
+        s.on_response(resp(CLUSTER, "v1", "n1", vec![cluster("a")]), t0);
+        s.on_disconnected();
+        s.on_connected(t0);
+        // Still known to have a value: its absence now is a deletion.
+        let out = s.on_response(resp(CLUSTER, "v2", "n4", vec![]), t0);
+        assert_eq!(kinds(&out.updates), vec![ev("CDS a", "does-not-exist")]);
+    }
+
+    // --- wrapper ---
+
+    #[test]
+    fn resource_wrapper_is_unwrapped() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["c"]);
+        let wrapped = pack(&ResourceWrapper {
+            name: "c".into(),
+            resource: Some(cluster("c")),
+            ..Default::default()
+        });
+        assert_eq!(wrapped.type_url, xds_proto::type_url::RESOURCE_WRAPPER);
+        let out = s.on_response(resp(CLUSTER, "v1", "n1", vec![wrapped]), t0);
+        assert_req(
+            &single(out.requests),
+            Want::new(CLUSTER, &["c"]).version("v1").nonce("n1"),
+        );
+        assert_eq!(kinds(&out.updates), vec![ev("CDS c", "changed")]);
+    }
+
+    #[test]
+    fn empty_resource_wrapper_is_nacked_by_name() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["c"]);
+        let wrapped = pack(&ResourceWrapper {
+            name: "c".into(),
+            ..Default::default()
+        });
+        let out = s.on_response(resp(CLUSTER, "v1", "n1", vec![wrapped]), t0);
+        assert_req(
+            &single(out.requests),
+            Want::new(CLUSTER, &["c"])
+                .nonce("n1")
+                .error("resource \"c\": Resource wrapper: resource: missing"),
+        );
+        assert_eq!(kinds(&out.updates), vec![ev("CDS c", "error")]);
+    }
+}

@@ -1,0 +1,229 @@
+//! The channel to an xDS server: `server_uri` parsing and connection (gRFC A27 bootstrap
+//! `xds_servers`), and the reconnect backoff of the ADS stream (gRFC A57, with gRPC's
+//! connection-backoff parameters).
+
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::XdsError;
+use crate::bootstrap::{ChannelCreds, XdsServer};
+
+/// Connection timeout of one attempt (gRPC's minimum connect timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where an xDS server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ServerAddr {
+    /// `host:port` or `dns:///host:port`, as an `http://` URI.
+    Tcp(String),
+    /// `unix:/path` or `unix:///path`.
+    Unix(String),
+}
+
+/// Parses a bootstrap `server_uri`.
+pub(crate) fn parse_server_uri(uri: &str) -> Result<ServerAddr, XdsError> {
+    let unsupported = |why: &str| XdsError::UnsupportedServerUri {
+        uri: uri.to_string(),
+        reason: why.to_string(),
+    };
+    if let Some(rest) = uri.strip_prefix("unix:") {
+        // `unix:///path` has an empty authority; `unix:/path` none; `unix:path` is relative.
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return Err(unsupported("empty unix socket path"));
+        }
+        return Ok(ServerAddr::Unix(path.to_string()));
+    }
+    let host_port = if let Some(rest) = uri.strip_prefix("dns:") {
+        match rest.strip_prefix("///") {
+            Some(hp) => hp,
+            None if rest.starts_with("//") => {
+                return Err(unsupported(
+                    "a DNS authority (dns://authority/...) is not supported",
+                ));
+            }
+            None => rest,
+        }
+    } else if uri.contains("://") {
+        return Err(unsupported(
+            "scheme not supported (use host:port, dns:///, unix:)",
+        ));
+    } else {
+        uri
+    };
+    if host_port.is_empty() || host_port.contains('/') {
+        return Err(unsupported("expected host:port"));
+    }
+    let http = format!("http://{host_port}");
+    let parsed: Uri = http
+        .parse()
+        .map_err(|_| unsupported("not a valid host:port"))?;
+    if parsed.port_u16().is_none() {
+        return Err(unsupported("missing port"));
+    }
+    Ok(ServerAddr::Tcp(http))
+}
+
+/// Connects to an xDS server (channel ready, in gRFC A57 terms, when this returns).
+pub(crate) async fn connect(server: &XdsServer) -> Result<Channel, XdsError> {
+    match &server.channel_creds {
+        ChannelCreds::Insecure => {}
+        ChannelCreds::Tls(_) => {
+            return Err(XdsError::UnsupportedChannelCreds(
+                "tls (not yet supported; use insecure)".to_string(),
+            ));
+        }
+    }
+    let transport_err = |e: tonic::transport::Error| XdsError::Transport {
+        server: server.server_uri.clone(),
+        message: error_chain(&e),
+    };
+    match parse_server_uri(&server.server_uri)? {
+        ServerAddr::Tcp(uri) => {
+            let endpoint = Endpoint::from_shared(uri)
+                .map_err(transport_err)?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true);
+            endpoint.connect().await.map_err(transport_err)
+        }
+        ServerAddr::Unix(path) => {
+            // The URI is required by tonic but unused by the connector.
+            let endpoint =
+                Endpoint::from_static("http://localhost").connect_timeout(CONNECT_TIMEOUT);
+            let connector = tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(stream))
+                }
+            });
+            endpoint
+                .connect_with_connector(connector)
+                .await
+                .map_err(transport_err)
+        }
+    }
+}
+
+/// An error and its sources, `: `-joined (tonic's top-level messages say little).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    // Error chains are short; the bound only guards against a cyclic `source`.
+    for _ in 0..8 {
+        let Some(s) = source else { break };
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Exponential backoff for ADS stream attempts: 1 s base, ×1.6, ±20 % jitter, 120 s cap.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const BASE: Duration = Duration::from_secs(1);
+    const MULTIPLIER: f64 = 1.6;
+    const JITTER: f64 = 0.2;
+    const MAX: Duration = Duration::from_secs(120);
+
+    /// A fresh backoff.
+    pub(crate) fn new() -> Self {
+        Backoff { next: Self::BASE }
+    }
+
+    /// Back to the base delay (after a stream that received a response).
+    pub(crate) fn reset(&mut self) {
+        self.next = Self::BASE;
+    }
+
+    /// The delay before the next attempt, jittered with `unit` in `[0, 1)`.
+    pub(crate) fn next_delay_with(&mut self, unit: f64) -> Duration {
+        let base = self.next;
+        let grown = base.as_secs_f64() * Self::MULTIPLIER;
+        self.next = Duration::from_secs_f64(grown.min(Self::MAX.as_secs_f64()));
+        let factor = 1.0 + Self::JITTER * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+        Duration::from_secs_f64(base.as_secs_f64() * factor)
+    }
+
+    /// The delay before the next attempt.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        self.next_delay_with(rand::random::<f64>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_uri_forms() {
+        let tcp = |s: &str| Ok(ServerAddr::Tcp(s.to_string()));
+        let unix = |s: &str| Ok(ServerAddr::Unix(s.to_string()));
+        assert_eq!(
+            parse_server_uri("localhost:18000"),
+            tcp("http://localhost:18000")
+        );
+        assert_eq!(
+            parse_server_uri("dns:///istiod.istio-system.svc:15010"),
+            tcp("http://istiod.istio-system.svc:15010")
+        );
+        assert_eq!(parse_server_uri("dns:host:1"), tcp("http://host:1"));
+        assert_eq!(parse_server_uri("[::1]:8080"), tcp("http://[::1]:8080"));
+        assert_eq!(
+            parse_server_uri("unix:/tmp/xds.sock"),
+            unix("/tmp/xds.sock")
+        );
+        assert_eq!(
+            parse_server_uri("unix:///tmp/xds.sock"),
+            unix("/tmp/xds.sock")
+        );
+        assert_eq!(
+            parse_server_uri("unix:relative.sock"),
+            unix("relative.sock")
+        );
+    }
+
+    #[test]
+    fn bad_server_uris() {
+        for bad in [
+            "",
+            "localhost",
+            "dns://8.8.8.8/host:1",
+            "https://host:1",
+            "unix:",
+            "host:1/path",
+            "xds:///foo",
+        ] {
+            let err = parse_server_uri(bad).err();
+            assert!(
+                matches!(&err, Some(XdsError::UnsupportedServerUri { uri, .. }) if uri == bad),
+                "{bad:?} gave {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_grows_jitters_caps_and_resets() {
+        let mut b = Backoff::new();
+        assert_eq!(b.next_delay_with(0.5), Duration::from_secs(1));
+        assert_eq!(b.next_delay_with(0.5), Duration::from_secs_f64(1.6));
+        let third = b.next_delay_with(0.0);
+        assert!((third.as_secs_f64() - 2.56 * 0.8).abs() < 1e-9, "{third:?}");
+        for _ in 0..30 {
+            b.next_delay_with(0.5);
+        }
+        assert_eq!(b.next_delay_with(0.5), Duration::from_secs(120));
+        assert_eq!(b.next_delay_with(1.0), Duration::from_secs(144));
+        b.reset();
+        assert_eq!(b.next_delay_with(0.5), Duration::from_secs(1));
+        let random = b.next_delay();
+        assert!(random >= Duration::from_secs_f64(1.28) && random <= Duration::from_secs_f64(1.92));
+    }
+}
