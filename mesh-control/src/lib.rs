@@ -1,1 +1,16 @@
-//! A small development control plane for the mesh (in progress).
+//! `mesh-control`: a small development control plane for the mesh.
+//!
+//! It reads a `mesh.yaml` ([`MeshConfig`]), translates it into xDS resources named the way
+//! Istio names them for proxyless gRPC ([`translate`]), and serves them over ADS v3, state of
+//! the world ([`ControlPlane`]), to our Rust clients and to real gRPC clients.
+
+pub mod duration;
+pub mod error;
+pub mod model;
+mod validate;
+
+pub use error::{ConfigError, ServeError};
+pub use model::{
+    Destination, Endpoint, HeaderMatch, Health, Locality, MeshConfig, Route, RouteMatch, Service,
+    Subset, WeightedDestination,
+};
