@@ -14,3 +14,6 @@ pub use model::{
     Destination, Endpoint, HeaderMatch, Health, Locality, MeshConfig, Route, RouteMatch, Service,
     Subset, WeightedDestination,
 };
+pub mod translate;
+
+pub use translate::{Snapshot, cluster_name, listener_name, translate};
