@@ -68,6 +68,9 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("ADS server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The configuration to serve is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The server task panicked or was cancelled.
     #[error("ADS server task ended abnormally: {0}")]
     Task(String),

@@ -1,19 +1,25 @@
 //! `mesh-control`: a small development control plane for the mesh.
 //!
 //! It reads a `mesh.yaml` ([`MeshConfig`]), translates it into xDS resources named the way
-//! Istio names them for proxyless gRPC ([`translate`]), and serves them over ADS v3, state of
-//! the world ([`ControlPlane`]), to our Rust clients and to real gRPC clients.
+//! Istio names them for proxyless gRPC ([`translate()`]), and serves them over ADS v3, state
+//! of the world ([`ControlPlane`]), to our Rust clients and to real gRPC clients.
+//! [`bootstrap_json`] writes the matching gRPC bootstrap.
 
+pub mod ads;
+pub mod bootstrap;
 pub mod duration;
 pub mod error;
 pub mod model;
+pub mod server;
+mod stream;
+pub mod translate;
 mod validate;
 
+pub use bootstrap::bootstrap_json;
 pub use error::{ConfigError, ServeError};
 pub use model::{
     Destination, Endpoint, HeaderMatch, Health, Locality, MeshConfig, Route, RouteMatch, Service,
     Subset, WeightedDestination,
 };
-pub mod translate;
-
+pub use server::{ControlPlane, RunningControlPlane};
 pub use translate::{Snapshot, cluster_name, listener_name, translate};
