@@ -7,15 +7,19 @@
 
 pub mod ads;
 pub mod bootstrap;
+pub mod describe;
 pub mod duration;
 pub mod error;
 pub mod model;
+pub mod raw;
+pub mod reload;
 pub mod server;
 mod stream;
 pub mod translate;
 mod validate;
 
 pub use bootstrap::bootstrap_json;
+pub use describe::describe;
 pub use error::{ConfigError, ServeError};
 pub use model::{
     Destination, Endpoint, HeaderMatch, Health, Locality, MeshConfig, Route, RouteMatch, Service,
