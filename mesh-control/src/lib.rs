@@ -16,6 +16,8 @@ pub mod reload;
 pub mod server;
 mod stream;
 pub mod translate;
+#[cfg(test)]
+mod translate_tests;
 mod validate;
 
 pub use bootstrap::bootstrap_json;

@@ -52,9 +52,26 @@ fn fingerprint(path: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 /// Polls `path` every `interval` forever, applying each changed version to `control`.
-/// The current contents are taken as already applied. Cancel by dropping the future.
-pub async fn watch(control: ControlPlane, path: PathBuf, source: Source, interval: Duration) {
-    let mut last = fingerprint(&path);
+/// The contents at the time of the call (not of the first poll) are taken as already
+/// applied, so a change made right after [`apply`] is not missed. Cancel by dropping the
+/// future.
+pub fn watch(
+    control: ControlPlane,
+    path: PathBuf,
+    source: Source,
+    interval: Duration,
+) -> impl Future<Output = ()> + Send {
+    let last = fingerprint(&path);
+    poll(control, path, source, interval, last)
+}
+
+async fn poll(
+    control: ControlPlane,
+    path: PathBuf,
+    source: Source,
+    interval: Duration,
+    mut last: Vec<(PathBuf, Vec<u8>)>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
