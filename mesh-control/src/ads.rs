@@ -1,5 +1,5 @@
 //! The ADS gRPC service (`StreamAggregatedResources`, state of the world): one task per
-//! stream drives a [`StreamState`](crate::stream) from the client's requests and from
+//! stream drives a per-stream protocol state (see `stream.rs`) from the client's requests and from
 //! snapshot changes. Delta xDS is not implemented yet (`UNIMPLEMENTED`).
 //!
 //! A stream ends when the client goes away or when the control plane shuts down (the client
@@ -93,7 +93,7 @@ struct StreamTask {
 enum Wake {
     Stop,
     ClientGone,
-    Request(DiscoveryRequest),
+    Request(Box<DiscoveryRequest>),
     Ended(Option<Status>),
     Changed,
     ServerGone,
@@ -109,7 +109,7 @@ impl StreamTask {
                 _ = self.stop.wait_for(|g| *g != generation) => Wake::Stop,
                 _ = self.tx.closed() => Wake::ClientGone,
                 message = self.inbound.message() => match message {
-                    Ok(Some(req)) => Wake::Request(req),
+                    Ok(Some(req)) => Wake::Request(Box::new(req)),
                     Ok(None) => Wake::Ended(None),
                     Err(status) => Wake::Ended(Some(status)),
                 },
@@ -141,7 +141,7 @@ impl StreamTask {
                     return;
                 }
                 Wake::ServerGone => return,
-                Wake::Request(req) => self.on_request(&mut state, req),
+                Wake::Request(req) => self.on_request(&mut state, *req),
                 Wake::Changed => {
                     let current = Arc::clone(&self.resources.borrow_and_update());
                     state.on_change(&current)
@@ -168,11 +168,11 @@ impl StreamTask {
         state: &mut StreamState,
         req: DiscoveryRequest,
     ) -> Vec<DiscoveryResponse> {
-        if self.node.is_empty() {
-            if let Some(node) = &req.node {
-                self.node = node.id.clone();
-                info!(node = %self.node, peer = %self.peer, "ADS stream opened");
-            }
+        if self.node.is_empty()
+            && let Some(node) = &req.node
+        {
+            self.node = node.id.clone();
+            info!(node = %self.node, peer = %self.peer, "ADS stream opened");
         }
         let current = Arc::clone(&self.resources.borrow());
         let handled = state.on_request(&req, &current);

@@ -1,6 +1,6 @@
 //! The `mesh.yaml` model: services, their endpoints, subsets and routes.
 //!
-//! This is the input of the control plane; [`crate::translate`] turns it into xDS resources.
+//! This is the input of the control plane; [`crate::translate()`] turns it into xDS resources.
 //! Unknown fields are rejected so that a typo (`prefx:`) is an error, not a silent default.
 
 use std::collections::BTreeMap;

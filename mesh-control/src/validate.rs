@@ -54,23 +54,24 @@ impl MeshConfig {
                 "set at most one of prefix, path and regex",
             ));
         }
-        if let Some(prefix) = &m.prefix {
-            if !prefix.is_empty() && !prefix.starts_with('/') {
-                return Err(ConfigError::invalid(
-                    format!("{at}.match.prefix"),
-                    format!(
-                        "{prefix:?} must start with '/' (gRPC paths look like /pkg.Service/Method)"
-                    ),
-                ));
-            }
+        if let Some(prefix) = &m.prefix
+            && !prefix.is_empty()
+            && !prefix.starts_with('/')
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.match.prefix"),
+                format!(
+                    "{prefix:?} must start with '/' (gRPC paths look like /pkg.Service/Method)"
+                ),
+            ));
         }
-        if let Some(path) = &m.path {
-            if !path.starts_with('/') {
-                return Err(ConfigError::invalid(
-                    format!("{at}.match.path"),
-                    format!("{path:?} must start with '/' (e.g. /helloworld.Greeter/SayHello)"),
-                ));
-            }
+        if let Some(path) = &m.path
+            && !path.starts_with('/')
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.match.path"),
+                format!("{path:?} must start with '/' (e.g. /helloworld.Greeter/SayHello)"),
+            ));
         }
         if let Some(regex) = &m.regex {
             check_regex(regex, &format!("{at}.match.regex"))?;
@@ -139,13 +140,13 @@ impl MeshConfig {
                 }
             },
         };
-        if let Some(subset) = &destination.subset {
-            if !target.subsets.iter().any(|s| &s.name == subset) {
-                return Err(ConfigError::invalid(
-                    format!("{at}.subset"),
-                    format!("no subset {subset:?} in service {}", target.name),
-                ));
-            }
+        if let Some(subset) = &destination.subset
+            && !target.subsets.iter().any(|s| &s.name == subset)
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.subset"),
+                format!("no subset {subset:?} in service {}", target.name),
+            ));
         }
         Ok(())
     }

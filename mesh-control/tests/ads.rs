@@ -1,6 +1,9 @@
 //! ADS server tests with a real tonic client over 127.0.0.1: subscribe, ACK, push, NACK,
 //! RDS by name, raw resources, delta, client disconnect and shutdown. Every wait is bounded.
 
+// Test helpers outside #[test] fns may panic: a failed wait is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use mesh_control::{ControlPlane, MeshConfig, RunningControlPlane};

@@ -1,5 +1,8 @@
 //! Tests of the `mesh-control` binary: `validate` and `bootstrap`.
 
+// Test helpers outside #[test] fns may panic: a failed wait is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 fn bin() -> Command {
