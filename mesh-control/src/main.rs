@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mesh_control::raw::load_raw;
 use mesh_control::reload::{self, Source};
 use mesh_control::{ControlPlane, MeshConfig, bootstrap_json, describe, translate};
 use tracing::{error, info};
@@ -88,11 +89,17 @@ async fn serve(config: Option<PathBuf>, raw: Option<PathBuf>, listen: SocketAddr
             return ExitCode::FAILURE;
         }
     };
-    let control = ControlPlane::empty();
-    if let Err(e) = reload::apply(&control, &path, source) {
-        error!("{}: {e}", path.display());
-        return ExitCode::FAILURE;
-    }
+    let loaded = match source {
+        Source::Mesh => MeshConfig::from_file(&path).and_then(ControlPlane::new),
+        Source::Raw => load_raw(&path).map(ControlPlane::raw),
+    };
+    let control = match loaded {
+        Ok(control) => control,
+        Err(e) => {
+            error!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
     let running = match control.listen(listen).await {
         Ok(running) => running,
         Err(e) => {
