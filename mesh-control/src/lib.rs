@@ -1,1 +1,31 @@
-//! A small development control plane for the mesh (in progress).
+//! `mesh-control`: a small development control plane for the mesh.
+//!
+//! It reads a `mesh.yaml` ([`MeshConfig`]), translates it into xDS resources named the way
+//! Istio names them for proxyless gRPC ([`translate()`]), and serves them over ADS v3, state
+//! of the world ([`ControlPlane`]), to our Rust clients and to real gRPC clients.
+//! [`bootstrap_json`] writes the matching gRPC bootstrap.
+
+pub mod ads;
+pub mod bootstrap;
+pub mod describe;
+pub mod duration;
+pub mod error;
+pub mod model;
+pub mod raw;
+pub mod reload;
+pub mod server;
+mod stream;
+pub mod translate;
+#[cfg(test)]
+mod translate_tests;
+mod validate;
+
+pub use bootstrap::bootstrap_json;
+pub use describe::describe;
+pub use error::{ConfigError, ServeError};
+pub use model::{
+    Destination, Endpoint, HeaderMatch, Health, Locality, MeshConfig, Route, RouteMatch, Service,
+    Subset, WeightedDestination,
+};
+pub use server::{ControlPlane, RunningControlPlane};
+pub use translate::{Snapshot, cluster_name, listener_name, translate};

@@ -1,0 +1,284 @@
+//! The `mesh.yaml` model: services, their endpoints, subsets and routes.
+//!
+//! This is the input of the control plane; [`crate::translate()`] turns it into xDS resources.
+//! Unknown fields are rejected so that a typo (`prefx:`) is an error, not a silent default.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// A whole mesh: the services clients can dial as `xds:///{name}:{port}`.
+///
+/// ```
+/// let config = mesh_control::MeshConfig::from_yaml(
+///     "services:\n  - name: greeter.default\n    port: 8080\n    endpoints:\n      - address: 127.0.0.1:50051\n",
+/// ).unwrap();
+/// assert_eq!(config.services[0].endpoints.len(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshConfig {
+    /// The services, each with one port. A host may be listed more than once with
+    /// different ports.
+    #[serde(default)]
+    pub services: Vec<Service>,
+}
+
+/// One service port: a host name, a port, its endpoints, subsets and routes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// The host name clients dial, e.g. `greeter.default`.
+    pub name: String,
+    /// The service port clients dial, e.g. `8080`.
+    pub port: u16,
+    /// The backends serving this service.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    /// Named groups of endpoints selected by labels (like an Istio DestinationRule).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subsets: Vec<Subset>,
+    /// Routes tried in order; empty means one route, prefix `/`, to the whole service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+}
+
+impl Service {
+    /// A service with no endpoints, subsets or routes.
+    pub fn new(name: impl Into<String>, port: u16) -> Service {
+        Service {
+            name: name.into(),
+            port,
+            endpoints: Vec::new(),
+            subsets: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// One backend address of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// `ip:port`, e.g. `127.0.0.1:50051` or `[::1]:50051`.
+    pub address: String,
+    /// Labels used by subsets, e.g. `version: v1`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Where the endpoint runs; endpoints are grouped by locality and priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Locality>,
+    /// Load-balancing weight within its locality (at least 1).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Failover priority, 0 is the most preferred.
+    #[serde(default)]
+    pub priority: u32,
+    /// Health status reported to clients.
+    #[serde(default)]
+    pub health: Health,
+}
+
+impl Endpoint {
+    /// A healthy endpoint with weight 1, priority 0, no labels and no locality.
+    pub fn new(address: impl Into<String>) -> Endpoint {
+        Endpoint {
+            address: address.into(),
+            labels: BTreeMap::new(),
+            locality: None,
+            weight: 1,
+            priority: 0,
+            health: Health::Healthy,
+        }
+    }
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A locality (region / zone / sub-zone), as in Envoy's `core.v3.Locality`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Locality {
+    /// Region, e.g. `r1`.
+    #[serde(default)]
+    pub region: String,
+    /// Zone within the region, e.g. `z1`.
+    #[serde(default)]
+    pub zone: String,
+    /// Sub-zone within the zone.
+    #[serde(default)]
+    pub sub_zone: String,
+}
+
+/// The health status of an endpoint, as sent in EDS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Receives traffic.
+    #[default]
+    Healthy,
+    /// Receives no traffic.
+    Unhealthy,
+    /// Being drained; receives no new traffic.
+    Draining,
+    /// Unknown; gRPC clients treat it as healthy.
+    Unknown,
+}
+
+/// A named group of a service's endpoints: those whose labels include all of `labels`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subset {
+    /// The subset name, used in cluster names `outbound|{port}|{subset}|{service}`.
+    pub name: String,
+    /// The labels an endpoint must carry (all of them) to be in the subset.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One route: a request match and where matching requests go.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Which requests the route takes; the default matches everything (prefix `/`).
+    #[serde(default)]
+    pub r#match: RouteMatch,
+    /// Weighted destinations; exclusive with `destination`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<WeightedDestination>,
+    /// A single destination; exclusive with `split`. With neither, the whole service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Destination>,
+    /// Maximum stream duration for matching requests (`2s`, `500ms`).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+/// A request match: at most one of `prefix`, `path`, `regex` (none = prefix `/`), and
+/// header matchers that must all match.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    /// Path prefix, e.g. `/helloworld.Greeter/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Exact path, e.g. `/helloworld.Greeter/SayHello`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// RE2 regular expression over the whole path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// Header matchers; all must match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// A header matcher: `name` and exactly one of `exact`, `prefix`, `suffix`, `regex`,
+/// `present`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    /// Header name (lower case for HTTP/2), e.g. `x-user`.
+    pub name: String,
+    /// The value equals this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// The value starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The value ends with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    /// The whole value matches this RE2 regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// `true`: the header is present; `false`: it is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present: Option<bool>,
+}
+
+/// Where a route sends requests: a subset of this service, another service, or both
+/// (a subset of another service). All fields empty means the whole current service.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    /// Another service's name; default: the service the route belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// That service's port; default: its first listed port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// A subset of the destination service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
+}
+
+/// One weighted entry of a route's `split`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedDestination {
+    /// Another service's name; default: the service the route belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// That service's port; default: its first listed port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// A subset of the destination service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
+    /// Relative weight; entries may be 0 but the route's total must be positive.
+    pub weight: u32,
+}
+
+impl WeightedDestination {
+    /// The destination part, without the weight.
+    pub fn destination(&self) -> Destination {
+        Destination {
+            service: self.service.clone(),
+            port: self.port,
+            subset: self.subset.clone(),
+        }
+    }
+}
+
+impl MeshConfig {
+    /// Parses and validates a `mesh.yaml` document.
+    pub fn from_yaml(text: &str) -> Result<MeshConfig, ConfigError> {
+        let config: MeshConfig =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a `mesh.yaml` file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<MeshConfig, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        MeshConfig::from_yaml(&text)
+    }
+
+    /// Serializes back to YAML (round-trips through [`MeshConfig::from_yaml`]).
+    pub fn to_yaml(&self) -> Result<String, ConfigError> {
+        serde_yaml::to_string(self).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// The first listed service with this host name.
+    pub fn find_service(&self, name: &str, port: Option<u16>) -> Option<&Service> {
+        self.services
+            .iter()
+            .find(|s| s.name == name && port.is_none_or(|p| p == s.port))
+    }
+}

@@ -1,0 +1,257 @@
+//! Validation of a [`MeshConfig`]: every rule a translated resource relies on, checked up
+//! front with an error naming the offending field.
+//!
+//! The rules keep the output acceptable to gRPC clients (gRFC A27/A28): unique listener and
+//! cluster names, `ip:port` endpoints with weight ≥ 1, one path specifier per route, RE2
+//! regexes that compile, split weights with a positive total, and destinations that exist.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use crate::error::ConfigError;
+use crate::model::{Destination, HeaderMatch, MeshConfig, Route, Service};
+
+impl MeshConfig {
+    /// Checks the whole configuration; the error names the first offending field, e.g.
+    /// `services[1].routes[0].split[1].subset: no subset "v3" in service greeter.default`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = BTreeSet::new();
+        for (i, service) in self.services.iter().enumerate() {
+            let at = format!("services[{i}]");
+            validate_service(service, &at)?;
+            if !seen.insert((service.name.as_str(), service.port)) {
+                return Err(ConfigError::invalid(
+                    format!("{at}.port"),
+                    format!(
+                        "service {}:{} is listed twice; each name and port appears once",
+                        service.name, service.port
+                    ),
+                ));
+            }
+        }
+        for (i, service) in self.services.iter().enumerate() {
+            for (j, route) in service.routes.iter().enumerate() {
+                self.validate_route(service, route, &format!("services[{i}].routes[{j}]"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_route(
+        &self,
+        service: &Service,
+        route: &Route,
+        at: &str,
+    ) -> Result<(), ConfigError> {
+        let m = &route.r#match;
+        let specifiers = [&m.prefix, &m.path, &m.regex]
+            .iter()
+            .filter(|s| s.is_some())
+            .count();
+        if specifiers > 1 {
+            return Err(ConfigError::invalid(
+                format!("{at}.match"),
+                "set at most one of prefix, path and regex",
+            ));
+        }
+        if let Some(prefix) = &m.prefix
+            && !prefix.is_empty()
+            && !prefix.starts_with('/')
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.match.prefix"),
+                format!(
+                    "{prefix:?} must start with '/' (gRPC paths look like /pkg.Service/Method)"
+                ),
+            ));
+        }
+        if let Some(path) = &m.path
+            && !path.starts_with('/')
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.match.path"),
+                format!("{path:?} must start with '/' (e.g. /helloworld.Greeter/SayHello)"),
+            ));
+        }
+        if let Some(regex) = &m.regex {
+            check_regex(regex, &format!("{at}.match.regex"))?;
+        }
+        for (k, header) in m.headers.iter().enumerate() {
+            validate_header(header, &format!("{at}.match.headers[{k}]"))?;
+        }
+        if !route.split.is_empty() && route.destination.is_some() {
+            return Err(ConfigError::invalid(
+                at.to_string(),
+                "set either split or destination, not both",
+            ));
+        }
+        if let Some(destination) = &route.destination {
+            self.validate_destination(service, destination, &format!("{at}.destination"))?;
+        }
+        let mut total: u64 = 0;
+        for (k, entry) in route.split.iter().enumerate() {
+            let entry_at = format!("{at}.split[{k}]");
+            self.validate_destination(service, &entry.destination(), &entry_at)?;
+            total += u64::from(entry.weight);
+        }
+        if !route.split.is_empty() {
+            if total == 0 {
+                return Err(ConfigError::invalid(
+                    format!("{at}.split"),
+                    "the weights sum to 0; at least one weight must be positive",
+                ));
+            }
+            if total > u64::from(u32::MAX) {
+                return Err(ConfigError::invalid(
+                    format!("{at}.split"),
+                    format!("the weights sum to {total}, more than {}", u32::MAX),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_destination(
+        &self,
+        service: &Service,
+        destination: &Destination,
+        at: &str,
+    ) -> Result<(), ConfigError> {
+        let target = match &destination.service {
+            None => {
+                if destination.port.is_some_and(|p| p != service.port) {
+                    // The port of another entry of the same host.
+                    self.find_service(&service.name, destination.port)
+                        .ok_or_else(|| no_port(at, &service.name, destination.port))?
+                } else {
+                    service
+                }
+            }
+            Some(name) => match self.find_service(name, destination.port) {
+                Some(target) => target,
+                None if self.find_service(name, None).is_some() => {
+                    return Err(no_port(at, name, destination.port));
+                }
+                None => {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.service"),
+                        format!("no service named {name:?}"),
+                    ));
+                }
+            },
+        };
+        if let Some(subset) = &destination.subset
+            && !target.subsets.iter().any(|s| &s.name == subset)
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.subset"),
+                format!("no subset {subset:?} in service {}", target.name),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn no_port(at: &str, name: &str, port: Option<u16>) -> ConfigError {
+    ConfigError::invalid(
+        format!("{at}.port"),
+        format!("service {name} has no port {}", port.unwrap_or_default()),
+    )
+}
+
+fn validate_service(service: &Service, at: &str) -> Result<(), ConfigError> {
+    check_name(&service.name, &format!("{at}.name"))?;
+    if service.port == 0 {
+        return Err(ConfigError::invalid(
+            format!("{at}.port"),
+            "must be 1..=65535",
+        ));
+    }
+    for (j, endpoint) in service.endpoints.iter().enumerate() {
+        let ep_at = format!("{at}.endpoints[{j}]");
+        if endpoint.address.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::invalid(
+                format!("{ep_at}.address"),
+                format!(
+                    "{:?} is not ip:port (e.g. 127.0.0.1:50051)",
+                    endpoint.address
+                ),
+            ));
+        }
+        if endpoint.weight == 0 {
+            return Err(ConfigError::invalid(
+                format!("{ep_at}.weight"),
+                "must be at least 1",
+            ));
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (j, subset) in service.subsets.iter().enumerate() {
+        let sub_at = format!("{at}.subsets[{j}].name");
+        check_name(&subset.name, &sub_at)?;
+        if !names.insert(subset.name.as_str()) {
+            return Err(ConfigError::invalid(
+                sub_at,
+                format!("subset {:?} is defined twice", subset.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Host and subset names end up inside `outbound|{port}|{subset}|{host}` and `{host}:{port}`.
+fn check_name(name: &str, at: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::invalid(at, "must not be empty"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| matches!(c, '|' | ':' | '/' | '*') || c.is_whitespace() || c.is_control())
+    {
+        return Err(ConfigError::invalid(
+            at,
+            format!("{name:?} contains {bad:?}; use letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_header(header: &HeaderMatch, at: &str) -> Result<(), ConfigError> {
+    if header.name.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{at}.name"),
+            "must not be empty",
+        ));
+    }
+    let kinds = [
+        header.exact.is_some(),
+        header.prefix.is_some(),
+        header.suffix.is_some(),
+        header.regex.is_some(),
+        header.present.is_some(),
+    ]
+    .iter()
+    .filter(|set| **set)
+    .count();
+    if kinds != 1 {
+        return Err(ConfigError::invalid(
+            at,
+            format!(
+                "header {:?}: set exactly one of exact, prefix, suffix, regex, present",
+                header.name
+            ),
+        ));
+    }
+    if let Some(regex) = &header.regex {
+        check_regex(regex, &format!("{at}.regex"))?;
+    }
+    Ok(())
+}
+
+/// Rust's `regex` syntax is close to RE2's (both are linear-time, no backreferences), so a
+/// pattern it rejects would be NACKed by clients too.
+fn check_regex(regex: &str, at: &str) -> Result<(), ConfigError> {
+    regex::Regex::new(regex)
+        .map(|_| ())
+        .map_err(|e| ConfigError::invalid(at, format!("invalid regex: {e}")))
+}
