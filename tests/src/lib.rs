@@ -139,24 +139,25 @@ impl Load {
                                 name: format!("w{w}-{i}"),
                             })
                             .await;
-                        let mut rep = report.lock().unwrap();
-                        match r {
-                            Ok(reply) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                                rep.ok += 1;
-                                let msg = reply.into_inner().message;
-                                *rep.by_backend
-                                    .entry(backend_of(&msg).to_string())
-                                    .or_insert(0) += 1;
-                            }
-                            Err(e) => {
-                                rep.failed += 1;
-                                if rep.errors.len() < 5 {
-                                    rep.errors.push(e.to_string());
+                        {
+                            let mut rep = report.lock().unwrap();
+                            match r {
+                                Ok(reply) => {
+                                    ok.fetch_add(1, Ordering::Relaxed);
+                                    rep.ok += 1;
+                                    let msg = reply.into_inner().message;
+                                    *rep.by_backend
+                                        .entry(backend_of(&msg).to_string())
+                                        .or_insert(0) += 1;
+                                }
+                                Err(e) => {
+                                    rep.failed += 1;
+                                    if rep.errors.len() < 5 {
+                                        rep.errors.push(e.to_string());
+                                    }
                                 }
                             }
                         }
-                        drop(rep);
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                 })

@@ -375,8 +375,8 @@ async fn go_control_plane_serves_resources_file() -> anyhow::Result<()> {
             "name": cluster_name,
             "type": "EDS",
             "edsClusterConfig": { "edsConfig": { "ads": {} }, "serviceName": cluster_name },
-            "lbPolicy": "RING_HASH",
-            "ringHashLbConfig": { "minimumRingSize": "1024" }
+            "lbPolicy": "ROUND_ROBIN",
+            "circuitBreakers": { "thresholds": [{ "maxRequests": 77 }] }
         }]
     });
     std::fs::write(file.path(), serde_json::to_vec(&json)?)?;
@@ -393,11 +393,15 @@ async fn go_control_plane_serves_resources_file() -> anyhow::Result<()> {
     let cds = ads.wait_for(type_url::CLUSTER, |_| true).await?;
     let cluster: Cluster = only(&cds)?;
     assert_eq!(cluster.name, cluster_name);
-    assert_eq!(cluster.lb_policy, cluster::LbPolicy::RingHash as i32);
-    let Some(cluster::LbConfig::RingHashLbConfig(ring)) = &cluster.lb_config else {
-        bail!("no ring_hash_lb_config: {cluster:?}");
+    assert_eq!(cluster.lb_policy, cluster::LbPolicy::RoundRobin as i32);
+    // Our validator reads the file-provided circuit breaker (gRFC A32).
+    let any = cds.resources.first().context("no resource")?;
+    let mesh_client::xds::resource::Resource::Cluster(validated) =
+        mesh_client::xds::resource::decode(ResourceType::Cluster, any)?
+    else {
+        bail!("not a cluster");
     };
-    assert_eq!(ring.minimum_ring_size.as_ref().map(|v| v.value), Some(1024));
+    assert_eq!(validated.max_requests, Some(77));
     Ok(())
 }
 

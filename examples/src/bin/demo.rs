@@ -150,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
         &[("backend-1", 80.0), ("backend-2", 20.0)],
     );
 
+    drop(client);
     cp.shutdown().await;
     for b in backends {
         b.stop().await;
