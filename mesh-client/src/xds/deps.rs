@@ -22,7 +22,7 @@ use super::XdsError;
 use super::client::{ResourceState, Subscription, XdsClient};
 use super::resource::{Resource, ResourceType};
 use crate::config::{
-    ClusterConfig, ClusterKind, RouteAction, RouteConfig, RouteSource, TargetConfig, VirtualHost,
+    ClusterConfig, ClusterKind, RouteAction, RouteConfig, RouteSource, TargetConfig,
 };
 
 /// How many walks one change may take: each new subscription can reveal a deeper level
@@ -230,7 +230,7 @@ pub(crate) fn walk(
         }
     };
 
-    let Some(vhost) = find_virtual_host(&route_config, listener_name) else {
+    let Some(vhost) = route_config.find_virtual_host(listener_name) else {
         return done(
             wanted,
             TargetState::Error {
@@ -310,40 +310,6 @@ pub(crate) fn walk(
     )
 }
 
-/// The virtual host for an authority: exact domain, then `*.suffix`, then `prefix.*`, then
-/// `*`; the longest pattern wins within a kind, the first virtual host on a tie (gRFC A28).
-// TODO: use `RouteConfig::find_virtual_host` once the config owner adds it.
-fn find_virtual_host<'a>(rc: &'a RouteConfig, authority: &str) -> Option<&'a VirtualHost> {
-    let host = authority.to_ascii_lowercase();
-    let mut best: Option<((u8, usize), &VirtualHost)> = None;
-    for vh in &rc.virtual_hosts {
-        for domain in &vh.domains {
-            let Some(rank) = domain_rank(&domain.to_ascii_lowercase(), &host) else {
-                continue;
-            };
-            if best.as_ref().is_none_or(|(b, _)| rank > *b) {
-                best = Some((rank, vh));
-            }
-        }
-    }
-    best.map(|(_, vh)| vh)
-}
-
-/// How well a domain pattern matches a host: (kind, pattern length), higher is better.
-fn domain_rank(pattern: &str, host: &str) -> Option<(u8, usize)> {
-    if pattern == "*" {
-        return Some((0, 1));
-    }
-    if let Some(suffix) = pattern.strip_prefix('*') {
-        return (host.len() > suffix.len() && host.ends_with(suffix)).then_some((2, pattern.len()));
-    }
-    if let Some(prefix) = pattern.strip_suffix('*') {
-        return (host.len() > prefix.len() && host.starts_with(prefix))
-            .then_some((1, pattern.len()));
-    }
-    (pattern == host).then_some((3, pattern.len()))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -352,7 +318,7 @@ mod tests {
     use super::*;
     use crate::config::{
         Cluster, ClusterLoadAssignment, HttpConnectionManager, LbPolicy, Listener, PathMatcher,
-        Route, RouteMatch, WeightedCluster,
+        Route, RouteMatch, VirtualHost, WeightedCluster,
     };
     use crate::xds::test_server::{TestServer, WAIT};
 
@@ -670,6 +636,8 @@ mod tests {
         );
     }
 
+    /// The walk selects the virtual host with `RouteConfig::find_virtual_host`; these are
+    /// the cases a target's authority relies on.
     #[test]
     fn virtual_host_domain_matching() {
         let rc = route_config(
@@ -683,7 +651,7 @@ mod tests {
                 vhost("exact-dup", &["api.example.com"], vec![]),
             ],
         );
-        let pick = |a: &str| find_virtual_host(&rc, a).map(|v| v.name.clone());
+        let pick = |a: &str| rc.find_virtual_host(a).map(|v| v.name.clone());
         assert_eq!(
             pick("api.example.com").as_deref(),
             Some("exact"),
@@ -703,7 +671,7 @@ mod tests {
         assert_eq!(pick("elsewhere").as_deref(), Some("any"));
         let none = route_config("r", vec![vhost("v", &["*.example.com"], vec![])]);
         assert!(
-            find_virtual_host(&none, ".example.com").is_none(),
+            none.find_virtual_host(".example.com").is_none(),
             "a wildcard matches at least one character"
         );
     }
