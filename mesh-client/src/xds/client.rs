@@ -481,6 +481,9 @@ impl AdsTask {
             }
         };
 
+        // The first requests must be queued before the call is awaited: the call resolves
+        // on the response headers, and a grpc-go server (go-control-plane) sends those only
+        // with its first response, i.e. after it has seen a request.
         let (tx, rx) = mpsc::unbounded_channel();
         send_all(Some(&tx), self.state.on_connected(now()));
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
@@ -717,6 +720,44 @@ mod tests {
             "cache survives stream loss"
         );
         drop(stream);
+    }
+
+    #[tokio::test]
+    async fn first_request_goes_out_before_response_headers() {
+        // The server sends no headers until its first response, as grpc-go does.
+        let mut server = TestServer::tcp_with_lazy_headers().await;
+        let client = XdsClient::new(server.bootstrap()).unwrap();
+        let mut sub = client.subscribe(ResourceType::Cluster, "c");
+        let mut stream = server.next_stream().await;
+        let first = stream.next_request().await;
+        assert_eq!(
+            (first.type_url.as_str(), first.resource_names.clone()),
+            (CLUSTER, names(&["c"]))
+        );
+        assert!(first.node.is_some());
+        // A subscription made while the headers are still pending goes out as well.
+        let mut sub2 = client.subscribe(ResourceType::Cluster, "d");
+        assert_eq!(
+            stream.next_request().await.resource_names,
+            names(&["c", "d"])
+        );
+        stream.respond(resp(
+            CLUSTER,
+            "1",
+            "x",
+            vec![fixtures::cluster("c"), fixtures::cluster("d")],
+        ));
+        for sub in [&mut sub, &mut sub2] {
+            assert!(matches!(
+                next_change(sub).await,
+                ResourceState::Ready(Resource::Cluster(_))
+            ));
+        }
+        let ack = stream.next_request().await;
+        assert_eq!(
+            (ack.version_info.as_str(), ack.response_nonce.as_str()),
+            ("1", "x")
+        );
     }
 
     #[tokio::test]
