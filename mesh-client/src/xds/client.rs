@@ -30,9 +30,6 @@ use crate::bootstrap::{Bootstrap, ChannelCreds, XdsServer};
 /// 4 MiB default).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
-/// The user agent sent in the node.
-const USER_AGENT_NAME: &str = "mesh-client";
-
 /// What a subscriber knows about one resource.
 #[derive(Debug, Clone)]
 pub enum ResourceState {
@@ -147,7 +144,7 @@ impl XdsClient {
             ));
         }
         let (commands, receiver) = mpsc::unbounded_channel();
-        let node = node_proto(&bootstrap.node);
+        let node = bootstrap.node_proto();
         Ok(XdsClient {
             inner: Arc::new(Inner {
                 bootstrap,
@@ -365,26 +362,6 @@ fn same(a: &Resource, b: &Resource) -> bool {
     }
 }
 
-/// The Envoy node of a bootstrap node.
-// TODO: use `Bootstrap::node_proto()` (metadata as a Struct, client features) once the
-// bootstrap parser lands.
-fn node_proto(node: &crate::bootstrap::Node) -> core::Node {
-    core::Node {
-        id: node.id.clone(),
-        cluster: node.cluster.clone(),
-        locality: node.locality.as_ref().map(|l| core::Locality {
-            region: l.region.clone(),
-            zone: l.zone.clone(),
-            sub_zone: l.sub_zone.clone(),
-        }),
-        user_agent_name: USER_AGENT_NAME.to_string(),
-        user_agent_version_type: Some(core::node::UserAgentVersionType::UserAgentVersion(
-            env!("CARGO_PKG_VERSION").to_string(),
-        )),
-        ..Default::default()
-    }
-}
-
 enum Command {
     Subscribe(ResourceType, String),
     Unsubscribe(ResourceType, String),
@@ -504,6 +481,9 @@ impl AdsTask {
             }
         };
 
+        // The first requests must be queued before the call is awaited: the call resolves
+        // on the response headers, and a grpc-go server (go-control-plane) sends those only
+        // with its first response, i.e. after it has seen a request.
         let (tx, rx) = mpsc::unbounded_channel();
         send_all(Some(&tx), self.state.on_connected(now()));
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
@@ -586,22 +566,12 @@ fn status_message(status: &tonic::Status) -> String {
 mod tests {
     use std::time::Duration;
 
-    use xds_proto::any::pack;
-    use xds_proto::envoy::envoy::config::cluster::v3::Cluster;
-    use xds_proto::envoy::envoy::config::listener::v3::{ApiListener, Listener};
     use xds_proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
     use xds_proto::type_url::{CLUSTER, LISTENER};
 
     use super::*;
+    use crate::xds::fixtures::{self, NO_API_LISTENER};
     use crate::xds::test_server::{TestServer, WAIT, bootstrap_for};
-
-    fn listener(name: &str, valid: bool) -> xds_proto::protobuf::Any {
-        pack(&Listener {
-            name: name.into(),
-            api_listener: valid.then(ApiListener::default),
-            ..Default::default()
-        })
-    }
 
     fn resp(
         type_url: &str,
@@ -649,8 +619,18 @@ mod tests {
         assert_eq!(node.id, "test-node");
         assert_eq!(node.cluster, "test-cluster");
         assert_eq!(node.user_agent_name, "mesh-client");
+        assert!(
+            node.client_features
+                .contains(&"xds.config.resource-in-sotw".to_string()),
+            "the bootstrap's node, with client features: {node:?}"
+        );
 
-        stream.respond(resp(LISTENER, "v1", "n1", vec![listener("l1", true)]));
+        stream.respond(resp(
+            LISTENER,
+            "v1",
+            "n1",
+            vec![fixtures::listener("l1", "r1")],
+        ));
         match next_change(&mut sub).await {
             ResourceState::Ready(Resource::Listener(l)) => assert_eq!(l.name, "l1"),
             other => panic!("unexpected {other:?}"),
@@ -664,11 +644,16 @@ mod tests {
         assert!(ack.node.is_none() && ack.error_detail.is_none());
 
         // NACK: the good value stays in force.
-        stream.respond(resp(LISTENER, "v2", "n2", vec![listener("l1", false)]));
+        stream.respond(resp(
+            LISTENER,
+            "v2",
+            "n2",
+            vec![fixtures::listener_without_api_listener("l1")],
+        ));
         match next_change(&mut sub).await {
             ResourceState::ReadyWithError(Resource::Listener(l), e) => {
                 assert_eq!(l.name, "l1");
-                assert_eq!(e, "api_listener: missing");
+                assert_eq!(e, NO_API_LISTENER);
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -679,7 +664,10 @@ mod tests {
         );
         let status = nack.error_detail.unwrap_or_default();
         assert_eq!(status.code, 3);
-        assert_eq!(status.message, "resource \"l1\": api_listener: missing");
+        assert_eq!(
+            status.message,
+            format!("listener \"l1\": {NO_API_LISTENER}")
+        );
 
         // A late subscriber gets the cached state at once, and nothing is re-requested.
         let late = client.subscribe(ResourceType::Listener, "l1");
@@ -706,15 +694,7 @@ mod tests {
         let mut sub = client.subscribe(ResourceType::Cluster, "c1");
         let mut stream = server.next_stream().await;
         stream.next_request().await;
-        stream.respond(resp(
-            CLUSTER,
-            "7",
-            "a",
-            vec![pack(&Cluster {
-                name: "c1".into(),
-                ..Default::default()
-            })],
-        ));
+        stream.respond(resp(CLUSTER, "7", "a", vec![fixtures::cluster("c1")]));
         assert!(matches!(
             next_change(&mut sub).await,
             ResourceState::Ready(_)
@@ -743,6 +723,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn first_request_goes_out_before_response_headers() {
+        // The server sends no headers until its first response, as grpc-go does.
+        let mut server = TestServer::tcp_with_lazy_headers().await;
+        let client = XdsClient::new(server.bootstrap()).unwrap();
+        let mut sub = client.subscribe(ResourceType::Cluster, "c");
+        let mut stream = server.next_stream().await;
+        let first = stream.next_request().await;
+        assert_eq!(
+            (first.type_url.as_str(), first.resource_names.clone()),
+            (CLUSTER, names(&["c"]))
+        );
+        assert!(first.node.is_some());
+        // A subscription made while the headers are still pending goes out as well.
+        let mut sub2 = client.subscribe(ResourceType::Cluster, "d");
+        assert_eq!(
+            stream.next_request().await.resource_names,
+            names(&["c", "d"])
+        );
+        stream.respond(resp(
+            CLUSTER,
+            "1",
+            "x",
+            vec![fixtures::cluster("c"), fixtures::cluster("d")],
+        ));
+        for sub in [&mut sub, &mut sub2] {
+            assert!(matches!(
+                next_change(sub).await,
+                ResourceState::Ready(Resource::Cluster(_))
+            ));
+        }
+        let ack = stream.next_request().await;
+        assert_eq!(
+            (ack.version_info.as_str(), ack.response_nonce.as_str()),
+            ("1", "x")
+        );
+    }
+
+    #[tokio::test]
     async fn unix_socket_server_uri() {
         let mut server = TestServer::unix().await;
         assert!(server.uri.starts_with("unix:///"));
@@ -750,15 +768,7 @@ mod tests {
         let mut sub = client.subscribe(ResourceType::Cluster, "c");
         let mut stream = server.next_stream().await;
         assert_eq!(stream.next_request().await.resource_names, names(&["c"]));
-        stream.respond(resp(
-            CLUSTER,
-            "1",
-            "x",
-            vec![pack(&Cluster {
-                name: "c".into(),
-                ..Default::default()
-            })],
-        ));
+        stream.respond(resp(CLUSTER, "1", "x", vec![fixtures::cluster("c")]));
         assert!(matches!(
             next_change(&mut sub).await,
             ResourceState::Ready(Resource::Cluster(_))

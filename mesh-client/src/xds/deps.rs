@@ -22,7 +22,7 @@ use super::XdsError;
 use super::client::{ResourceState, Subscription, XdsClient};
 use super::resource::{Resource, ResourceType};
 use crate::config::{
-    ClusterConfig, ClusterKind, RouteAction, RouteConfig, RouteSource, TargetConfig, VirtualHost,
+    ClusterConfig, ClusterKind, RouteAction, RouteConfig, RouteSource, TargetConfig,
 };
 
 /// How many walks one change may take: each new subscription can reveal a deeper level
@@ -230,7 +230,7 @@ pub(crate) fn walk(
         }
     };
 
-    let Some(vhost) = find_virtual_host(&route_config, listener_name) else {
+    let Some(vhost) = route_config.find_virtual_host(listener_name) else {
         return done(
             wanted,
             TargetState::Error {
@@ -310,40 +310,6 @@ pub(crate) fn walk(
     )
 }
 
-/// The virtual host for an authority: exact domain, then `*.suffix`, then `prefix.*`, then
-/// `*`; the longest pattern wins within a kind, the first virtual host on a tie (gRFC A28).
-// TODO: use `RouteConfig::find_virtual_host` once the config owner adds it.
-fn find_virtual_host<'a>(rc: &'a RouteConfig, authority: &str) -> Option<&'a VirtualHost> {
-    let host = authority.to_ascii_lowercase();
-    let mut best: Option<((u8, usize), &VirtualHost)> = None;
-    for vh in &rc.virtual_hosts {
-        for domain in &vh.domains {
-            let Some(rank) = domain_rank(&domain.to_ascii_lowercase(), &host) else {
-                continue;
-            };
-            if best.as_ref().is_none_or(|(b, _)| rank > *b) {
-                best = Some((rank, vh));
-            }
-        }
-    }
-    best.map(|(_, vh)| vh)
-}
-
-/// How well a domain pattern matches a host: (kind, pattern length), higher is better.
-fn domain_rank(pattern: &str, host: &str) -> Option<(u8, usize)> {
-    if pattern == "*" {
-        return Some((0, 1));
-    }
-    if let Some(suffix) = pattern.strip_prefix('*') {
-        return (host.len() > suffix.len() && host.ends_with(suffix)).then_some((2, pattern.len()));
-    }
-    if let Some(prefix) = pattern.strip_suffix('*') {
-        return (host.len() > prefix.len() && host.starts_with(prefix))
-            .then_some((1, pattern.len()));
-    }
-    (pattern == host).then_some((3, pattern.len()))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -352,9 +318,13 @@ mod tests {
     use super::*;
     use crate::config::{
         Cluster, ClusterLoadAssignment, HttpConnectionManager, LbPolicy, Listener, PathMatcher,
-        Route, RouteMatch, WeightedCluster,
+        Route, RouteMatch, VirtualHost, WeightedCluster,
     };
-    use crate::xds::test_server::{TestServer, WAIT};
+    use crate::xds::fixtures;
+    use crate::xds::test_server::{ServerStream, TestServer, WAIT};
+    use xds_proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+    use xds_proto::protobuf::Any;
+    use xds_proto::type_url::{CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION};
 
     const LDS: ResourceType = ResourceType::Listener;
     const RDS: ResourceType = ResourceType::RouteConfiguration;
@@ -670,6 +640,8 @@ mod tests {
         );
     }
 
+    /// The walk selects the virtual host with `RouteConfig::find_virtual_host`; these are
+    /// the cases a target's authority relies on.
     #[test]
     fn virtual_host_domain_matching() {
         let rc = route_config(
@@ -683,7 +655,7 @@ mod tests {
                 vhost("exact-dup", &["api.example.com"], vec![]),
             ],
         );
-        let pick = |a: &str| find_virtual_host(&rc, a).map(|v| v.name.clone());
+        let pick = |a: &str| rc.find_virtual_host(a).map(|v| v.name.clone());
         assert_eq!(
             pick("api.example.com").as_deref(),
             Some("exact"),
@@ -703,7 +675,7 @@ mod tests {
         assert_eq!(pick("elsewhere").as_deref(), Some("any"));
         let none = route_config("r", vec![vhost("v", &["*.example.com"], vec![])]);
         assert!(
-            find_virtual_host(&none, ".example.com").is_none(),
+            none.find_virtual_host(".example.com").is_none(),
             "a wildcard matches at least one character"
         );
     }
@@ -732,24 +704,96 @@ mod tests {
         assert!(matches!(*rx.borrow(), TargetState::Error { .. }));
     }
 
-    async fn next_target_change(w: &mut TargetWatch) -> TargetState {
-        match tokio::time::timeout(WAIT, w.changed()).await {
-            Ok(Ok(())) => w.borrow(),
-            other => panic!("no target change within {WAIT:?}: {other:?}"),
+    /// Waits until the target's state satisfies `pred` (checking the current state first).
+    async fn wait_for(
+        w: &mut TargetWatch,
+        what: &str,
+        pred: impl Fn(&TargetState) -> bool,
+    ) -> TargetState {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let state = w.borrow();
+            if pred(&state) {
+                return state;
+            }
+            match tokio::time::timeout_at(deadline, w.changed()).await {
+                Ok(Ok(())) => {}
+                other => panic!("target not {what} within {WAIT:?} ({other:?}); last {state:?}"),
+            }
         }
     }
 
-    // TODO(integration): with the real validators, a full L→R→C→E e2e test producing
-    // `Ready` and a route change unsubscribing a cluster. The stand-in decoder yields an
-    // empty RouteConfig, so this test stops at the no-virtual-host error.
-    #[tokio::test]
-    async fn target_watch_over_the_network_with_the_stand_in() {
-        use xds_proto::any::pack;
-        use xds_proto::envoy::envoy::config::listener::v3::{ApiListener, Listener as PbListener};
-        use xds_proto::envoy::envoy::config::route::v3::RouteConfiguration;
-        use xds_proto::envoy::envoy::service::discovery::v3::DiscoveryResponse;
-        use xds_proto::type_url::{LISTENER, ROUTE_CONFIGURATION};
+    async fn wait_ready(w: &mut TargetWatch, clusters: &[&str]) -> Arc<TargetConfig> {
+        let want: Vec<String> = clusters.iter().map(|c| c.to_string()).collect();
+        match wait_for(w, "ready", |s| {
+            matches!(s, TargetState::Ready(cfg) if cfg.clusters.keys().cloned().collect::<Vec<_>>() == want)
+        })
+        .await
+        {
+            TargetState::Ready(cfg) => cfg,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
+    /// Reads requests until the last request of each listed type names exactly the listed
+    /// resources; returns every request read.
+    async fn until_subscribed(
+        stream: &mut ServerStream,
+        want: &[(&str, &[&str])],
+    ) -> Vec<DiscoveryRequest> {
+        let mut last: HashMap<String, Vec<String>> = HashMap::new();
+        let mut seen = Vec::new();
+        while !want.iter().all(|(ty, names)| {
+            last.get(*ty)
+                .is_some_and(|got| got.iter().map(String::as_str).eq(names.iter().copied()))
+        }) {
+            let r = stream.next_request().await;
+            last.insert(r.type_url.clone(), r.resource_names.clone());
+            seen.push(r);
+        }
+        seen
+    }
+
+    /// The ACK of response `nonce` (version `version`) is among `reqs`.
+    #[track_caller]
+    fn assert_acked(reqs: &[DiscoveryRequest], type_url: &str, version: &str, nonce: &str) {
+        assert!(
+            reqs.iter().any(|r| r.type_url == type_url
+                && r.version_info == version
+                && r.response_nonce == nonce
+                && r.error_detail.is_none()),
+            "no ACK of {type_url} {version}/{nonce} in {reqs:#?}"
+        );
+    }
+
+    fn resp(type_url: &str, version: &str, nonce: &str, resources: Vec<Any>) -> DiscoveryResponse {
+        DiscoveryResponse {
+            version_info: version.into(),
+            type_url: type_url.into(),
+            nonce: nonce.into(),
+            resources,
+            ..Default::default()
+        }
+    }
+
+    fn addresses(cfg: &TargetConfig, cluster: &str) -> Vec<String> {
+        let Some(Ok(c)) = cfg.clusters.get(cluster) else {
+            panic!("cluster {cluster} not ready in {cfg:?}")
+        };
+        c.endpoints
+            .localities
+            .iter()
+            .flat_map(|l| &l.endpoints)
+            .map(|e| e.address.to_string())
+            .collect()
+    }
+
+    /// gRFC A74 end to end: the test server serves L → R → C → E (valid resources); the
+    /// target becomes Ready with every cluster and its endpoints; a route change that stops
+    /// referencing a cluster publishes a new Ready without it and unsubscribes its CDS and
+    /// EDS resources on the wire.
+    #[tokio::test]
+    async fn target_watch_end_to_end_with_a_route_change() {
         let mut server = TestServer::tcp().await;
         let client = XdsClient::new(server.bootstrap()).unwrap();
         let mut target = client.watch_target("svc");
@@ -763,58 +807,106 @@ mod tests {
             (lds.type_url.as_str(), lds.resource_names.clone()),
             (LISTENER, vec!["svc".to_string()])
         );
-        stream.respond(DiscoveryResponse {
-            version_info: "1".into(),
-            type_url: LISTENER.into(),
-            nonce: "a".into(),
-            resources: vec![pack(&PbListener {
-                name: "svc".into(),
-                api_listener: Some(ApiListener::default()),
-                ..Default::default()
-            })],
-            ..Default::default()
-        });
-        // The ACK and the RDS subscription, in either order.
-        let mut rds = None;
-        for _ in 0..2 {
-            let r = stream.next_request().await;
-            if r.type_url == ROUTE_CONFIGURATION {
-                rds = Some(r);
-            }
-        }
-        assert_eq!(
-            rds.map(|r| r.resource_names),
-            Some(vec!["svc-route".to_string()])
+        assert!(lds.node.is_some());
+
+        // LDS → RDS.
+        stream.respond(resp(
+            LISTENER,
+            "1",
+            "n1",
+            vec![fixtures::listener("svc", "svc-route")],
+        ));
+        let reqs = until_subscribed(&mut stream, &[(ROUTE_CONFIGURATION, &["svc-route"])]).await;
+        assert_acked(&reqs, LISTENER, "1", "n1");
+        wait_for(&mut target, "waiting for RDS", |s| {
+            matches!(s, TargetState::Pending { waiting_for } if waiting_for == "RDS \"svc-route\"")
+        })
+        .await;
+
+        // RDS → CDS: the virtual host for "svc" routes to ca and cb.
+        let two_clusters =
+            fixtures::route_config("svc-route", &["svc"], &[("/svc.A/", "ca"), ("", "cb")]);
+        stream.respond(resp(ROUTE_CONFIGURATION, "1", "n2", vec![two_clusters]));
+        let reqs = until_subscribed(&mut stream, &[(CLUSTER, &["ca", "cb"])]).await;
+        assert_acked(&reqs, ROUTE_CONFIGURATION, "1", "n2");
+
+        // CDS → EDS: cb's endpoints are under its service name.
+        stream.respond(resp(
+            CLUSTER,
+            "1",
+            "n3",
+            vec![
+                fixtures::cluster("ca"),
+                fixtures::eds_cluster("cb", "cb-eds"),
+            ],
+        ));
+        let reqs =
+            until_subscribed(&mut stream, &[(CLUSTER_LOAD_ASSIGNMENT, &["ca", "cb-eds"])]).await;
+        assert_acked(&reqs, CLUSTER, "1", "n3");
+        assert!(
+            matches!(target.borrow(), TargetState::Pending { .. }),
+            "not ready without endpoints: {:?}",
+            target.borrow()
         );
-        match next_target_change(&mut target).await {
-            TargetState::Pending { waiting_for } => assert_eq!(waiting_for, "RDS \"svc-route\""),
-            other => panic!("unexpected {other:?}"),
-        }
-        stream.respond(DiscoveryResponse {
-            version_info: "1".into(),
-            type_url: ROUTE_CONFIGURATION.into(),
-            nonce: "b".into(),
-            resources: vec![pack(&RouteConfiguration {
-                name: "svc-route".into(),
-                ..Default::default()
-            })],
-            ..Default::default()
-        });
-        match next_target_change(&mut target).await {
-            TargetState::Error { resource, .. } => assert_eq!(resource, "RDS \"svc-route\""),
-            other => panic!("unexpected {other:?}"),
-        }
-        assert_eq!(stream.next_request().await.response_nonce, "b");
+
+        // EDS: the whole tree is there.
+        stream.respond(resp(
+            CLUSTER_LOAD_ASSIGNMENT,
+            "1",
+            "n4",
+            vec![
+                fixtures::endpoints("ca", &["10.0.0.1:8080"]),
+                fixtures::endpoints("cb-eds", &["10.0.0.2:8080", "10.0.0.3:8080"]),
+            ],
+        ));
+        let cfg = wait_ready(&mut target, &["ca", "cb"]).await;
+        assert_eq!(cfg.listener.name, "svc");
+        assert_eq!(cfg.route_config.name, "svc-route");
+        assert_eq!(addresses(&cfg, "ca"), ["10.0.0.1:8080"]);
+        assert_eq!(addresses(&cfg, "cb"), ["10.0.0.2:8080", "10.0.0.3:8080"]);
+        assert_acked(
+            &[stream.next_request().await],
+            CLUSTER_LOAD_ASSIGNMENT,
+            "1",
+            "n4",
+        );
+
+        // The route stops referencing ca: a new Ready without it, and ca's CDS and EDS
+        // subscriptions are removed (each request lists the remaining names).
+        let one_cluster = fixtures::route_config("svc-route", &["svc"], &[("", "cb")]);
+        stream.respond(resp(ROUTE_CONFIGURATION, "2", "n5", vec![one_cluster]));
+        let reqs = until_subscribed(
+            &mut stream,
+            &[(CLUSTER, &["cb"]), (CLUSTER_LOAD_ASSIGNMENT, &["cb-eds"])],
+        )
+        .await;
+        assert_acked(&reqs, ROUTE_CONFIGURATION, "2", "n5");
+        let unsubscribe = |ty: &str| {
+            reqs.iter()
+                .find(|r| r.type_url == ty)
+                .map(|r| (r.version_info.as_str(), r.response_nonce.as_str()))
+        };
+        // An unsubscription keeps the type's last ACKed version and nonce.
+        assert_eq!(unsubscribe(CLUSTER), Some(("1", "n3")));
+        assert_eq!(unsubscribe(CLUSTER_LOAD_ASSIGNMENT), Some(("1", "n4")));
+        assert_eq!(reqs.len(), 3, "ACK + two unsubscriptions: {reqs:#?}");
+        let cfg = wait_ready(&mut target, &["cb"]).await;
+        assert_eq!(addresses(&cfg, "cb"), ["10.0.0.2:8080", "10.0.0.3:8080"]);
+        stream.assert_quiet(Duration::from_millis(100)).await;
 
         // Dropping the watch unsubscribes everything it needed.
         drop(target);
-        let mut emptied = std::collections::BTreeSet::new();
-        for _ in 0..2 {
-            let r = stream.next_request().await;
-            assert!(r.resource_names.is_empty(), "{r:?}");
-            emptied.insert(r.type_url);
-        }
-        assert_eq!(emptied.len(), 2);
+        let reqs = until_subscribed(
+            &mut stream,
+            &[
+                (LISTENER, &[]),
+                (ROUTE_CONFIGURATION, &[]),
+                (CLUSTER, &[]),
+                (CLUSTER_LOAD_ASSIGNMENT, &[]),
+            ],
+        )
+        .await;
+        assert_eq!(reqs.len(), 4, "{reqs:#?}");
         stream.assert_quiet(Duration::from_millis(100)).await;
     }
 }

@@ -8,6 +8,8 @@
 
 pub mod client;
 pub mod deps;
+#[cfg(test)]
+mod fixtures;
 pub mod protocol;
 pub mod resource;
 #[cfg(test)]

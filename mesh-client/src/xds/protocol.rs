@@ -490,11 +490,8 @@ fn decode_one(ty: ResourceType, any: &Any) -> Result<Resource, ResourceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xds::fixtures::{self, NO_API_LISTENER};
     use xds_proto::any::pack;
-    use xds_proto::envoy::envoy::config::cluster::v3::Cluster;
-    use xds_proto::envoy::envoy::config::endpoint::v3::ClusterLoadAssignment;
-    use xds_proto::envoy::envoy::config::listener::v3::{ApiListener, Listener};
-    use xds_proto::envoy::envoy::config::route::v3::RouteConfiguration;
     use xds_proto::type_url::{CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION};
 
     const LDS: ResourceType = ResourceType::Listener;
@@ -511,19 +508,17 @@ mod tests {
     }
 
     fn listener(name: &str) -> Any {
-        pack(&Listener {
-            name: name.into(),
-            api_listener: Some(ApiListener::default()),
-            ..Default::default()
-        })
+        fixtures::listener(name, &format!("{name}-route"))
     }
 
-    /// The stand-in and the real validator both NACK a client Listener without api_listener.
+    /// A client Listener without api_listener: the real validator NACKs it.
     fn bad_listener(name: &str) -> Any {
-        pack(&Listener {
-            name: name.into(),
-            ..Default::default()
-        })
+        fixtures::listener_without_api_listener(name)
+    }
+
+    /// The NACK message of `bad_listener(name)`.
+    fn bad_listener_error(name: &str) -> String {
+        format!("listener \"{name}\": {NO_API_LISTENER}")
     }
 
     fn garbage(type_url: &str) -> Any {
@@ -534,24 +529,15 @@ mod tests {
     }
 
     fn route(name: &str) -> Any {
-        pack(&RouteConfiguration {
-            name: name.into(),
-            ..Default::default()
-        })
+        fixtures::route_to(name, "c")
     }
 
     fn cluster(name: &str) -> Any {
-        pack(&Cluster {
-            name: name.into(),
-            ..Default::default()
-        })
+        fixtures::cluster(name)
     }
 
     fn cla(name: &str) -> Any {
-        pack(&ClusterLoadAssignment {
-            cluster_name: name.into(),
-            ..Default::default()
-        })
+        fixtures::endpoints(name, &["10.0.0.1:80"])
     }
 
     fn resp(type_url: &str, version: &str, nonce: &str, resources: Vec<Any>) -> DiscoveryResponse {
@@ -836,11 +822,11 @@ mod tests {
             Want::new(LISTENER, &["a"])
                 .version("v1")
                 .nonce("n2")
-                .error("resource \"a\": api_listener: missing"),
+                .error(&bad_listener_error("a")),
         );
         assert_eq!(kinds(&out.updates), vec![ev("LDS a", "error")]);
         match &out.updates[0].kind {
-            ResourceEventKind::Error(m) => assert_eq!(m, "api_listener: missing"),
+            ResourceEventKind::Error(m) => assert_eq!(m, NO_API_LISTENER),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -854,7 +840,7 @@ mod tests {
             &single(out.requests),
             Want::new(LISTENER, &["a"])
                 .nonce("n1")
-                .error("resource \"a\": api_listener: missing"),
+                .error(&bad_listener_error("a")),
         );
     }
 
@@ -875,7 +861,7 @@ mod tests {
             &single(out.requests),
             Want::new(LISTENER, &["a", "b", "c"])
                 .nonce("n1")
-                .error("resource \"b\": api_listener: missing"),
+                .error(&bad_listener_error("b")),
         );
         assert_eq!(
             kinds(&out.updates),
@@ -908,9 +894,12 @@ mod tests {
             .unwrap_or_default();
         let parts: Vec<&str> = msg.split("; ").collect();
         assert_eq!(parts.len(), 3, "{msg}");
-        assert_eq!(parts[0], "resource \"b\": api_listener: missing");
-        assert!(parts[1].starts_with("resource (unnamed): "), "{msg}");
-        assert_eq!(parts[2], "resource \"a\": api_listener: missing");
+        assert_eq!(parts[0], bad_listener_error("b"));
+        assert!(
+            parts[1].starts_with("listener (unnamed): cannot decode: "),
+            "{msg}"
+        );
+        assert_eq!(parts[2], bad_listener_error("a"));
         assert_eq!(req.version_info, "");
         assert_eq!(req.response_nonce, "n1");
         assert_eq!(req.error_detail.map(|e| e.code), Some(3));
@@ -930,7 +919,9 @@ mod tests {
         let status = req.error_detail.unwrap_or_default();
         assert_eq!(status.code, 3);
         assert!(
-            status.message.starts_with("resource (unnamed): "),
+            status
+                .message
+                .starts_with("cluster (unnamed): cannot decode: "),
             "{}",
             status.message
         );
@@ -947,9 +938,9 @@ mod tests {
         let out = s.on_response(resp(CLUSTER, "v1", "n1", vec![listener("c")]), t0);
         assert_req(
             &single(out.requests),
-            Want::new(CLUSTER, &["c"])
-                .nonce("n1")
-                .error("resource (unnamed): wrong type url"),
+            Want::new(CLUSTER, &["c"]).nonce("n1").error(&format!(
+                "cluster (unnamed): unexpected type {LISTENER:?}, want {CLUSTER:?}"
+            )),
         );
     }
 
@@ -970,7 +961,7 @@ mod tests {
             &single(out.requests),
             Want::new(CLUSTER, &["c", "d"])
                 .nonce("n1")
-                .error("resource \"c\": duplicate resource name in response"),
+                .error("cluster \"c\": duplicate resource name in response"),
         );
         assert_eq!(
             kinds(&out.updates),
@@ -1335,7 +1326,7 @@ mod tests {
             &single(out.requests),
             Want::new(CLUSTER, &["c"])
                 .nonce("n1")
-                .error("resource \"c\": Resource wrapper: resource: missing"),
+                .error("cluster \"c\": Resource wrapper: resource: missing"),
         );
         assert_eq!(kinds(&out.updates), vec![ev("CDS c", "error")]);
     }

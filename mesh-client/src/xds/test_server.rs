@@ -68,6 +68,9 @@ impl ServerStream {
 
 struct Ads {
     streams: mpsc::UnboundedSender<ServerStream>,
+    /// Send the response headers only with the first response, as grpc-go (and so
+    /// go-control-plane) servers do, instead of at once.
+    lazy_headers: bool,
 }
 
 #[tonic::async_trait]
@@ -95,6 +98,27 @@ impl AggregatedDiscoveryService for Ads {
             requests: req_rx,
             responses: Some(resp_tx),
         });
+        if self.lazy_headers {
+            // Returning from the handler sends the headers: wait for the first response
+            // the test scripts (which it can only do after seeing a request), and put it
+            // back in front of the stream.
+            let mut resp_rx = resp_rx;
+            let Some(first) = resp_rx.recv().await else {
+                return Err(Status::unavailable(
+                    "test stream closed before any response",
+                ));
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(first);
+            tokio::spawn(async move {
+                while let Some(r) = resp_rx.recv().await {
+                    if tx.send(r).is_err() {
+                        break;
+                    }
+                }
+            });
+            return Ok(Response::new(UnboundedReceiverStream::new(rx)));
+        }
         Ok(Response::new(UnboundedReceiverStream::new(resp_rx)))
     }
 
@@ -121,7 +145,17 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        Self::serve(format!("127.0.0.1:{}", addr.port()), incoming, None)
+        Self::serve(format!("127.0.0.1:{}", addr.port()), incoming, None, false)
+    }
+
+    /// Serves on 127.0.0.1:0, sending each stream's response headers only with its first
+    /// response (grpc-go servers do this): a client that waits for the headers before
+    /// sending its first request never gets any.
+    pub(crate) async fn tcp_with_lazy_headers() -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        Self::serve(format!("127.0.0.1:{}", addr.port()), incoming, None, true)
     }
 
     /// Serves on a unix socket, with a `unix:///path` URI.
@@ -130,10 +164,20 @@ impl TestServer {
         let path = dir.path().join("ads.sock");
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        Self::serve(format!("unix://{}", path.display()), incoming, Some(dir))
+        Self::serve(
+            format!("unix://{}", path.display()),
+            incoming,
+            Some(dir),
+            false,
+        )
     }
 
-    fn serve<S, IO, E>(uri: String, incoming: S, dir: Option<tempfile::TempDir>) -> TestServer
+    fn serve<S, IO, E>(
+        uri: String,
+        incoming: S,
+        dir: Option<tempfile::TempDir>,
+        lazy_headers: bool,
+    ) -> TestServer
     where
         S: tokio_stream::Stream<Item = Result<IO, E>> + Send + 'static,
         IO: tokio::io::AsyncRead
@@ -150,6 +194,7 @@ impl TestServer {
             let _ = tonic::transport::Server::builder()
                 .add_service(AggregatedDiscoveryServiceServer::new(Ads {
                     streams: streams_tx,
+                    lazy_headers,
                 }))
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = rx.await;
