@@ -227,7 +227,7 @@ impl ServerListener {
             .filter(|c| c.matcher.application_protocols.is_empty())
             .collect();
         // Each step scores a chain: None = no match, higher = more specific.
-        let steps: [&dyn Fn(&FilterChainMatch) -> Option<u32>; 6] = [
+        let steps: [Step<'_>; 6] = [
             &|m| match m.destination_port {
                 None => Some(0),
                 Some(p) => (p == u32::from(conn.local.port())).then_some(1),
@@ -268,6 +268,9 @@ impl ServerListener {
     }
 }
 
+/// One step of the match: scores a chain's matcher, `None` if it does not match.
+type Step<'a> = &'a dyn Fn(&FilterChainMatch) -> Option<u32>;
+
 /// Scores a prefix list against `ip`: `Some(0)` for an empty list (the fallback), the
 /// longest matching length + 1 otherwise, `None` if no range contains `ip`.
 fn longest_prefix(ranges: &[Cidr], ip: IpAddr) -> Option<u32> {
@@ -279,4 +282,334 @@ fn longest_prefix(ranges: &[Cidr], ip: IpAddr) -> Option<u32> {
         .filter(|c| c.contains(ip))
         .map(|c| u32::from(c.prefix_len) + 1)
         .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RouteSource;
+
+    fn chain(name: &str, matcher: FilterChainMatch) -> FilterChain {
+        FilterChain {
+            name: name.into(),
+            matcher,
+            http: HttpConnectionManager {
+                route_source: RouteSource::Rds("r".into()),
+                http_filters: vec![],
+                max_stream_duration: None,
+            },
+            transport: TransportSocket::Plaintext,
+        }
+    }
+
+    fn cidr(s: &str) -> Cidr {
+        let (ip, len) = s.split_once('/').unwrap();
+        Cidr::new(ip.parse().unwrap(), len.parse().unwrap())
+    }
+
+    fn ports(p: u32) -> FilterChainMatch {
+        FilterChainMatch {
+            destination_port: Some(p),
+            ..Default::default()
+        }
+    }
+
+    fn dst(ranges: &[&str]) -> FilterChainMatch {
+        FilterChainMatch {
+            prefix_ranges: ranges.iter().map(|r| cidr(r)).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn src(ranges: &[&str]) -> FilterChainMatch {
+        FilterChainMatch {
+            source_prefix_ranges: ranges.iter().map(|r| cidr(r)).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn source_type(t: SourceType) -> FilterChainMatch {
+        FilterChainMatch {
+            source_type: t,
+            ..Default::default()
+        }
+    }
+
+    fn protocol(p: &str) -> FilterChainMatch {
+        FilterChainMatch {
+            transport_protocol: Some(p.into()),
+            ..Default::default()
+        }
+    }
+
+    fn any() -> FilterChainMatch {
+        FilterChainMatch::default()
+    }
+
+    /// A connection `peer` → `local`, with the sniffed protocol.
+    fn conn(local: &str, peer: &str, tp: Option<&'static str>) -> ConnectionInfo<'static> {
+        ConnectionInfo {
+            local: local.parse().unwrap(),
+            peer: peer.parse().unwrap(),
+            transport_protocol: tp,
+        }
+    }
+
+    struct Row {
+        rule: &'static str,
+        chains: Vec<(&'static str, FilterChainMatch)>,
+        default: bool,
+        conn: ConnectionInfo<'static>,
+        want: Option<&'static str>,
+    }
+
+    fn rows() -> Vec<Row> {
+        let c = |local, peer| conn(local, peer, None);
+        vec![
+            Row {
+                rule: "destination_port equal to the local port beats no port",
+                chains: vec![
+                    ("none", any()),
+                    ("8080", ports(8080)),
+                    ("9090", ports(9090)),
+                ],
+                default: false,
+                conn: c("10.0.0.1:8080", "10.0.0.2:5000"),
+                want: Some("8080"),
+            },
+            Row {
+                rule: "destination_port of another port never matches",
+                chains: vec![("9090", ports(9090))],
+                default: true,
+                conn: c("10.0.0.1:8080", "10.0.0.2:5000"),
+                want: Some("default"),
+            },
+            Row {
+                rule: "prefix_ranges: the longest matching prefix wins; no prefix is the fallback",
+                chains: vec![
+                    ("none", any()),
+                    ("/8", dst(&["10.0.0.0/8"])),
+                    ("/24", dst(&["192.168.0.0/16", "10.0.0.0/24"])),
+                    ("/28-miss", dst(&["10.0.0.128/28"])),
+                ],
+                default: false,
+                conn: c("10.0.0.1:8080", "10.0.0.2:5000"),
+                want: Some("/24"),
+            },
+            Row {
+                rule: "prefix_ranges: no prefix matches → the chain without prefix",
+                chains: vec![("none", any()), ("/8", dst(&["10.0.0.0/8"]))],
+                default: false,
+                conn: c("172.16.0.1:8080", "10.0.0.2:5000"),
+                want: Some("none"),
+            },
+            Row {
+                rule: "prefix_ranges: IPv6 longest match; a v4 /0 does not match v6",
+                chains: vec![
+                    ("v4-any", dst(&["0.0.0.0/0"])),
+                    ("v6/32", dst(&["2001:db8::/32"])),
+                    ("v6/64", dst(&["2001:db8:0:1::/64"])),
+                ],
+                default: false,
+                conn: c("[2001:db8:0:1::5]:8080", "[2001:db8::9]:5000"),
+                want: Some("v6/64"),
+            },
+            Row {
+                rule: "prefix_ranges: an IPv4-mapped IPv6 local address matches IPv4 ranges",
+                chains: vec![("v4", dst(&["10.0.0.0/8"]))],
+                default: false,
+                conn: c("[::ffff:10.0.0.1]:8080", "[::ffff:10.0.0.2]:5000"),
+                want: Some("v4"),
+            },
+            Row {
+                rule: "source_type SAME_IP_OR_LOOPBACK: peer ip == local ip beats ANY",
+                chains: vec![
+                    ("any", any()),
+                    ("same", source_type(SourceType::SameIpOrLoopback)),
+                    ("external", source_type(SourceType::External)),
+                ],
+                default: false,
+                conn: c("10.0.0.1:8080", "10.0.0.1:5000"),
+                want: Some("same"),
+            },
+            Row {
+                rule: "source_type SAME_IP_OR_LOOPBACK: a loopback peer",
+                chains: vec![
+                    ("any", any()),
+                    ("same", source_type(SourceType::SameIpOrLoopback)),
+                    ("external", source_type(SourceType::External)),
+                ],
+                default: false,
+                conn: c("[::1]:8080", "[::1]:5000"),
+                want: Some("same"),
+            },
+            Row {
+                rule: "source_type EXTERNAL: another host",
+                chains: vec![
+                    ("any", any()),
+                    ("same", source_type(SourceType::SameIpOrLoopback)),
+                    ("external", source_type(SourceType::External)),
+                ],
+                default: false,
+                conn: c("10.0.0.1:8080", "10.0.0.9:5000"),
+                want: Some("external"),
+            },
+            Row {
+                rule: "source_type: a non-matching specific type falls back to ANY",
+                chains: vec![
+                    ("any", any()),
+                    ("same", source_type(SourceType::SameIpOrLoopback)),
+                ],
+                default: false,
+                conn: c("10.0.0.1:8080", "10.0.0.9:5000"),
+                want: Some("any"),
+            },
+            Row {
+                rule: "source_prefix_ranges: the longest matching prefix wins",
+                chains: vec![
+                    ("none", any()),
+                    ("/16", src(&["10.1.0.0/16"])),
+                    ("/24", src(&["10.1.2.0/24"])),
+                ],
+                default: false,
+                conn: c("10.0.0.1:8080", "10.1.2.3:5000"),
+                want: Some("/24"),
+            },
+            Row {
+                rule: "source_ports: an exact port beats none; other ports never match",
+                chains: vec![
+                    ("none", any()),
+                    (
+                        "5000",
+                        FilterChainMatch {
+                            source_ports: vec![4000, 5000],
+                            ..Default::default()
+                        },
+                    ),
+                    (
+                        "6000",
+                        FilterChainMatch {
+                            source_ports: vec![6000],
+                            ..Default::default()
+                        },
+                    ),
+                ],
+                default: false,
+                conn: c("10.0.0.1:8080", "10.0.0.2:5000"),
+                want: Some("5000"),
+            },
+            Row {
+                rule: "transport_protocol: a sniffed TLS ClientHello selects the tls chain (PERMISSIVE)",
+                chains: vec![("mtls", protocol("tls")), ("plain", protocol("raw_buffer"))],
+                default: false,
+                conn: conn("10.0.0.1:8080", "10.0.0.2:5000", Some("tls")),
+                want: Some("mtls"),
+            },
+            Row {
+                rule: "transport_protocol: plaintext selects raw_buffer (PERMISSIVE)",
+                chains: vec![("mtls", protocol("tls")), ("plain", protocol("raw_buffer"))],
+                default: false,
+                conn: conn("10.0.0.1:8080", "10.0.0.2:5000", Some("raw_buffer")),
+                want: Some("plain"),
+            },
+            Row {
+                rule: "transport_protocol: not sniffed is raw_buffer; exact beats empty",
+                chains: vec![("empty", any()), ("plain", protocol("raw_buffer"))],
+                default: false,
+                conn: c("10.0.0.1:8080", "10.0.0.2:5000"),
+                want: Some("plain"),
+            },
+            Row {
+                rule: "transport_protocol: STRICT (tls only) with a plaintext peer → default",
+                chains: vec![("mtls", protocol("tls"))],
+                default: true,
+                conn: c("10.0.0.1:8080", "10.0.0.2:5000"),
+                want: Some("default"),
+            },
+            Row {
+                rule: "no backtracking: the most specific prefix fails later → default, not the /8",
+                chains: vec![
+                    ("/8", dst(&["10.0.0.0/8"])),
+                    (
+                        "/24-same",
+                        FilterChainMatch {
+                            prefix_ranges: vec![cidr("10.0.0.0/24")],
+                            source_type: SourceType::SameIpOrLoopback,
+                            ..Default::default()
+                        },
+                    ),
+                ],
+                default: true,
+                conn: c("10.0.0.1:8080", "10.9.9.9:5000"),
+                want: Some("default"),
+            },
+            Row {
+                rule: "server_names / application_protocols never match (A36) and are pruned",
+                chains: vec![
+                    (
+                        "sni",
+                        FilterChainMatch {
+                            prefix_ranges: vec![cidr("10.0.0.0/24")],
+                            server_names: vec!["a.example".into()],
+                            ..Default::default()
+                        },
+                    ),
+                    (
+                        "alpn",
+                        FilterChainMatch {
+                            application_protocols: vec!["h2".into()],
+                            ..Default::default()
+                        },
+                    ),
+                    ("/8", dst(&["10.0.0.0/8"])),
+                ],
+                default: false,
+                conn: c("10.0.0.1:8080", "10.0.0.2:5000"),
+                want: Some("/8"),
+            },
+            Row {
+                rule: "no chain matches → default_filter_chain",
+                chains: vec![("/8", dst(&["10.0.0.0/8"]))],
+                default: true,
+                conn: c("192.168.0.1:8080", "10.0.0.2:5000"),
+                want: Some("default"),
+            },
+            Row {
+                rule: "no chain matches and no default → None (close the connection)",
+                chains: vec![("/8", dst(&["10.0.0.0/8"]))],
+                default: false,
+                conn: c("192.168.0.1:8080", "10.0.0.2:5000"),
+                want: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn filter_chain_selection_table() {
+        let mut failures = Vec::new();
+        for row in rows() {
+            let listener = ServerListener {
+                name: "l".into(),
+                address: "0.0.0.0:8080".parse().unwrap(),
+                filter_chains: row.chains.into_iter().map(|(n, m)| chain(n, m)).collect(),
+                default_filter_chain: row.default.then(|| chain("default", any())),
+            };
+            let got = listener.select(&row.conn).map(|c| c.name.as_str());
+            if got != row.want {
+                failures.push(format!("{}: got {got:?}, want {:?}", row.rule, row.want));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn cidr_normalization() {
+        // A36: prefix_len clamped to the family width, host bits ignored.
+        assert_eq!(cidr("10.1.2.3/40"), cidr("10.1.2.3/32"));
+        assert_eq!(cidr("10.1.2.3/16"), cidr("10.1.0.0/16"));
+        assert_eq!(cidr("2001:db8::1/200").prefix_len(), 128);
+        assert_eq!(cidr("2001:db8::1/0").to_string(), "::/0");
+        assert!(cidr("0.0.0.0/0").contains("1.2.3.4".parse().unwrap()));
+        assert!(!cidr("0.0.0.0/0").contains("::1".parse().unwrap()));
+    }
 }
