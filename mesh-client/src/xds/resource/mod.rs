@@ -7,7 +7,8 @@
 //! resource and accept the rest of the response (gRFC A46).
 //!
 //! One file per resource type: [`listener`] (LDS), [`route`] (RDS), [`cluster`] (CDS),
-//! [`endpoint`] (EDS); [`matcher`] converts Envoy matchers shared by them.
+//! [`endpoint`] (EDS); [`matcher`] converts Envoy matchers shared by them. A Listener
+//! without `api_listener` is a server's (gRFC A36) and goes to [`server_listener`].
 
 use std::fmt;
 use std::sync::Arc;
