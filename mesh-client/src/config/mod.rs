@@ -9,6 +9,7 @@ mod cluster;
 mod endpoint;
 mod listener;
 mod route;
+mod server_listener;
 mod target;
 
 pub use cluster::{Cluster, ClusterKind, LbPolicy};
@@ -19,5 +20,9 @@ pub use listener::{HttpConnectionManager, HttpFilter, Listener, RouteSource};
 pub use route::{
     HeaderMatchKind, HeaderMatcher, PathMatcher, Route, RouteAction, RouteConfig, RouteMatch,
     StringMatchKind, StringMatcher, VirtualHost, WeightedCluster,
+};
+pub use server_listener::{
+    Cidr, ConnectionInfo, FilterChain, FilterChainMatch, RAW_BUFFER, ServerListener, SourceType,
+    TransportSocket,
 };
 pub use target::{ClusterConfig, TargetConfig};

@@ -53,7 +53,7 @@ pub fn validate(l: ListenerProto) -> Result<config::Listener, String> {
     Ok(config::Listener { name: l.name, http })
 }
 
-fn http_connection_manager(hcm: &HcmProto) -> Result<HttpConnectionManager, String> {
+pub(crate) fn http_connection_manager(hcm: &HcmProto) -> Result<HttpConnectionManager, String> {
     // A41: both must be unset on the client, else NACK.
     if hcm.xff_num_trusted_hops != 0 {
         return Err("xff_num_trusted_hops: must be unset or zero".into());

@@ -7,7 +7,8 @@
 //! resource and accept the rest of the response (gRFC A46).
 //!
 //! One file per resource type: [`listener`] (LDS), [`route`] (RDS), [`cluster`] (CDS),
-//! [`endpoint`] (EDS); [`matcher`] converts Envoy matchers shared by them.
+//! [`endpoint`] (EDS); [`matcher`] converts Envoy matchers shared by them. A Listener
+//! without `api_listener` is a server's (gRFC A36) and goes to [`server_listener`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub mod endpoint;
 pub mod listener;
 pub mod matcher;
 pub mod route;
+pub mod server_listener;
 
 /// The four xDS resource types of the client (gRFC A27).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,6 +102,8 @@ pub enum Resource {
     Cluster(Arc<config::Cluster>),
     /// A ClusterLoadAssignment (EDS).
     Endpoints(Arc<config::ClusterLoadAssignment>),
+    /// A server-side Listener (LDS without `api_listener`, gRFC A36).
+    ServerListener(Arc<config::ServerListener>),
 }
 
 impl Resource {
@@ -110,13 +114,14 @@ impl Resource {
             Resource::RouteConfig(r) => &r.name,
             Resource::Cluster(c) => &c.name,
             Resource::Endpoints(e) => &e.cluster_name,
+            Resource::ServerListener(l) => &l.name,
         }
     }
 
     /// Its type.
     pub fn resource_type(&self) -> ResourceType {
         match self {
-            Resource::Listener(_) => ResourceType::Listener,
+            Resource::Listener(_) | Resource::ServerListener(_) => ResourceType::Listener,
             Resource::RouteConfig(_) => ResourceType::RouteConfiguration,
             Resource::Cluster(_) => ResourceType::Cluster,
             Resource::Endpoints(_) => ResourceType::ClusterLoadAssignment,
@@ -201,6 +206,11 @@ pub fn decode(ty: ResourceType, any: &Any) -> Result<Resource, ResourceError> {
         ResourceType::Listener => {
             let msg = listener::ListenerProto::decode(bytes).map_err(decode_err)?;
             let name = msg.name.clone();
+            if server_listener::is_server_listener(&msg) {
+                return server_listener::validate(&msg)
+                    .map(|l| Resource::ServerListener(Arc::new(l)))
+                    .map_err(named(name));
+            }
             listener::validate(msg)
                 .map(|l| Resource::Listener(Arc::new(l)))
                 .map_err(named(name))
