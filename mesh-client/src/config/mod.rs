@@ -8,6 +8,7 @@
 mod cluster;
 mod endpoint;
 mod listener;
+mod rbac;
 mod route;
 mod target;
 
@@ -15,7 +16,13 @@ pub use cluster::{Cluster, ClusterKind, LbPolicy};
 pub use endpoint::{
     ClusterLoadAssignment, Endpoint, HealthStatus, LocalityEndpoints, LocalityName,
 };
+pub use listener::HttpFilterConfig;
 pub use listener::{HttpConnectionManager, HttpFilter, Listener, RouteSource};
+pub use rbac::{
+    Cidr, Decision, PeerCertInfo, PeerSecurity, Permission, Policy, PrefixTooLong, Principal, Rbac,
+    RbacAction, RbacRules, RequestInfo, ShadowDecision,
+};
+pub use route::{FilterOverride, FilterOverrides};
 pub use route::{
     HeaderMatchKind, HeaderMatcher, PathMatcher, Route, RouteAction, RouteConfig, RouteMatch,
     StringMatchKind, StringMatcher, VirtualHost, WeightedCluster,

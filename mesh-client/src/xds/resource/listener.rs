@@ -18,7 +18,7 @@ use xds_proto::envoy::envoy::extensions::filters::network::http_connection_manag
 use xds_proto::protobuf::Any;
 use xds_proto::type_url;
 
-use crate::config::{self, HttpConnectionManager, HttpFilter, RouteSource};
+use crate::config::{self, HttpConnectionManager, HttpFilter, HttpFilterConfig, RouteSource};
 
 /// The protobuf message validated here.
 pub use xds_proto::envoy::envoy::config::listener::v3::Listener as ListenerProto;
@@ -49,8 +49,30 @@ pub fn validate(l: ListenerProto) -> Result<config::Listener, String> {
     }
     let hcm = HcmProto::decode(any.value.as_slice())
         .map_err(|e| format!("api_listener.api_listener: cannot decode: {e}"))?;
-    let http = http_connection_manager(&hcm).map_err(|e| format!("api_listener.{e}"))?;
+    let mut http = http_connection_manager(&hcm).map_err(|e| format!("api_listener.{e}"))?;
+    client_side_filters(&hcm, &mut http).map_err(|e| format!("api_listener.{e}"))?;
     Ok(config::Listener { name: l.name, http })
+}
+
+/// A39: a filter that does not run on clients NACKs a client Listener unless optional (then
+/// it is dropped), as in grpc-go and C-core. RBAC is server-side only (A41).
+fn client_side_filters(hcm: &HcmProto, http: &mut HttpConnectionManager) -> Result<(), String> {
+    for (i, f) in hcm.http_filters.iter().enumerate() {
+        let Some(ConfigType::TypedConfig(any)) = &f.config_type else {
+            continue;
+        };
+        if filter_type_url(any).as_deref() != Ok(type_url::RBAC) {
+            continue;
+        }
+        if !f.is_optional {
+            return Err(format!(
+                "http_filters[{i}] ({:?}): the RBAC filter is not supported on clients (gRFC A41)",
+                f.name
+            ));
+        }
+        http.http_filters.retain(|kept| kept.name != f.name);
+    }
+    Ok(())
 }
 
 fn http_connection_manager(hcm: &HcmProto) -> Result<HttpConnectionManager, String> {
@@ -101,7 +123,7 @@ fn http_connection_manager(hcm: &HcmProto) -> Result<HttpConnectionManager, Stri
 }
 
 /// The real type URL of a filter config, looking inside TypedStruct (A39).
-fn filter_type_url(any: &Any) -> Result<String, String> {
+pub(crate) fn filter_type_url(any: &Any) -> Result<String, String> {
     if any.type_url == type_url::UDPA_TYPED_STRUCT || any.type_url == type_url::XDS_TYPED_STRUCT {
         let ts = TypedStruct::decode(any.value.as_slice())
             .map_err(|e| format!("cannot decode TypedStruct: {e}"))?;
@@ -110,9 +132,30 @@ fn filter_type_url(any: &Any) -> Result<String, String> {
     Ok(any.type_url.clone())
 }
 
-/// Filter types this client implements (A39). Only the router for now.
+/// Filter types we implement (A39), and whether each is terminal: the router, and RBAC
+/// (A41, server side only; see [`validate`]).
 fn is_terminal_known(type_url: &str) -> Option<bool> {
-    (type_url == type_url::ROUTER).then_some(true)
+    match type_url {
+        type_url::ROUTER => Some(true),
+        type_url::RBAC => Some(false),
+        _ => None,
+    }
+}
+
+/// The validated config of a known filter. RBAC must be packed directly: its rules cannot be
+/// read from a TypedStruct (gRPC NACKs that too).
+fn filter_config(ty: &str, any: Option<&Any>) -> Result<HttpFilterConfig, String> {
+    if ty == type_url::RBAC {
+        let any = any
+            .filter(|a| a.type_url == type_url::RBAC)
+            .ok_or("RBAC config must be packed directly, not in a TypedStruct")?;
+        let proto = super::rbac::RbacProto::decode(any.value.as_slice())
+            .map_err(|e| format!("cannot decode RBAC: {e}"))?;
+        return Ok(HttpFilterConfig::Rbac(Arc::new(
+            super::rbac::validate_rbac(&proto)?,
+        )));
+    }
+    Ok(HttpFilterConfig::Router)
 }
 
 fn http_filters(filters: &[HttpFilterProto]) -> Result<Vec<HttpFilter>, String> {
@@ -127,20 +170,27 @@ fn http_filters(filters: &[HttpFilterProto]) -> Result<Vec<HttpFilter>, String> 
             return Err(at("duplicate filter name".into()));
         }
         // A config_discovery (ECDS) filter has no typed_config: it is unknown to us.
-        let ty = match &f.config_type {
-            Some(ConfigType::TypedConfig(any)) => filter_type_url(any).map_err(at)?,
-            _ => String::new(),
+        let any = match &f.config_type {
+            Some(ConfigType::TypedConfig(any)) => Some(any),
+            _ => None,
         };
+        let ty = any
+            .map(filter_type_url)
+            .transpose()
+            .map_err(at)?
+            .unwrap_or_default();
         let Some(terminal) = is_terminal_known(&ty) else {
             if f.is_optional {
                 continue;
             }
             return Err(at(format!("unsupported filter type {ty:?}")));
         };
+        let config = filter_config(&ty, any).map_err(at)?;
         out.push((
             HttpFilter {
                 name: f.name.clone(),
                 type_url: ty,
+                config,
             },
             terminal,
         ));
@@ -272,6 +322,7 @@ mod tests {
                             == [HttpFilter {
                                 name: "router".into(),
                                 type_url: type_url::ROUTER.into(),
+                                config: HttpFilterConfig::Router,
                             }]
                         && l.http.max_stream_duration.is_none()
                 }),

@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod endpoint;
 pub mod listener;
 pub mod matcher;
+pub mod rbac;
 pub mod route;
 
 /// The four xDS resource types of the client (gRFC A27).

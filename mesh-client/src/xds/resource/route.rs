@@ -9,16 +9,23 @@
 //! cluster specifier is `cluster_header`, unset, or an optional unsupported plugin. Other
 //! actions (redirect, direct response, filter action) become [`RouteAction::Unsupported`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use prost::{Message, Name};
 
 use xds_proto::envoy::envoy::config::route::v3::{
-    Route as RouteProto, RouteAction as RouteActionProto, route::Action,
+    FilterConfig, Route as RouteProto, RouteAction as RouteActionProto, route::Action,
     route_action::ClusterSpecifier, route_match::PathSpecifier,
 };
 use xds_proto::envoy::envoy::r#type::v3::fractional_percent::DenominatorType;
+use xds_proto::protobuf::Any;
+use xds_proto::type_url;
 
 use super::matcher;
-use crate::config::{self, PathMatcher, Route, RouteAction, RouteMatch, VirtualHost};
+use crate::config::{
+    self, FilterOverride, FilterOverrides, PathMatcher, Route, RouteAction, RouteMatch, VirtualHost,
+};
 
 /// The protobuf message validated here.
 pub use xds_proto::envoy::envoy::config::route::v3::RouteConfiguration as RouteConfigurationProto;
@@ -57,6 +64,8 @@ pub fn validate(rc: &RouteConfigurationProto) -> Result<config::RouteConfig, Str
             name: vh.name.clone(),
             domains: vh.domains.clone(),
             routes,
+            filter_overrides: filter_overrides(&vh.typed_per_filter_config)
+                .map_err(|e| format!("virtual_hosts[{i}].{e}"))?,
         });
     }
     Ok(config::RouteConfig {
@@ -125,7 +134,54 @@ fn route(r: &RouteProto, plugins: &HashSet<&str>) -> Result<Option<Route>, Strin
             RouteAction::Unsupported
         }
     };
-    Ok(Some(Route { matcher, action }))
+    Ok(Some(Route {
+        matcher,
+        action,
+        filter_overrides: filter_overrides(&r.typed_per_filter_config)?,
+    }))
+}
+
+/// `typed_per_filter_config` (gRFC A39), keyed by filter instance name. A value may be
+/// wrapped in `envoy.config.route.v3.FilterConfig`, whose `is_optional` lets us skip a type we
+/// do not know; an unknown non-optional type NACKs. Only `RBACPerRoute` (A41) is supported.
+fn filter_overrides(map: &HashMap<String, Any>) -> Result<FilterOverrides, String> {
+    let mut out = FilterOverrides::new();
+    let mut names: Vec<&String> = map.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(any) = map.get(name) else {
+            continue;
+        };
+        let at = |e: String| format!("typed_per_filter_config[{name:?}]: {e}");
+        let (any, optional) = if any.type_url == FilterConfig::type_url() {
+            let fc = FilterConfig::decode(any.value.as_slice())
+                .map_err(|e| at(format!("cannot decode FilterConfig: {e}")))?;
+            (fc.config.unwrap_or_default(), fc.is_optional)
+        } else {
+            (any.clone(), false)
+        };
+        let ty = super::listener::filter_type_url(&any).map_err(at)?;
+        match ty.as_str() {
+            type_url::RBAC_PER_ROUTE => {
+                if any.type_url != type_url::RBAC_PER_ROUTE {
+                    return Err(at(
+                        "RBACPerRoute must be packed directly, not in a TypedStruct".into(),
+                    ));
+                }
+                let proto = super::rbac::RbacPerRouteProto::decode(any.value.as_slice())
+                    .map_err(|e| at(format!("cannot decode RBACPerRoute: {e}")))?;
+                let rbac = super::rbac::validate_rbac_per_route(&proto).map_err(at)?;
+                out.insert(name.clone(), FilterOverride::Rbac(rbac.map(Arc::new)));
+            }
+            // A filter we know, with a config that is not its override type.
+            type_url::RBAC | type_url::ROUTER => {
+                return Err(at(format!("{ty:?} is not a per-route override type")));
+            }
+            _ if optional => {}
+            _ => return Err(at(format!("unsupported filter override type {ty:?}"))),
+        }
+    }
+    Ok(out)
 }
 
 /// A `route` action; `Ok(None)` when the route is to be ignored.

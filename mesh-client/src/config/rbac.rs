@@ -1,0 +1,470 @@
+//! Server-side RBAC authorization: the validated model of Envoy's RBAC HTTP filter and its
+//! evaluation engine (gRFC A41; Envoy `envoy.config.rbac.v3` and
+//! `envoy.extensions.filters.http.rbac.v3`).
+//!
+//! An [`Rbac`] holds the enforced `rules` and, beyond gRPC, the `shadow_rules` evaluated as a
+//! dry run. [`Rbac::evaluate`] takes a [`RequestInfo`] and returns a [`Decision`]. It is pure:
+//! no I/O, no locks, no allocation except when joining a multi-valued header.
+//!
+//! How gRPC maps Envoy's fields (gRFC A41), as implemented here:
+//! - policies are tried in name order (Envoy keeps them in a sorted map); the first match
+//!   names the decision;
+//! - `url_path` is the `:path` without query or fragment (for gRPC, `/service/method`);
+//!   `destination_ip`/`destination_port` are the connection's local address; `source_ip`,
+//!   `direct_remote_ip` and `remote_ip` are all the peer address (no PROXY protocol, no XFF);
+//! - `metadata` never matches (Envoy metadata has no gRPC equivalent), so an inverted one
+//!   always matches; `requested_server_name` sees the empty string unless the caller supplies
+//!   an SNI;
+//! - `header` sees `:method`, `:authority` (aliased with `host`) and `:path`, the client's own
+//!   `content-type`, binary headers in their base64 wire form, multiple values joined with
+//!   `,`; hop-by-hop headers such as `te` are never visible;
+//! - `authenticated` needs a TLS connection; with `principal_name`, the URI SANs are tried,
+//!   else the DNS SANs, else the subject, else (no client certificate) the empty string.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use super::route::joined_header_value;
+use super::{HeaderMatcher, StringMatcher};
+
+/// A validated RBAC filter config (`envoy.extensions.filters.http.rbac.v3.RBAC`).
+///
+/// ```
+/// use mesh_client::config::{Policy, Principal, Permission, Rbac, RbacAction, RbacRules, RequestInfo};
+///
+/// // Deny everything except calls to /pkg.Svc/Get.
+/// let rbac = Rbac {
+///     rules: Some(RbacRules::new(RbacAction::Allow, vec![(
+///         "get-only".to_string(),
+///         Policy {
+///             permissions: vec![Permission::UrlPath(mesh_client::config::StringMatcher {
+///                 kind: mesh_client::config::StringMatchKind::Exact("/pkg.Svc/Get".into()),
+///                 ignore_case: false,
+///             })],
+///             principals: vec![Principal::Any],
+///         },
+///     )])),
+///     shadow: None,
+/// };
+/// let headers = http::HeaderMap::new();
+/// assert!(rbac.evaluate(&RequestInfo::new("/pkg.Svc/Get", &headers)).allowed);
+/// assert!(!rbac.evaluate(&RequestInfo::new("/pkg.Svc/Put", &headers)).allowed);
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rbac {
+    /// The enforced rules. `None` when `rules` is absent, or its action is `LOG` (gRFC A41:
+    /// the policy is then ignored as if RBAC were not configured): everything is allowed.
+    pub rules: Option<RbacRules>,
+    /// `shadow_rules`: evaluated and reported, never enforced.
+    pub shadow: Option<RbacRules>,
+}
+
+/// One set of RBAC rules (`envoy.config.rbac.v3.RBAC`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RbacRules {
+    /// What a matching policy means.
+    pub action: RbacAction,
+    /// The policies, by name, tried in this order; [`RbacRules::new`] sorts them by name.
+    pub policies: Vec<(String, Policy)>,
+}
+
+/// `RBAC.Action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RbacAction {
+    /// Allow-list: a request is allowed iff some policy matches.
+    Allow,
+    /// Deny-list: a request is denied iff some policy matches.
+    Deny,
+    /// Everything is allowed; the matching policy is only reported. gRFC A41 ignores enforced
+    /// `LOG` rules entirely; it survives here only in shadow rules.
+    Log,
+}
+
+/// A named role: matches when any permission AND any principal match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// What the request does (OR). Empty never matches.
+    pub permissions: Vec<Permission>,
+    /// Who makes it (OR). Empty never matches.
+    pub principals: Vec<Principal>,
+}
+
+/// `envoy.config.rbac.v3.Permission`: a condition on the action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Permission {
+    /// `and_rules`: all match (an empty set matches).
+    And(Vec<Permission>),
+    /// `or_rules`: at least one matches.
+    Or(Vec<Permission>),
+    /// `not_rule`.
+    Not(Box<Permission>),
+    /// `any`: always matches.
+    Any,
+    /// `header`: a request header or pseudo-header (see the module docs for visibility).
+    Header(HeaderMatcher),
+    /// `url_path`: the path without query and fragment.
+    UrlPath(StringMatcher),
+    /// `destination_ip`: the connection's local address.
+    DestinationIp(Cidr),
+    /// `destination_port`: the connection's local port.
+    DestinationPort(u32),
+    /// `metadata`: never matches; matches always when `invert` is set (gRFC A41, grpc-go).
+    Metadata {
+        /// `MetadataMatcher.invert`.
+        invert: bool,
+    },
+    /// `requested_server_name`: matched against the SNI, or `""` when there is none.
+    RequestedServerName(StringMatcher),
+}
+
+/// `envoy.config.rbac.v3.Principal`: a condition on the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Principal {
+    /// `and_ids`: all match (an empty set matches).
+    And(Vec<Principal>),
+    /// `or_ids`: at least one matches.
+    Or(Vec<Principal>),
+    /// `not_id`.
+    Not(Box<Principal>),
+    /// `any`: always matches.
+    Any,
+    /// `authenticated`: a TLS connection; with a `principal_name`, the peer certificate's
+    /// URI SANs, else DNS SANs, else subject, else `""` must match (gRFC A41).
+    Authenticated(Option<StringMatcher>),
+    /// `source_ip` (deprecated): the peer address.
+    SourceIp(Cidr),
+    /// `direct_remote_ip`: the peer address.
+    DirectRemoteIp(Cidr),
+    /// `remote_ip`: the peer address (no XFF, no PROXY protocol, gRFC A41).
+    RemoteIp(Cidr),
+    /// `header`: as [`Permission::Header`].
+    Header(HeaderMatcher),
+    /// `url_path`: as [`Permission::UrlPath`].
+    UrlPath(StringMatcher),
+    /// `metadata`: as [`Permission::Metadata`].
+    Metadata {
+        /// `MetadataMatcher.invert`.
+        invert: bool,
+    },
+}
+
+/// An IP prefix (`envoy.config.core.v3.CidrRange`), stored with its host bits cleared.
+///
+/// ```
+/// use mesh_client::config::Cidr;
+/// let net = Cidr::new("10.1.2.3".parse().unwrap(), 8).unwrap();
+/// assert!(net.contains("10.200.0.1".parse().unwrap()));
+/// assert!(!net.contains("11.0.0.1".parse().unwrap()));
+/// assert!(Cidr::new("::1".parse().unwrap(), 129).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix_len: u8,
+}
+
+/// A prefix length beyond the address family's width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixTooLong {
+    /// The given length.
+    pub prefix_len: u32,
+    /// The family's width (32 or 128).
+    pub max: u8,
+}
+
+impl fmt::Display for PrefixTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "prefix_len {} exceeds {}", self.prefix_len, self.max)
+    }
+}
+
+impl std::error::Error for PrefixTooLong {}
+
+impl Cidr {
+    /// The prefix `addr/prefix_len`; host bits of `addr` are cleared. An IPv4-mapped IPv6
+    /// address stays IPv6 (it is the control plane's choice of family).
+    pub fn new(addr: IpAddr, prefix_len: u32) -> Result<Self, PrefixTooLong> {
+        let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+        let len = u8::try_from(prefix_len)
+            .ok()
+            .filter(|l| *l <= max)
+            .ok_or(PrefixTooLong { prefix_len, max })?;
+        Ok(Cidr {
+            addr: mask(addr, len),
+            prefix_len: len,
+        })
+    }
+
+    /// The network address (host bits cleared).
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix_len
+    }
+
+    /// Whether `ip` is inside the prefix. An IPv4-mapped IPv6 `ip` (what a dual-stack socket
+    /// reports for an IPv4 peer) is compared as IPv4; other families never match.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.prefix_len) == self.addr
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// `ip` with all but the first `len` bits cleared (`len` within the family's width).
+fn mask(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let m = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4((bits & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let m = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6((bits & m).into())
+        }
+    }
+}
+
+/// What the peer's TLS certificate says about it (gRFC A41 `authenticated.principal_name`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerCertInfo {
+    /// URI SubjectAltNames (type 6), e.g. SPIFFE IDs.
+    pub uri_sans: Vec<String>,
+    /// DNS SubjectAltNames (type 2).
+    pub dns_sans: Vec<String>,
+    /// The subject distinguished name, formatted per RFC 2253.
+    pub subject: String,
+}
+
+/// How the connection is secured, as the `authenticated` principal sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerSecurity<'a> {
+    /// No TLS: `authenticated` never matches.
+    #[default]
+    Plaintext,
+    /// TLS, with the client certificate if one was presented.
+    Tls(Option<&'a PeerCertInfo>),
+}
+
+/// The facts about one request that RBAC can match on.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    /// `:path`, e.g. `/pkg.Service/Method` (may carry a query for non-gRPC callers).
+    pub path: &'a str,
+    /// `:method`; gRPC requests are always `POST` (gRFC A41).
+    pub method: &'a str,
+    /// `:authority`, or `None` to fall back to the `host` header.
+    pub authority: Option<&'a str>,
+    /// The regular (non-pseudo) request headers.
+    pub headers: &'a http::HeaderMap,
+    /// The peer (remote) address of the connection.
+    pub peer_addr: Option<SocketAddr>,
+    /// The local address of the connection.
+    pub local_addr: Option<SocketAddr>,
+    /// TLS state and client certificate.
+    pub security: PeerSecurity<'a>,
+    /// The TLS SNI. gRPC hard-codes `""` here (gRFC A41); pass `None` for that behaviour.
+    pub requested_server_name: Option<&'a str>,
+}
+
+impl<'a> RequestInfo<'a> {
+    /// A `POST` to `path` with `headers`, no addresses, plaintext, no SNI; set the other
+    /// fields directly.
+    pub fn new(path: &'a str, headers: &'a http::HeaderMap) -> Self {
+        RequestInfo {
+            path,
+            method: "POST",
+            authority: None,
+            headers,
+            peer_addr: None,
+            local_addr: None,
+            security: PeerSecurity::Plaintext,
+            requested_server_name: None,
+        }
+    }
+
+    /// The value of header `name` (lower case) as RBAC sees it (gRFC A41), `None` if absent.
+    fn header(&self, name: &str) -> Option<Cow<'a, str>> {
+        match name {
+            ":path" => Some(Cow::Borrowed(self.path)),
+            ":method" => Some(Cow::Borrowed(self.method)),
+            // Envoy aliases `host` and `:authority`; both mean the request's authority.
+            ":authority" | "host" => match self.authority {
+                Some(a) => Some(Cow::Borrowed(a)),
+                None => joined_header_value(self.headers, "host"),
+            },
+            // Hop-by-hop headers must never match (A41); only `te` can reach an HTTP/2
+            // server, the rest make the request malformed, but hide them all.
+            "te" | "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding"
+            | "upgrade" => None,
+            // No other pseudo-header is visible (`:scheme` matchers are NACKed).
+            n if n.starts_with(':') => None,
+            // Everything else as sent, `-bin` values in their base64 wire form.
+            n => joined_header_value(self.headers, n),
+        }
+    }
+
+    /// `url_path`: the path without query and fragment.
+    fn url_path(&self) -> &'a str {
+        let end = self.path.find(['?', '#']).unwrap_or(self.path.len());
+        self.path.get(..end).unwrap_or(self.path)
+    }
+
+    fn header_matches(&self, m: &HeaderMatcher) -> bool {
+        m.matches_value(self.header(&m.name).as_deref())
+    }
+}
+
+/// The outcome of [`Rbac::evaluate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<'r> {
+    /// Whether the enforced rules let the request through.
+    pub allowed: bool,
+    /// The first policy (by name) of the enforced rules that matched, if any.
+    pub matched_policy: Option<&'r str>,
+    /// The dry-run result of `shadow_rules`, when configured.
+    pub shadow: Option<ShadowDecision<'r>>,
+}
+
+/// What the shadow rules would have decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowDecision<'r> {
+    /// Whether the shadow rules would allow the request.
+    pub allowed: bool,
+    /// The first shadow policy (by name) that matched, if any.
+    pub matched_policy: Option<&'r str>,
+}
+
+impl Rbac {
+    /// Decides `req` (gRFC A41): with no enforced rules everything is allowed; `ALLOW` lets
+    /// through exactly the requests some policy matches, `DENY` exactly those none matches.
+    /// Shadow rules are evaluated the same way and only reported.
+    pub fn evaluate(&self, req: &RequestInfo<'_>) -> Decision<'_> {
+        let (allowed, matched_policy) = match &self.rules {
+            Some(rules) => rules.evaluate(req),
+            None => (true, None),
+        };
+        let shadow = self.shadow.as_ref().map(|rules| {
+            let (allowed, matched_policy) = rules.evaluate(req);
+            ShadowDecision {
+                allowed,
+                matched_policy,
+            }
+        });
+        Decision {
+            allowed,
+            matched_policy,
+            shadow,
+        }
+    }
+}
+
+impl RbacRules {
+    /// Rules with `policies` sorted by name, the order they are tried in (Envoy).
+    pub fn new(action: RbacAction, mut policies: Vec<(String, Policy)>) -> Self {
+        policies.sort_by(|a, b| a.0.cmp(&b.0));
+        RbacRules { action, policies }
+    }
+
+    /// The first policy, in order, that matches `req`.
+    pub fn matching_policy(&self, req: &RequestInfo<'_>) -> Option<&str> {
+        self.policies
+            .iter()
+            .find(|(_, p)| p.matches(req))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// `(allowed, matched policy)` under this action.
+    fn evaluate(&self, req: &RequestInfo<'_>) -> (bool, Option<&str>) {
+        let matched = self.matching_policy(req);
+        let allowed = match self.action {
+            RbacAction::Allow => matched.is_some(),
+            RbacAction::Deny => matched.is_none(),
+            RbacAction::Log => true,
+        };
+        (allowed, matched)
+    }
+}
+
+impl Policy {
+    /// Whether some permission and some principal match `req`.
+    pub fn matches(&self, req: &RequestInfo<'_>) -> bool {
+        self.permissions.iter().any(|p| p.matches(req))
+            && self.principals.iter().any(|p| p.matches(req))
+    }
+}
+
+impl Permission {
+    /// Whether this permission matches `req`.
+    pub fn matches(&self, req: &RequestInfo<'_>) -> bool {
+        match self {
+            Permission::And(rules) => rules.iter().all(|r| r.matches(req)),
+            Permission::Or(rules) => rules.iter().any(|r| r.matches(req)),
+            Permission::Not(rule) => !rule.matches(req),
+            Permission::Any => true,
+            Permission::Header(m) => req.header_matches(m),
+            Permission::UrlPath(m) => m.matches(req.url_path()),
+            Permission::DestinationIp(cidr) => {
+                req.local_addr.is_some_and(|a| cidr.contains(a.ip()))
+            }
+            Permission::DestinationPort(port) => {
+                req.local_addr.is_some_and(|a| u32::from(a.port()) == *port)
+            }
+            Permission::Metadata { invert } => *invert,
+            Permission::RequestedServerName(m) => {
+                m.matches(req.requested_server_name.unwrap_or(""))
+            }
+        }
+    }
+}
+
+impl Principal {
+    /// Whether this principal matches `req`.
+    pub fn matches(&self, req: &RequestInfo<'_>) -> bool {
+        match self {
+            Principal::And(ids) => ids.iter().all(|p| p.matches(req)),
+            Principal::Or(ids) => ids.iter().any(|p| p.matches(req)),
+            Principal::Not(id) => !id.matches(req),
+            Principal::Any => true,
+            Principal::Authenticated(name) => authenticated(name.as_ref(), req.security),
+            Principal::SourceIp(cidr)
+            | Principal::DirectRemoteIp(cidr)
+            | Principal::RemoteIp(cidr) => req.peer_addr.is_some_and(|a| cidr.contains(a.ip())),
+            Principal::Header(m) => req.header_matches(m),
+            Principal::UrlPath(m) => m.matches(req.url_path()),
+            Principal::Metadata { invert } => *invert,
+        }
+    }
+}
+
+/// `authenticated` (gRFC A41): URI SANs if any, else DNS SANs if any, else the subject; with
+/// no client certificate, the empty string.
+fn authenticated(name: Option<&StringMatcher>, security: PeerSecurity<'_>) -> bool {
+    let PeerSecurity::Tls(cert) = security else {
+        return false;
+    };
+    let Some(name) = name else {
+        return true;
+    };
+    let Some(cert) = cert else {
+        return name.matches("");
+    };
+    if !cert.uri_sans.is_empty() {
+        return cert.uri_sans.iter().any(|s| name.matches(s));
+    }
+    if !cert.dns_sans.is_empty() {
+        return cert.dns_sans.iter().any(|s| name.matches(s));
+    }
+    name.matches(&cert.subject)
+}
