@@ -227,7 +227,11 @@ mod tests {
         config_source::ConfigSourceSpecifier,
     };
     use xds_proto::envoy::envoy::config::listener::v3::ApiListener;
+    use xds_proto::envoy::envoy::config::rbac::v3::{
+        Permission, Policy, Principal, Rbac as RulesProto, permission, principal,
+    };
     use xds_proto::envoy::envoy::config::route::v3::RouteConfiguration;
+    use xds_proto::envoy::envoy::extensions::filters::http::rbac::v3::Rbac as RbacProto;
     use xds_proto::envoy::envoy::extensions::filters::http::router::v3::Router;
     use xds_proto::envoy::envoy::extensions::filters::network::http_connection_manager::v3::{
         Rds, ScopedRoutes,
@@ -526,12 +530,119 @@ mod tests {
                 Accepted(|l| l.http.max_stream_duration == Some(Duration::from_secs(3))),
             ),
             (
+                // A39/A41: RBAC is server-side only; non-optional on a client NACKs (grpc-go).
+                "RBAC filter on a client",
+                with(|h| {
+                    h.http_filters
+                        .insert(0, filter("rbac", pack(&RbacProto::default()), false))
+                }),
+                Nack(
+                    "api_listener.http_filters[0] (\"rbac\"): the RBAC filter is not supported on clients (gRFC A41)",
+                ),
+            ),
+            (
+                // A39: an optional filter unsupported on clients is dropped.
+                "optional RBAC filter on a client",
+                with(|h| {
+                    h.http_filters
+                        .insert(0, filter("rbac", pack(&RbacProto::default()), true))
+                }),
+                Ignored("optional RBAC filter", |l| names(l) == ["router"]),
+            ),
+            (
                 // A41: xff_num_trusted_hops must be zero.
                 "xff_num_trusted_hops",
                 with(|h| h.xff_num_trusted_hops = 1),
                 Nack("api_listener.xff_num_trusted_hops: must be unset or zero"),
             ),
         ]
+    }
+
+    fn rbac_filter(rules: Option<RulesProto>) -> HttpFilterProto {
+        filter(
+            "rbac",
+            pack(&RbacProto {
+                rules,
+                ..Default::default()
+            }),
+            false,
+        )
+    }
+
+    fn allow_any(name: &str) -> RulesProto {
+        RulesProto {
+            policies: [(
+                name.to_string(),
+                Policy {
+                    permissions: vec![Permission {
+                        rule: Some(permission::Rule::Any(true)),
+                    }],
+                    principals: vec![Principal {
+                        identifier: Some(principal::Identifier::Any(true)),
+                    }],
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn hcm_with_rbac_and_router_carries_the_config() {
+        // A39 + A41: [rbac, router] is valid HCM filter config (as a server listener has it).
+        let h = HcmProto {
+            http_filters: vec![rbac_filter(Some(allow_any("p1"))), router()],
+            ..hcm()
+        };
+        let http = http_connection_manager(&h).unwrap();
+        assert_eq!(names_of(&http), ["rbac", "router"]);
+        match &http.http_filters[0].config {
+            HttpFilterConfig::Rbac(r) => {
+                let rules = r.rules.as_ref().unwrap();
+                assert_eq!(rules.action, config::RbacAction::Allow);
+                assert_eq!(rules.policies[0].0, "p1");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(http.http_filters[0].type_url, type_url::RBAC);
+        assert_eq!(http.http_filters[1].config, HttpFilterConfig::Router);
+    }
+
+    #[test]
+    fn invalid_rbac_filter_config_nacks_with_its_path() {
+        // A39: a filter config validation failure NACKs the Listener.
+        let mut rules = allow_any("p1");
+        if let Some(p) = rules.policies.get_mut("p1") {
+            p.condition = Some(Default::default());
+        }
+        let h = HcmProto {
+            http_filters: vec![rbac_filter(Some(rules)), router()],
+            ..hcm()
+        };
+        let err = http_connection_manager(&h).unwrap_err();
+        assert_eq!(
+            err,
+            "http_filters[0] (\"rbac\"): rules.policies[\"p1\"].condition: CEL conditions are not supported (gRFC A41)"
+        );
+        // grpc-go: RBAC config inside a TypedStruct cannot be read → NACK.
+        let h = HcmProto {
+            http_filters: vec![
+                filter(
+                    "rbac",
+                    typed_struct(type_url::XDS_TYPED_STRUCT, type_url::RBAC),
+                    false,
+                ),
+                router(),
+            ],
+            ..hcm()
+        };
+        let err = http_connection_manager(&h).unwrap_err();
+        assert!(err.contains("must be packed directly"), "{err}");
+    }
+
+    fn names_of(http: &HttpConnectionManager) -> Vec<&str> {
+        http.http_filters.iter().map(|f| f.name.as_str()).collect()
     }
 
     #[test]

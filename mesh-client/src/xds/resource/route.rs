@@ -267,11 +267,17 @@ mod tests {
     use xds_proto::envoy::envoy::config::core::v3::{
         RuntimeFractionalPercent, TypedExtensionConfig,
     };
+    use xds_proto::envoy::envoy::config::rbac::v3::{
+        Permission, Policy, Principal, Rbac as RulesProto, permission, principal,
+    };
     use xds_proto::envoy::envoy::config::route::v3::{
         ClusterSpecifierPlugin, HeaderMatcher, NonForwardingAction, QueryParameterMatcher,
         RedirectAction, RouteMatch as RouteMatchProto, VirtualHost as VhProto, WeightedCluster,
         header_matcher::HeaderMatchSpecifier, route_action::MaxStreamDuration,
         weighted_cluster::ClusterWeight,
+    };
+    use xds_proto::envoy::envoy::extensions::filters::http::rbac::v3::{
+        Rbac as RbacProto, RbacPerRoute,
     };
     use xds_proto::envoy::envoy::r#type::matcher::v3::{
         RegexMatcher, StringMatcher, string_matcher::MatchPattern,
@@ -754,6 +760,163 @@ mod tests {
                 ),
             ),
         ]
+    }
+
+    fn per_route(rbac: Option<RbacProto>) -> Any {
+        pack(&RbacPerRoute { rbac })
+    }
+
+    /// An RBAC config with one ALLOW policy "p1" on a header named `header`.
+    fn rbac_on_header(header: &str) -> RbacProto {
+        RbacProto {
+            rules: Some(RulesProto {
+                policies: [(
+                    "p1".to_string(),
+                    Policy {
+                        permissions: vec![Permission {
+                            rule: Some(permission::Rule::Header(HeaderMatcher {
+                                name: header.into(),
+                                header_match_specifier: Some(HeaderMatchSpecifier::PresentMatch(
+                                    true,
+                                )),
+                                ..Default::default()
+                            })),
+                        }],
+                        principals: vec![Principal {
+                            identifier: Some(principal::Identifier::Any(true)),
+                        }],
+                        ..Default::default()
+                    },
+                )]
+                .into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn unknown_any() -> Any {
+        Any {
+            type_url: "type.googleapis.com/acme.Override".into(),
+            value: vec![],
+        }
+    }
+
+    fn wrapped(config: Any, is_optional: bool) -> Any {
+        pack(&FilterConfig {
+            config: Some(config),
+            is_optional,
+            ..Default::default()
+        })
+    }
+
+    /// A route config whose only route has these per-filter overrides.
+    fn route_overrides(entries: Vec<(&str, Any)>) -> Any {
+        let mut r = route_with(Some(prefix_match("/")), to_cluster("c1"));
+        r.typed_per_filter_config = entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        any_of(vec![r])
+    }
+
+    /// A route config whose virtual host has these per-filter overrides.
+    fn vh_overrides(entries: Vec<(&str, Any)>) -> Any {
+        let mut rc = rc_of(vec![route_with(Some(prefix_match("/")), to_cluster("c1"))]);
+        if let Some(vh) = rc.virtual_hosts.first_mut() {
+            vh.typed_per_filter_config = entries
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+        }
+        pack(&rc)
+    }
+
+    fn route_override<'a>(rc: &'a RouteConfig, name: &str) -> Option<&'a FilterOverride> {
+        first(rc).and_then(|r| r.filter_overrides.get(name))
+    }
+
+    fn override_rows() -> Vec<(&'static str, Any, Expect<RouteConfig>)> {
+        vec![
+            (
+                // A41 + A39: RBACPerRoute on a route, keyed by the filter instance name.
+                "RBACPerRoute on a route",
+                route_overrides(vec![("rbac", per_route(Some(rbac_on_header("x-a"))))]),
+                Accepted(|rc| {
+                    matches!(route_override(rc, "rbac"),
+                        Some(FilterOverride::Rbac(Some(r))) if r.rules.as_ref().is_some_and(|x| x.policies.len() == 1))
+                }),
+            ),
+            (
+                // Envoy RBACPerRoute: rbac absent → RBAC disabled for the route.
+                "empty RBACPerRoute disables",
+                route_overrides(vec![("rbac", per_route(None))]),
+                Accepted(|rc| {
+                    matches!(route_override(rc, "rbac"), Some(FilterOverride::Rbac(None)))
+                }),
+            ),
+            (
+                // A39: on a virtual host, inside a FilterConfig wrapper.
+                "RBACPerRoute on a virtual host in FilterConfig",
+                vh_overrides(vec![("authz", wrapped(per_route(None), false))]),
+                Accepted(|rc| {
+                    matches!(
+                        rc.virtual_hosts[0].filter_overrides.get("authz"),
+                        Some(FilterOverride::Rbac(None))
+                    ) && first(rc).is_some_and(|r| r.filter_overrides.is_empty())
+                }),
+            ),
+            (
+                // A39: an unknown, non-optional override type NACKs.
+                "unknown override",
+                route_overrides(vec![("acme", unknown_any())]),
+                Nack(
+                    "virtual_hosts[0].routes[0].typed_per_filter_config[\"acme\"]: unsupported filter override type \"type.googleapis.com/acme.Override\"",
+                ),
+            ),
+            (
+                // A39: FilterConfig{is_optional: false} around an unknown type NACKs too.
+                "unknown override, FilterConfig not optional",
+                vh_overrides(vec![("acme", wrapped(unknown_any(), false))]),
+                Nack(
+                    "virtual_hosts[0].typed_per_filter_config[\"acme\"]: unsupported filter override type",
+                ),
+            ),
+            (
+                // A39: FilterConfig{is_optional: true} lets an unknown type be ignored.
+                "unknown optional override",
+                route_overrides(vec![("acme", wrapped(unknown_any(), true))]),
+                Ignored("optional unknown override", |rc| {
+                    first(rc).is_some_and(|r| r.filter_overrides.is_empty())
+                }),
+            ),
+            (
+                // A41 via A39: an invalid override NACKs the RouteConfiguration, with its path.
+                "invalid RBACPerRoute",
+                route_overrides(vec![("rbac", per_route(Some(rbac_on_header("grpc-x"))))]),
+                Nack(
+                    "routes[0].typed_per_filter_config[\"rbac\"]: rbac.rules.policies[\"p1\"].permissions[0].header.name: header matchers on \"grpc-\"-prefixed headers are not allowed (gRFC A41)",
+                ),
+            ),
+            (
+                // grpc-go: a filter's own config type is not an override config.
+                "RBAC (not per-route) as override",
+                route_overrides(vec![("rbac", wrapped(pack(&RbacProto::default()), true))]),
+                Nack("is not a per-route override type"),
+            ),
+        ]
+    }
+
+    #[test]
+    fn rds_filter_override_table() {
+        run(
+            ResourceType::RouteConfiguration,
+            override_rows(),
+            |r| match r {
+                Resource::RouteConfig(rc) => Some(rc),
+                _ => None,
+            },
+        );
     }
 
     fn to_cluster_action(c: &str) -> RouteActionProto {
