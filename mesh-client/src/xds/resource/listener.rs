@@ -4,8 +4,11 @@
 //! The Listener must have an `api_listener` holding an `HttpConnectionManager`. Its routes
 //! come from `rds` over ADS (config source `ads` or `self`) or inline `route_config`
 //! (validated as RDS). HTTP filters (A39): names non-empty and unique; unknown types NACK
-//! unless `is_optional` (then dropped); the router must be present and last. Server-side
-//! listeners (no `api_listener`) are mesh-server's concern and are NACKed here.
+//! unless `is_optional` (then dropped); the router must be present and last. The RBAC filter
+//! (A41) is validated into [`config::HttpFilterConfig::Rbac`]; it runs on servers only, so a
+//! client Listener NACKs a non-optional one and drops an optional one (as grpc-go and C-core
+//! do). Server-side listeners (no `api_listener`) are mesh-server's concern and are NACKed
+//! here.
 
 use std::collections::HashSet;
 use std::sync::Arc;

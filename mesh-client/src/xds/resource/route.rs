@@ -8,6 +8,10 @@
 //! ignored (the route is dropped): routes with `query_parameters`, routes whose action's
 //! cluster specifier is `cluster_header`, unset, or an optional unsupported plugin. Other
 //! actions (redirect, direct response, filter action) become [`RouteAction::Unsupported`].
+//!
+//! `typed_per_filter_config` on virtual hosts and routes (gRFC A39) becomes
+//! [`config::FilterOverrides`]: `RBACPerRoute` (A41) is validated; any other type NACKs unless
+//! wrapped in a `FilterConfig` with `is_optional` (then it is ignored).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
