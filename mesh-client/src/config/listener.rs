@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::RouteConfig;
+use super::{Rbac, RouteConfig};
 
 /// A validated client-side Listener (LDS resource).
 #[derive(Debug, Clone, PartialEq)]
@@ -41,4 +41,15 @@ pub struct HttpFilter {
     pub name: String,
     /// The type URL of its typed config (after unwrapping TypedStruct).
     pub type_url: String,
+    /// Its validated config.
+    pub config: HttpFilterConfig,
+}
+
+/// The validated config of an HTTP filter we implement (gRFC A39).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpFilterConfig {
+    /// `envoy.extensions.filters.http.router.v3.Router` (the terminal filter).
+    Router,
+    /// `envoy.extensions.filters.http.rbac.v3.RBAC` (server side, gRFC A41).
+    Rbac(Arc<Rbac>),
 }

@@ -5,24 +5,33 @@
 //! [`TargetConfig`] is the complete tree one channel needs (gRFC A74): its listener, its
 //! route configuration and every cluster its routes can reach, with their endpoints.
 
+mod cidr;
 mod cluster;
 mod endpoint;
 mod listener;
+mod rbac;
 mod route;
 mod server_listener;
 mod target;
 
+pub use cidr::{Cidr, PrefixTooLong};
 pub use cluster::{Cluster, ClusterKind, LbPolicy};
 pub use endpoint::{
     ClusterLoadAssignment, Endpoint, HealthStatus, LocalityEndpoints, LocalityName,
 };
+pub use listener::HttpFilterConfig;
 pub use listener::{HttpConnectionManager, HttpFilter, Listener, RouteSource};
+pub use rbac::{
+    Decision, PeerCertInfo, PeerSecurity, Permission, Policy, Principal, Rbac, RbacAction,
+    RbacRules, RequestInfo, ShadowDecision,
+};
+pub use route::{FilterOverride, FilterOverrides};
 pub use route::{
     HeaderMatchKind, HeaderMatcher, PathMatcher, Route, RouteAction, RouteConfig, RouteMatch,
     StringMatchKind, StringMatcher, VirtualHost, WeightedCluster,
 };
 pub use server_listener::{
-    Cidr, ConnectionInfo, FilterChain, FilterChainMatch, RAW_BUFFER, ServerListener, SourceType,
+    ConnectionInfo, FilterChain, FilterChainMatch, RAW_BUFFER, ServerListener, SourceType,
     TransportSocket,
 };
 pub use target::{ClusterConfig, TargetConfig};

@@ -1,6 +1,10 @@
 //! Route configurations (RDS resources, gRFC A28): virtual hosts, routes, matchers, actions.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::Rbac;
 
 /// A validated RouteConfiguration.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +24,9 @@ pub struct VirtualHost {
     pub domains: Vec<String>,
     /// Routes, matched in order; the first match wins.
     pub routes: Vec<Route>,
+    /// `typed_per_filter_config`: per-filter overrides for every route of this virtual host
+    /// (gRFC A39); a route's own override wins.
+    pub filter_overrides: FilterOverrides,
 }
 
 /// One route: a match and an action.
@@ -29,6 +36,18 @@ pub struct Route {
     pub matcher: RouteMatch,
     /// What to do with them.
     pub action: RouteAction,
+    /// `typed_per_filter_config`: per-filter overrides for this route (gRFC A39).
+    pub filter_overrides: FilterOverrides,
+}
+
+/// Filter config overrides keyed by HTTP filter instance name (gRFC A39).
+pub type FilterOverrides = BTreeMap<String, FilterOverride>;
+
+/// A validated per-route override of one HTTP filter's config (gRFC A39).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterOverride {
+    /// `RBACPerRoute` (gRFC A41): `None` disables RBAC for the route (its `rbac` is absent).
+    Rbac(Option<Arc<Rbac>>),
 }
 
 /// A route's match conditions; all must hold.
@@ -244,6 +263,7 @@ impl RouteConfig {
     ///     name: name.into(),
     ///     domains: vec![domain.into()],
     ///     routes: vec![],
+    ///     filter_overrides: Default::default(),
     /// };
     /// let rc = RouteConfig {
     ///     name: "r".into(),
@@ -303,29 +323,20 @@ impl HeaderMatcher {
     /// as in gRPC C-core, since that is what every gRPC request carries. An absent header
     /// fails every matcher except `present_match`, whatever `invert_match` says (grpc-go).
     pub fn matches(&self, headers: &http::HeaderMap) -> bool {
-        let joined;
-        let value: Option<&str> = if self.name.ends_with("-bin") {
-            None
+        if self.name.ends_with("-bin") {
+            self.matches_value(None)
         } else if self.name == "content-type" {
-            Some("application/grpc")
+            self.matches_value(Some("application/grpc"))
         } else {
-            let mut values = headers
-                .get_all(self.name.as_str())
-                .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()));
-            match values.next() {
-                None => None,
-                Some(first) => {
-                    let mut all = first.into_owned();
-                    for v in values {
-                        all.push(',');
-                        all.push_str(&v);
-                    }
-                    joined = all;
-                    Some(joined.as_str())
-                }
-            }
-        };
+            self.matches_value(joined_header_value(headers, &self.name).as_deref())
+        }
+    }
+
+    /// Whether an already looked-up header value satisfies this condition (`None`: the header
+    /// is absent). An absent header fails every matcher except `present_match`, whatever
+    /// `invert_match` says (grpc-go). Callers with their own header visibility rules (RBAC,
+    /// gRFC A41) look the value up themselves and call this.
+    pub fn matches_value(&self, value: Option<&str>) -> bool {
         if let HeaderMatchKind::Present(want) = self.kind {
             return (value.is_some() == want) != self.invert;
         }
@@ -345,6 +356,28 @@ impl HeaderMatcher {
         };
         matched != self.invert
     }
+}
+
+/// All values of header `name`, joined with `,` (no added spaces), as gRPC matches
+/// multi-valued headers (gRFC A28, A41); `None` when the header is absent.
+pub(crate) fn joined_header_value<'h>(
+    headers: &'h http::HeaderMap,
+    name: &str,
+) -> Option<std::borrow::Cow<'h, str>> {
+    let mut values = headers
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    let first = values.next()?;
+    let Some(second) = values.next() else {
+        return Some(first);
+    };
+    let mut all = first.into_owned();
+    for v in std::iter::once(second).chain(values) {
+        all.push(',');
+        all.push_str(&v);
+    }
+    Some(std::borrow::Cow::Owned(all))
 }
 
 impl StringMatcher {
@@ -379,6 +412,7 @@ mod tests {
             name: name.into(),
             domains: domains.iter().map(|d| d.to_string()).collect(),
             routes: vec![],
+            filter_overrides: Default::default(),
         }
     }
 

@@ -11,9 +11,9 @@
 //! PERMISSIVE mode works, where gRPC only ever matches `raw_buffer`; and `destination_port`
 //! matches the connection's local port, where gRPC never matches a chain that sets it.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
-use super::HttpConnectionManager;
+use super::{Cidr, HttpConnectionManager};
 
 /// A validated server-side Listener (LDS resource without `api_listener`, gRFC A36).
 #[derive(Debug, Clone, PartialEq)]
@@ -85,86 +85,6 @@ pub struct FilterChainMatch {
     pub transport_protocol: Option<String>,
     /// `application_protocols` (ALPN). Never matches (A36).
     pub application_protocols: Vec<String>,
-}
-
-/// An IP prefix (`envoy.config.core.v3.CidrRange`), normalized as gRFC A36 asks: the
-/// length clamped to the family's width and the host bits cleared, so equal ranges compare
-/// equal.
-///
-/// (The RBAC work has its own CIDR type; the two are to be merged.)
-///
-/// ```
-/// use mesh_client::config::Cidr;
-/// let c = Cidr::new("10.1.2.3".parse().unwrap(), 16);
-/// assert_eq!(c.to_string(), "10.1.0.0/16");
-/// assert!(c.contains("10.1.255.1".parse().unwrap()));
-/// assert!(!c.contains("10.2.0.1".parse().unwrap()));
-/// assert!(!c.contains("::1".parse().unwrap()));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix_len: u8,
-}
-
-impl Cidr {
-    /// The range of `addr` with `prefix_len` leading bits; longer lengths are clamped to 32
-    /// (IPv4) or 128 (IPv6). IPv4-mapped IPv6 addresses stay IPv6.
-    pub fn new(addr: IpAddr, prefix_len: u32) -> Self {
-        let (addr, prefix_len) = match addr {
-            IpAddr::V4(a) => {
-                let len = prefix_len.min(32);
-                let bits = u32::from(a) & mask32(len);
-                (IpAddr::V4(Ipv4Addr::from(bits)), len)
-            }
-            IpAddr::V6(a) => {
-                let len = prefix_len.min(128);
-                let bits = u128::from(a) & mask128(len);
-                (IpAddr::V6(Ipv6Addr::from(bits)), len)
-            }
-        };
-        Cidr {
-            addr,
-            // Both clamps keep the length within u8.
-            prefix_len: u8::try_from(prefix_len).unwrap_or(u8::MAX),
-        }
-    }
-
-    /// The network address (host bits zero).
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-
-    /// The prefix length.
-    pub fn prefix_len(&self) -> u8 {
-        self.prefix_len
-    }
-
-    /// Whether `ip` is in the range. Families never mix: a `/0` IPv4 range matches every
-    /// IPv4 address and no IPv6 one. Callers canonicalize IPv4-mapped IPv6 addresses first
-    /// ([`ServerListener::select`] does).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let len = u32::from(self.prefix_len);
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => u32::from(ip) & mask32(len) == u32::from(net),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => u128::from(ip) & mask128(len) == u128::from(net),
-            _ => false,
-        }
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
-
-fn mask32(len: u32) -> u32 {
-    u32::MAX.checked_shl(32 - len.min(32)).unwrap_or(0)
-}
-
-fn mask128(len: u32) -> u128 {
-    u128::MAX.checked_shl(128 - len.min(128)).unwrap_or(0)
 }
 
 /// What is known about an accepted connection when its filter chain is chosen.
@@ -280,7 +200,7 @@ fn longest_prefix(ranges: &[Cidr], ip: IpAddr) -> Option<u32> {
     ranges
         .iter()
         .filter(|c| c.contains(ip))
-        .map(|c| u32::from(c.prefix_len) + 1)
+        .map(|c| u32::from(c.prefix_len()) + 1)
         .max()
 }
 
@@ -304,7 +224,7 @@ mod tests {
 
     fn cidr(s: &str) -> Cidr {
         let (ip, len) = s.split_once('/').unwrap();
-        Cidr::new(ip.parse().unwrap(), len.parse().unwrap())
+        Cidr::clamped(ip.parse().unwrap(), len.parse().unwrap())
     }
 
     fn ports(p: u32) -> FilterChainMatch {

@@ -360,6 +360,7 @@ mod tests {
                     .collect(),
                 timeout: None,
             },
+            filter_overrides: Default::default(),
         }
     }
 
@@ -368,6 +369,7 @@ mod tests {
             name: name.into(),
             domains: domains.iter().map(|d| d.to_string()).collect(),
             routes,
+            filter_overrides: Default::default(),
         }
     }
 

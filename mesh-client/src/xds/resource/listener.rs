@@ -4,8 +4,11 @@
 //! The Listener must have an `api_listener` holding an `HttpConnectionManager`. Its routes
 //! come from `rds` over ADS (config source `ads` or `self`) or inline `route_config`
 //! (validated as RDS). HTTP filters (A39): names non-empty and unique; unknown types NACK
-//! unless `is_optional` (then dropped); the router must be present and last. Server-side
-//! listeners (no `api_listener`) are mesh-server's concern and are NACKed here.
+//! unless `is_optional` (then dropped); the router must be present and last. The RBAC filter
+//! (A41) is validated into [`config::HttpFilterConfig::Rbac`]; it runs on servers only, so a
+//! client Listener NACKs a non-optional one and drops an optional one (as grpc-go and C-core
+//! do). Server-side listeners (no `api_listener`) are mesh-server's concern and are NACKed
+//! here.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use xds_proto::envoy::envoy::extensions::filters::network::http_connection_manag
 use xds_proto::protobuf::Any;
 use xds_proto::type_url;
 
-use crate::config::{self, HttpConnectionManager, HttpFilter, RouteSource};
+use crate::config::{self, HttpConnectionManager, HttpFilter, HttpFilterConfig, RouteSource};
 
 /// The protobuf message validated here.
 pub use xds_proto::envoy::envoy::config::listener::v3::Listener as ListenerProto;
@@ -49,8 +52,30 @@ pub fn validate(l: ListenerProto) -> Result<config::Listener, String> {
     }
     let hcm = HcmProto::decode(any.value.as_slice())
         .map_err(|e| format!("api_listener.api_listener: cannot decode: {e}"))?;
-    let http = http_connection_manager(&hcm).map_err(|e| format!("api_listener.{e}"))?;
+    let mut http = http_connection_manager(&hcm).map_err(|e| format!("api_listener.{e}"))?;
+    client_side_filters(&hcm, &mut http).map_err(|e| format!("api_listener.{e}"))?;
     Ok(config::Listener { name: l.name, http })
+}
+
+/// A39: a filter that does not run on clients NACKs a client Listener unless optional (then
+/// it is dropped), as in grpc-go and C-core. RBAC is server-side only (A41).
+fn client_side_filters(hcm: &HcmProto, http: &mut HttpConnectionManager) -> Result<(), String> {
+    for (i, f) in hcm.http_filters.iter().enumerate() {
+        let Some(ConfigType::TypedConfig(any)) = &f.config_type else {
+            continue;
+        };
+        if filter_type_url(any).as_deref() != Ok(type_url::RBAC) {
+            continue;
+        }
+        if !f.is_optional {
+            return Err(format!(
+                "http_filters[{i}] ({:?}): the RBAC filter is not supported on clients (gRFC A41)",
+                f.name
+            ));
+        }
+        http.http_filters.retain(|kept| kept.name != f.name);
+    }
+    Ok(())
 }
 
 pub(crate) fn http_connection_manager(hcm: &HcmProto) -> Result<HttpConnectionManager, String> {
@@ -101,7 +126,7 @@ pub(crate) fn http_connection_manager(hcm: &HcmProto) -> Result<HttpConnectionMa
 }
 
 /// The real type URL of a filter config, looking inside TypedStruct (A39).
-fn filter_type_url(any: &Any) -> Result<String, String> {
+pub(crate) fn filter_type_url(any: &Any) -> Result<String, String> {
     if any.type_url == type_url::UDPA_TYPED_STRUCT || any.type_url == type_url::XDS_TYPED_STRUCT {
         let ts = TypedStruct::decode(any.value.as_slice())
             .map_err(|e| format!("cannot decode TypedStruct: {e}"))?;
@@ -110,9 +135,30 @@ fn filter_type_url(any: &Any) -> Result<String, String> {
     Ok(any.type_url.clone())
 }
 
-/// Filter types this client implements (A39). Only the router for now.
+/// Filter types we implement (A39), and whether each is terminal: the router, and RBAC
+/// (A41, server side only; see [`validate`]).
 fn is_terminal_known(type_url: &str) -> Option<bool> {
-    (type_url == type_url::ROUTER).then_some(true)
+    match type_url {
+        type_url::ROUTER => Some(true),
+        type_url::RBAC => Some(false),
+        _ => None,
+    }
+}
+
+/// The validated config of a known filter. RBAC must be packed directly: its rules cannot be
+/// read from a TypedStruct (gRPC NACKs that too).
+fn filter_config(ty: &str, any: Option<&Any>) -> Result<HttpFilterConfig, String> {
+    if ty == type_url::RBAC {
+        let any = any
+            .filter(|a| a.type_url == type_url::RBAC)
+            .ok_or("RBAC config must be packed directly, not in a TypedStruct")?;
+        let proto = super::rbac::RbacProto::decode(any.value.as_slice())
+            .map_err(|e| format!("cannot decode RBAC: {e}"))?;
+        return Ok(HttpFilterConfig::Rbac(Arc::new(
+            super::rbac::validate_rbac(&proto)?,
+        )));
+    }
+    Ok(HttpFilterConfig::Router)
 }
 
 fn http_filters(filters: &[HttpFilterProto]) -> Result<Vec<HttpFilter>, String> {
@@ -127,20 +173,27 @@ fn http_filters(filters: &[HttpFilterProto]) -> Result<Vec<HttpFilter>, String> 
             return Err(at("duplicate filter name".into()));
         }
         // A config_discovery (ECDS) filter has no typed_config: it is unknown to us.
-        let ty = match &f.config_type {
-            Some(ConfigType::TypedConfig(any)) => filter_type_url(any).map_err(at)?,
-            _ => String::new(),
+        let any = match &f.config_type {
+            Some(ConfigType::TypedConfig(any)) => Some(any),
+            _ => None,
         };
+        let ty = any
+            .map(filter_type_url)
+            .transpose()
+            .map_err(at)?
+            .unwrap_or_default();
         let Some(terminal) = is_terminal_known(&ty) else {
             if f.is_optional {
                 continue;
             }
             return Err(at(format!("unsupported filter type {ty:?}")));
         };
+        let config = filter_config(&ty, any).map_err(at)?;
         out.push((
             HttpFilter {
                 name: f.name.clone(),
                 type_url: ty,
+                config,
             },
             terminal,
         ));
@@ -177,7 +230,11 @@ mod tests {
         config_source::ConfigSourceSpecifier,
     };
     use xds_proto::envoy::envoy::config::listener::v3::ApiListener;
+    use xds_proto::envoy::envoy::config::rbac::v3::{
+        Permission, Policy, Principal, Rbac as RulesProto, permission, principal,
+    };
     use xds_proto::envoy::envoy::config::route::v3::RouteConfiguration;
+    use xds_proto::envoy::envoy::extensions::filters::http::rbac::v3::Rbac as RbacProto;
     use xds_proto::envoy::envoy::extensions::filters::http::router::v3::Router;
     use xds_proto::envoy::envoy::extensions::filters::network::http_connection_manager::v3::{
         Rds, ScopedRoutes,
@@ -272,6 +329,7 @@ mod tests {
                             == [HttpFilter {
                                 name: "router".into(),
                                 type_url: type_url::ROUTER.into(),
+                                config: HttpFilterConfig::Router,
                             }]
                         && l.http.max_stream_duration.is_none()
                 }),
@@ -475,12 +533,119 @@ mod tests {
                 Accepted(|l| l.http.max_stream_duration == Some(Duration::from_secs(3))),
             ),
             (
+                // A39/A41: RBAC is server-side only; non-optional on a client NACKs (grpc-go).
+                "RBAC filter on a client",
+                with(|h| {
+                    h.http_filters
+                        .insert(0, filter("rbac", pack(&RbacProto::default()), false))
+                }),
+                Nack(
+                    "api_listener.http_filters[0] (\"rbac\"): the RBAC filter is not supported on clients (gRFC A41)",
+                ),
+            ),
+            (
+                // A39: an optional filter unsupported on clients is dropped.
+                "optional RBAC filter on a client",
+                with(|h| {
+                    h.http_filters
+                        .insert(0, filter("rbac", pack(&RbacProto::default()), true))
+                }),
+                Ignored("optional RBAC filter", |l| names(l) == ["router"]),
+            ),
+            (
                 // A41: xff_num_trusted_hops must be zero.
                 "xff_num_trusted_hops",
                 with(|h| h.xff_num_trusted_hops = 1),
                 Nack("api_listener.xff_num_trusted_hops: must be unset or zero"),
             ),
         ]
+    }
+
+    fn rbac_filter(rules: Option<RulesProto>) -> HttpFilterProto {
+        filter(
+            "rbac",
+            pack(&RbacProto {
+                rules,
+                ..Default::default()
+            }),
+            false,
+        )
+    }
+
+    fn allow_any(name: &str) -> RulesProto {
+        RulesProto {
+            policies: [(
+                name.to_string(),
+                Policy {
+                    permissions: vec![Permission {
+                        rule: Some(permission::Rule::Any(true)),
+                    }],
+                    principals: vec![Principal {
+                        identifier: Some(principal::Identifier::Any(true)),
+                    }],
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn hcm_with_rbac_and_router_carries_the_config() {
+        // A39 + A41: [rbac, router] is valid HCM filter config (as a server listener has it).
+        let h = HcmProto {
+            http_filters: vec![rbac_filter(Some(allow_any("p1"))), router()],
+            ..hcm()
+        };
+        let http = http_connection_manager(&h).unwrap();
+        assert_eq!(names_of(&http), ["rbac", "router"]);
+        match &http.http_filters[0].config {
+            HttpFilterConfig::Rbac(r) => {
+                let rules = r.rules.as_ref().unwrap();
+                assert_eq!(rules.action, config::RbacAction::Allow);
+                assert_eq!(rules.policies[0].0, "p1");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(http.http_filters[0].type_url, type_url::RBAC);
+        assert_eq!(http.http_filters[1].config, HttpFilterConfig::Router);
+    }
+
+    #[test]
+    fn invalid_rbac_filter_config_nacks_with_its_path() {
+        // A39: a filter config validation failure NACKs the Listener.
+        let mut rules = allow_any("p1");
+        if let Some(p) = rules.policies.get_mut("p1") {
+            p.condition = Some(Default::default());
+        }
+        let h = HcmProto {
+            http_filters: vec![rbac_filter(Some(rules)), router()],
+            ..hcm()
+        };
+        let err = http_connection_manager(&h).unwrap_err();
+        assert_eq!(
+            err,
+            "http_filters[0] (\"rbac\"): rules.policies[\"p1\"].condition: CEL conditions are not supported (gRFC A41)"
+        );
+        // grpc-go: RBAC config inside a TypedStruct cannot be read → NACK.
+        let h = HcmProto {
+            http_filters: vec![
+                filter(
+                    "rbac",
+                    typed_struct(type_url::XDS_TYPED_STRUCT, type_url::RBAC),
+                    false,
+                ),
+                router(),
+            ],
+            ..hcm()
+        };
+        let err = http_connection_manager(&h).unwrap_err();
+        assert!(err.contains("must be packed directly"), "{err}");
+    }
+
+    fn names_of(http: &HttpConnectionManager) -> Vec<&str> {
+        http.http_filters.iter().map(|f| f.name.as_str()).collect()
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod endpoint;
 pub mod listener;
 pub mod matcher;
+pub mod rbac;
 pub mod route;
 pub mod server_listener;
 

@@ -8,17 +8,28 @@
 //! ignored (the route is dropped): routes with `query_parameters`, routes whose action's
 //! cluster specifier is `cluster_header`, unset, or an optional unsupported plugin. Other
 //! actions (redirect, direct response, filter action) become [`RouteAction::Unsupported`].
+//!
+//! `typed_per_filter_config` on virtual hosts and routes (gRFC A39) becomes
+//! [`config::FilterOverrides`]: `RBACPerRoute` (A41) is validated; any other type NACKs unless
+//! wrapped in a `FilterConfig` with `is_optional` (then it is ignored).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use prost::{Message, Name};
 
 use xds_proto::envoy::envoy::config::route::v3::{
-    Route as RouteProto, RouteAction as RouteActionProto, route::Action,
+    FilterConfig, Route as RouteProto, RouteAction as RouteActionProto, route::Action,
     route_action::ClusterSpecifier, route_match::PathSpecifier,
 };
 use xds_proto::envoy::envoy::r#type::v3::fractional_percent::DenominatorType;
+use xds_proto::protobuf::Any;
+use xds_proto::type_url;
 
 use super::matcher;
-use crate::config::{self, PathMatcher, Route, RouteAction, RouteMatch, VirtualHost};
+use crate::config::{
+    self, FilterOverride, FilterOverrides, PathMatcher, Route, RouteAction, RouteMatch, VirtualHost,
+};
 
 /// The protobuf message validated here.
 pub use xds_proto::envoy::envoy::config::route::v3::RouteConfiguration as RouteConfigurationProto;
@@ -57,6 +68,8 @@ pub fn validate(rc: &RouteConfigurationProto) -> Result<config::RouteConfig, Str
             name: vh.name.clone(),
             domains: vh.domains.clone(),
             routes,
+            filter_overrides: filter_overrides(&vh.typed_per_filter_config)
+                .map_err(|e| format!("virtual_hosts[{i}].{e}"))?,
         });
     }
     Ok(config::RouteConfig {
@@ -125,7 +138,54 @@ fn route(r: &RouteProto, plugins: &HashSet<&str>) -> Result<Option<Route>, Strin
             RouteAction::Unsupported
         }
     };
-    Ok(Some(Route { matcher, action }))
+    Ok(Some(Route {
+        matcher,
+        action,
+        filter_overrides: filter_overrides(&r.typed_per_filter_config)?,
+    }))
+}
+
+/// `typed_per_filter_config` (gRFC A39), keyed by filter instance name. A value may be
+/// wrapped in `envoy.config.route.v3.FilterConfig`, whose `is_optional` lets us skip a type we
+/// do not know; an unknown non-optional type NACKs. Only `RBACPerRoute` (A41) is supported.
+fn filter_overrides(map: &HashMap<String, Any>) -> Result<FilterOverrides, String> {
+    let mut out = FilterOverrides::new();
+    let mut names: Vec<&String> = map.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(any) = map.get(name) else {
+            continue;
+        };
+        let at = |e: String| format!("typed_per_filter_config[{name:?}]: {e}");
+        let (any, optional) = if any.type_url == FilterConfig::type_url() {
+            let fc = FilterConfig::decode(any.value.as_slice())
+                .map_err(|e| at(format!("cannot decode FilterConfig: {e}")))?;
+            (fc.config.unwrap_or_default(), fc.is_optional)
+        } else {
+            (any.clone(), false)
+        };
+        let ty = super::listener::filter_type_url(&any).map_err(at)?;
+        match ty.as_str() {
+            type_url::RBAC_PER_ROUTE => {
+                if any.type_url != type_url::RBAC_PER_ROUTE {
+                    return Err(at(
+                        "RBACPerRoute must be packed directly, not in a TypedStruct".into(),
+                    ));
+                }
+                let proto = super::rbac::RbacPerRouteProto::decode(any.value.as_slice())
+                    .map_err(|e| at(format!("cannot decode RBACPerRoute: {e}")))?;
+                let rbac = super::rbac::validate_rbac_per_route(&proto).map_err(at)?;
+                out.insert(name.clone(), FilterOverride::Rbac(rbac.map(Arc::new)));
+            }
+            // A filter we know, with a config that is not its override type.
+            type_url::RBAC | type_url::ROUTER => {
+                return Err(at(format!("{ty:?} is not a per-route override type")));
+            }
+            _ if optional => {}
+            _ => return Err(at(format!("unsupported filter override type {ty:?}"))),
+        }
+    }
+    Ok(out)
 }
 
 /// A `route` action; `Ok(None)` when the route is to be ignored.
@@ -211,11 +271,17 @@ mod tests {
     use xds_proto::envoy::envoy::config::core::v3::{
         RuntimeFractionalPercent, TypedExtensionConfig,
     };
+    use xds_proto::envoy::envoy::config::rbac::v3::{
+        Permission, Policy, Principal, Rbac as RulesProto, permission, principal,
+    };
     use xds_proto::envoy::envoy::config::route::v3::{
         ClusterSpecifierPlugin, HeaderMatcher, NonForwardingAction, QueryParameterMatcher,
         RedirectAction, RouteMatch as RouteMatchProto, VirtualHost as VhProto, WeightedCluster,
         header_matcher::HeaderMatchSpecifier, route_action::MaxStreamDuration,
         weighted_cluster::ClusterWeight,
+    };
+    use xds_proto::envoy::envoy::extensions::filters::http::rbac::v3::{
+        Rbac as RbacProto, RbacPerRoute,
     };
     use xds_proto::envoy::envoy::r#type::matcher::v3::{
         RegexMatcher, StringMatcher, string_matcher::MatchPattern,
@@ -698,6 +764,163 @@ mod tests {
                 ),
             ),
         ]
+    }
+
+    fn per_route(rbac: Option<RbacProto>) -> Any {
+        pack(&RbacPerRoute { rbac })
+    }
+
+    /// An RBAC config with one ALLOW policy "p1" on a header named `header`.
+    fn rbac_on_header(header: &str) -> RbacProto {
+        RbacProto {
+            rules: Some(RulesProto {
+                policies: [(
+                    "p1".to_string(),
+                    Policy {
+                        permissions: vec![Permission {
+                            rule: Some(permission::Rule::Header(HeaderMatcher {
+                                name: header.into(),
+                                header_match_specifier: Some(HeaderMatchSpecifier::PresentMatch(
+                                    true,
+                                )),
+                                ..Default::default()
+                            })),
+                        }],
+                        principals: vec![Principal {
+                            identifier: Some(principal::Identifier::Any(true)),
+                        }],
+                        ..Default::default()
+                    },
+                )]
+                .into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn unknown_any() -> Any {
+        Any {
+            type_url: "type.googleapis.com/acme.Override".into(),
+            value: vec![],
+        }
+    }
+
+    fn wrapped(config: Any, is_optional: bool) -> Any {
+        pack(&FilterConfig {
+            config: Some(config),
+            is_optional,
+            ..Default::default()
+        })
+    }
+
+    /// A route config whose only route has these per-filter overrides.
+    fn route_overrides(entries: Vec<(&str, Any)>) -> Any {
+        let mut r = route_with(Some(prefix_match("/")), to_cluster("c1"));
+        r.typed_per_filter_config = entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        any_of(vec![r])
+    }
+
+    /// A route config whose virtual host has these per-filter overrides.
+    fn vh_overrides(entries: Vec<(&str, Any)>) -> Any {
+        let mut rc = rc_of(vec![route_with(Some(prefix_match("/")), to_cluster("c1"))]);
+        if let Some(vh) = rc.virtual_hosts.first_mut() {
+            vh.typed_per_filter_config = entries
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+        }
+        pack(&rc)
+    }
+
+    fn route_override<'a>(rc: &'a RouteConfig, name: &str) -> Option<&'a FilterOverride> {
+        first(rc).and_then(|r| r.filter_overrides.get(name))
+    }
+
+    fn override_rows() -> Vec<(&'static str, Any, Expect<RouteConfig>)> {
+        vec![
+            (
+                // A41 + A39: RBACPerRoute on a route, keyed by the filter instance name.
+                "RBACPerRoute on a route",
+                route_overrides(vec![("rbac", per_route(Some(rbac_on_header("x-a"))))]),
+                Accepted(|rc| {
+                    matches!(route_override(rc, "rbac"),
+                        Some(FilterOverride::Rbac(Some(r))) if r.rules.as_ref().is_some_and(|x| x.policies.len() == 1))
+                }),
+            ),
+            (
+                // Envoy RBACPerRoute: rbac absent → RBAC disabled for the route.
+                "empty RBACPerRoute disables",
+                route_overrides(vec![("rbac", per_route(None))]),
+                Accepted(|rc| {
+                    matches!(route_override(rc, "rbac"), Some(FilterOverride::Rbac(None)))
+                }),
+            ),
+            (
+                // A39: on a virtual host, inside a FilterConfig wrapper.
+                "RBACPerRoute on a virtual host in FilterConfig",
+                vh_overrides(vec![("authz", wrapped(per_route(None), false))]),
+                Accepted(|rc| {
+                    matches!(
+                        rc.virtual_hosts[0].filter_overrides.get("authz"),
+                        Some(FilterOverride::Rbac(None))
+                    ) && first(rc).is_some_and(|r| r.filter_overrides.is_empty())
+                }),
+            ),
+            (
+                // A39: an unknown, non-optional override type NACKs.
+                "unknown override",
+                route_overrides(vec![("acme", unknown_any())]),
+                Nack(
+                    "virtual_hosts[0].routes[0].typed_per_filter_config[\"acme\"]: unsupported filter override type \"type.googleapis.com/acme.Override\"",
+                ),
+            ),
+            (
+                // A39: FilterConfig{is_optional: false} around an unknown type NACKs too.
+                "unknown override, FilterConfig not optional",
+                vh_overrides(vec![("acme", wrapped(unknown_any(), false))]),
+                Nack(
+                    "virtual_hosts[0].typed_per_filter_config[\"acme\"]: unsupported filter override type",
+                ),
+            ),
+            (
+                // A39: FilterConfig{is_optional: true} lets an unknown type be ignored.
+                "unknown optional override",
+                route_overrides(vec![("acme", wrapped(unknown_any(), true))]),
+                Ignored("optional unknown override", |rc| {
+                    first(rc).is_some_and(|r| r.filter_overrides.is_empty())
+                }),
+            ),
+            (
+                // A41 via A39: an invalid override NACKs the RouteConfiguration, with its path.
+                "invalid RBACPerRoute",
+                route_overrides(vec![("rbac", per_route(Some(rbac_on_header("grpc-x"))))]),
+                Nack(
+                    "routes[0].typed_per_filter_config[\"rbac\"]: rbac.rules.policies[\"p1\"].permissions[0].header.name: header matchers on \"grpc-\"-prefixed headers are not allowed (gRFC A41)",
+                ),
+            ),
+            (
+                // grpc-go: a filter's own config type is not an override config.
+                "RBAC (not per-route) as override",
+                route_overrides(vec![("rbac", wrapped(pack(&RbacProto::default()), true))]),
+                Nack("is not a per-route override type"),
+            ),
+        ]
+    }
+
+    #[test]
+    fn rds_filter_override_table() {
+        run(
+            ResourceType::RouteConfiguration,
+            override_rows(),
+            |r| match r {
+                Resource::RouteConfig(rc) => Some(rc),
+                _ => None,
+            },
+        );
     }
 
     fn to_cluster_action(c: &str) -> RouteActionProto {

@@ -200,7 +200,10 @@ fn cidrs(ranges: &[CidrRange]) -> Result<Vec<Cidr>, String> {
                     r.address_prefix
                 )
             })?;
-            Ok(Cidr::new(ip, r.prefix_len.as_ref().map_or(0, |l| l.value)))
+            Ok(Cidr::clamped(
+                ip,
+                r.prefix_len.as_ref().map_or(0, |l| l.value),
+            ))
         })
         .collect()
 }
