@@ -358,16 +358,70 @@ impl Shared {
     }
 }
 
+/// How many times a request that never left the client is re-picked (a connection that
+/// received GOAWAY or closed between the pick and the send). Such retries are transparent:
+/// the server never saw the request (gRFC A6 "transparent retry").
+const MAX_TRANSPARENT_RETRIES: usize = 4;
+
 async fn send(
     shared: Arc<Shared>,
     mut sender: Sender,
-    addr: std::net::SocketAddr,
-    req: Request<RequestBody>,
+    mut addr: std::net::SocketAddr,
+    mut req: Request<RequestBody>,
 ) -> Result<Response<Incoming>, BoxError> {
-    sender
-        .send_request(req)
-        .await
-        .map_err(|e| Box::new(shared.unavailable(format!("endpoint {addr}: {e}"))) as BoxError)
+    let deadline = tokio::time::Instant::now() + shared.wait_limit;
+    let mut attempt = 0;
+    loop {
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok(resp),
+            Err(mut e) => {
+                let Some(unsent) = e.take_message() else {
+                    let err = e.into_error();
+                    return Err(Box::new(shared.unavailable(format!("endpoint {addr}: {err}"))));
+                };
+                attempt += 1;
+                shared.conns.connection_failed(addr);
+                if attempt > MAX_TRANSPARENT_RETRIES {
+                    let err = e.into_error();
+                    return Err(Box::new(shared.unavailable(format!(
+                        "endpoint {addr}: {err} (after {attempt} attempts that were never sent)"
+                    ))));
+                }
+                tracing::trace!(%addr, attempt, "request not sent; picking again");
+                req = unsent;
+                (sender, addr) = wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
+            }
+        }
+    }
+}
+
+/// Picks again until an endpoint is ready, the pick fails, or `deadline` passes.
+async fn wait_for_pick(
+    shared: &Shared,
+    path: &str,
+    headers: &http::HeaderMap,
+    deadline: tokio::time::Instant,
+) -> Result<(Sender, std::net::SocketAddr), BoxError> {
+    loop {
+        let config = shared.config_changed.notified();
+        let conns = shared.conns.changed().notified();
+        match shared.pick(path, headers) {
+            Pick::Send(sender, addr) => return Ok((sender, addr)),
+            Pick::Fail(status) => return Err(Box::new(status)),
+            Pick::Wait => {}
+        }
+        // Bounded: re-check at least every 100 ms, give up at the deadline.
+        let step = tokio::time::Instant::now() + Duration::from_millis(100);
+        tokio::select! {
+            _ = config => {}
+            _ = conns => {}
+            _ = tokio::time::sleep_until(step.min(deadline)) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let msg = shared.pending_message();
+            return Err(Box::new(shared.unavailable(msg)));
+        }
+    }
 }
 
 impl<B> tower_service::Service<Request<B>> for MeshChannel
@@ -400,29 +454,8 @@ where
             Pick::Fail(status) => Box::pin(async move { Err(Box::new(status) as BoxError) }),
             Pick::Wait => Box::pin(async move {
                 let deadline = tokio::time::Instant::now() + shared.wait_limit;
-                loop {
-                    let config = shared.config_changed.notified();
-                    let conns = shared.conns.changed().notified();
-                    match shared.pick(req.uri().path(), req.headers()) {
-                        Pick::Send(sender, addr) => {
-                            return send(shared.clone(), sender, addr, req).await;
-                        }
-                        Pick::Fail(status) => return Err(Box::new(status) as BoxError),
-                        Pick::Wait => {}
-                    }
-                    // Bounded: re-check at least every 100 ms, give up at the deadline.
-                    let step = tokio::time::Instant::now() + Duration::from_millis(100);
-                    let wake = step.min(deadline);
-                    tokio::select! {
-                        _ = config => {}
-                        _ = conns => {}
-                        _ = tokio::time::sleep_until(wake) => {}
-                    }
-                    if tokio::time::Instant::now() >= deadline {
-                        let msg = shared.pending_message();
-                        return Err(Box::new(shared.unavailable(msg)) as BoxError);
-                    }
-                }
+                let (sender, addr) = wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
+                send(shared, sender, addr, req).await
             }),
         }
     }

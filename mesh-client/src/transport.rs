@@ -104,6 +104,9 @@ impl ConnectSettings {
 
 struct ConnInner {
     addr: SocketAddr,
+    /// Signalled when a request found the connection unusable: reconnect now and let the
+    /// old connection drain.
+    unusable: Notify,
     sender: ArcSwapOption<Sender>,
     state: AtomicU8,
     last_error: Mutex<Option<String>>,
@@ -141,6 +144,7 @@ impl EndpointConnection {
     pub fn spawn(addr: SocketAddr, settings: ConnectSettings, changed: Arc<Notify>) -> Self {
         let inner = Arc::new(ConnInner {
             addr,
+            unusable: Notify::new(),
             sender: ArcSwapOption::empty(),
             state: AtomicU8::new(ConnectivityState::Idle as u8),
             last_error: Mutex::new(None),
@@ -175,6 +179,16 @@ impl EndpointConnection {
         guard.as_ref().map(|s| Sender::clone(s))
     }
 
+    /// Reports that a request could not be sent on the live connection (GOAWAY received or
+    /// closed): the connection stops being picked and a new one is made at once, while the
+    /// old one finishes its in-flight streams.
+    pub fn mark_unusable(&self) {
+        if self.inner.sender.swap(None).is_some() {
+            self.inner.set_state(ConnectivityState::Connecting);
+            self.inner.unusable.notify_one();
+        }
+    }
+
     /// The error of the last failed connection attempt, if any.
     pub fn last_error(&self) -> Option<String> {
         self.inner.last_error.lock().ok().and_then(|e| e.clone())
@@ -203,13 +217,23 @@ async fn run_connection(
                 inner.sender.store(Some(Arc::new(sender)));
                 inner.set_state(ConnectivityState::Ready);
                 tracing::debug!(addr = %inner.addr, "endpoint connected");
-                let mut conn = std::pin::pin!(conn);
+                let mut conn = Box::pin(conn);
                 let stopped = tokio::select! {
                     r = &mut conn => {
                         if let Err(e) = r {
                             tracing::debug!(addr = %inner.addr, error = %e, "endpoint connection ended");
                         }
                         false
+                    }
+                    _ = inner.unusable.notified() => {
+                        // Draining (GOAWAY): finish in-flight streams in the background
+                        // and connect again now.
+                        let grace = settings.drain_grace;
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(grace, conn).await;
+                        });
+                        inner.sender.store(None);
+                        continue;
                     }
                     _ = stop.changed() => true,
                 };
@@ -322,6 +346,17 @@ impl ConnectionSet {
             Err(p) => p.into_inner(),
         };
         conns.retain(|addr, _| keep.contains(addr));
+    }
+
+    /// Reports that a request could not be sent to `addr` on its current connection.
+    pub fn connection_failed(&self, addr: SocketAddr) {
+        let conns = match self.conns.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(c) = conns.get(&addr) {
+            c.mark_unusable();
+        }
     }
 
     /// Number of connections held.

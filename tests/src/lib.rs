@@ -2,6 +2,7 @@
 //! bounded load generator; [`gocp`] runs the go-control-plane interop program.
 
 pub mod gocp;
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -203,6 +203,12 @@ impl XdsClient {
         deps::spawn(self.clone(), listener_name)
     }
 
+    /// The server-side dependency manager (gRFC A36): one server Listener and the route
+    /// configurations its filter chains name.
+    pub fn watch_server_listener(&self, listener_name: &str) -> super::server_watch::ServerWatch {
+        super::server_watch::spawn(self.clone(), listener_name)
+    }
+
     /// Spawns the ADS task when first needed.
     fn start_task(&self) {
         let Some(commands) = lock(&self.inner.pending_task).take() else {

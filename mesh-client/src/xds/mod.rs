@@ -4,6 +4,7 @@
 //! - [`protocol`]: the sans-IO ADS state machine (gRFC A27, A46, A53, A57).
 //! - [`client`]: [`XdsClient`], the ADS stream task, the resource cache and [`Subscription`]s.
 //! - [`deps`]: [`TargetWatch`], one listener's whole tree published at once (gRFC A74).
+//! - [`server_watch`]: [`ServerWatch`], one server Listener and its route configurations (gRFC A36).
 //! - [`resource`]: decoding and validation of each resource type.
 
 pub mod client;
@@ -12,12 +13,14 @@ pub mod deps;
 mod fixtures;
 pub mod protocol;
 pub mod resource;
+pub mod server_watch;
 #[cfg(test)]
 mod test_server;
 mod transport;
 
 pub use client::{ResourceState, Subscription, XdsClient};
 pub use deps::{TargetState, TargetWatch};
+pub use server_watch::{ServerConfig, ServerState, ServerWatch};
 
 /// Why the xDS client could not be built or stopped working.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

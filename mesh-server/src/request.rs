@@ -1,0 +1,267 @@
+//! The per-request path of an xDS-managed server (gRFC A36, A41): canonical path and
+//! authority checks → server-side route match (`non_forwarding_action` only) → RBAC
+//! filters in listener order (with `RBACPerRoute` overrides, and shadow rules as a dry run)
+//! → the caller's [`PeerIdentity`] → the application's services.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use mesh_client::config::{
+    FilterChain, FilterOverride, HttpFilterConfig, PeerSecurity, Rbac, RequestInfo, RouteAction,
+    RouteConfig,
+};
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+use crate::identity::PeerIdentity;
+use crate::path::check_canonical_path;
+use crate::stats::ServerStats;
+
+/// The application's services, boxed once at the stage boundary.
+pub(crate) type AppService =
+    BoxCloneSyncService<Request<tonic::body::Body>, Response<tonic::body::Body>, Infallible>;
+
+/// Everything one connection needs to serve requests; fixed for the connection's life
+/// (new configuration applies to new connections, gRFC A36).
+pub(crate) struct ConnContext {
+    pub routes: Result<Arc<RouteConfig>, String>,
+    /// `(filter instance name, config)` of each RBAC filter, in HCM order.
+    pub rbac: Vec<(String, Arc<Rbac>)>,
+    pub app: AppService,
+    pub peer: PeerIdentity,
+    pub stats: Arc<ServerStats>,
+    pub node_id: Arc<str>,
+}
+
+impl ConnContext {
+    pub(crate) fn new(
+        chain: &FilterChain,
+        routes: Result<Arc<RouteConfig>, String>,
+        app: AppService,
+        peer: PeerIdentity,
+        stats: Arc<ServerStats>,
+        node_id: Arc<str>,
+    ) -> Self {
+        let rbac = chain
+            .http
+            .http_filters
+            .iter()
+            .filter_map(|f| match &f.config {
+                HttpFilterConfig::Rbac(r) => Some((f.name.clone(), r.clone())),
+                HttpFilterConfig::Router => None,
+            })
+            .collect();
+        ConnContext {
+            routes,
+            rbac,
+            app,
+            peer,
+            stats,
+            node_id,
+        }
+    }
+
+    fn status(&self, status: tonic::Status) -> Response<tonic::body::Body> {
+        status.into_http()
+    }
+
+    fn unavailable(&self, what: impl std::fmt::Display) -> Response<tonic::body::Body> {
+        self.status(tonic::Status::unavailable(format!(
+            "{what} (xDS node \"{}\")",
+            self.node_id
+        )))
+    }
+
+    /// Decides a request; `Ok` carries the request on to the application.
+    fn admit(
+        &self,
+        mut req: Request<tonic::body::Body>,
+    ) -> Result<Request<tonic::body::Body>, Response<tonic::body::Body>> {
+        let path = req.uri().path();
+        if let Err(e) = check_canonical_path(path) {
+            ServerStats::inc(&self.stats.bad_paths);
+            return Err(self.status(tonic::Status::invalid_argument(e.to_string())));
+        }
+        let authority = match authority_of(&req) {
+            Ok(a) => a,
+            Err(e) => {
+                ServerStats::inc(&self.stats.bad_paths);
+                return Err(self.status(tonic::Status::invalid_argument(e)));
+            }
+        };
+        let routes = match &self.routes {
+            Ok(r) => r,
+            Err(e) => {
+                ServerStats::inc(&self.stats.no_route);
+                return Err(self.unavailable(e));
+            }
+        };
+        let Some(vhost) = routes.find_virtual_host(&authority) else {
+            ServerStats::inc(&self.stats.no_route);
+            return Err(self.unavailable(format!(
+                "route_config \"{}\": no virtual host matches \"{authority}\"",
+                routes.name
+            )));
+        };
+        let Some(route) = vhost
+            .routes
+            .iter()
+            .find(|r| r.matcher.matches(path, req.headers(), 0))
+        else {
+            ServerStats::inc(&self.stats.no_route);
+            return Err(self.unavailable(format!(
+                "route_config \"{}\": no route matches {path}",
+                routes.name
+            )));
+        };
+        if route.action != RouteAction::NonForwarding {
+            // gRFC A36: only non_forwarding_action is valid on a server.
+            ServerStats::inc(&self.stats.no_route);
+            return Err(self.unavailable(format!(
+                "route_config \"{}\": the matched route is not a non_forwarding_action route",
+                routes.name
+            )));
+        }
+
+        for (filter_name, filter_rbac) in &self.rbac {
+            let overridden = route
+                .filter_overrides
+                .get(filter_name)
+                .or_else(|| vhost.filter_overrides.get(filter_name));
+            let rbac = match overridden {
+                Some(FilterOverride::Rbac(None)) => continue,
+                Some(FilterOverride::Rbac(Some(r))) => r,
+                None => filter_rbac,
+            };
+            let mut info = RequestInfo::new(path, req.headers());
+            info.method = req.method().as_str();
+            info.authority = Some(&authority);
+            info.peer_addr = Some(self.peer.addr);
+            info.local_addr = Some(self.peer.local_addr);
+            info.security = PeerSecurity::Plaintext;
+            let decision = rbac.evaluate(&info);
+            if let Some(shadow) = &decision.shadow {
+                ServerStats::inc(if shadow.allowed {
+                    &self.stats.shadow_allowed
+                } else {
+                    &self.stats.shadow_denied
+                });
+                tracing::info!(
+                    target: "mesh_server::rbac::shadow",
+                    filter = %filter_name,
+                    path,
+                    peer = %self.peer.addr,
+                    would_allow = shadow.allowed,
+                    policy = shadow.matched_policy.unwrap_or("<none>"),
+                    "RBAC shadow decision (dry run, not enforced)"
+                );
+            }
+            if !decision.allowed {
+                ServerStats::inc(&self.stats.rbac_denied);
+                tracing::debug!(
+                    filter = %filter_name,
+                    path,
+                    peer = %self.peer.addr,
+                    policy = decision.matched_policy.unwrap_or("<none>"),
+                    "RBAC denied"
+                );
+                return Err(self.status(tonic::Status::permission_denied(format!(
+                    "RBAC: access denied by filter \"{filter_name}\"{}",
+                    decision
+                        .matched_policy
+                        .map(|p| format!(" (policy \"{p}\")"))
+                        .unwrap_or_default()
+                ))));
+            }
+            ServerStats::inc(&self.stats.rbac_allowed);
+        }
+        req.extensions_mut().insert(self.peer.clone());
+        Ok(req)
+    }
+}
+
+/// The request's authority: `:authority`, else a single `host` header, lower-cased
+/// (compared case-insensitively). Duplicate or conflicting `host` headers are refused.
+fn authority_of<B>(req: &Request<B>) -> Result<String, String> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("duplicate host headers".into());
+    }
+    let host = match host {
+        Some(h) => Some(
+            h.to_str()
+                .map_err(|_| "host header is not visible ASCII".to_string())?
+                .to_ascii_lowercase(),
+        ),
+        None => None,
+    };
+    match (req.uri().authority(), host) {
+        (Some(a), Some(h)) if !a.as_str().eq_ignore_ascii_case(&h) => {
+            Err(format!(":authority {:?} and host {h:?} differ", a.as_str()))
+        }
+        (Some(a), _) => Ok(a.as_str().to_ascii_lowercase()),
+        (None, Some(h)) => Ok(h),
+        (None, None) => Ok(String::new()),
+    }
+}
+
+/// The hyper service of one connection.
+#[derive(Clone)]
+pub(crate) struct ConnService(pub Arc<ConnContext>);
+
+impl hyper::service::Service<Request<Incoming>> for ConnService {
+    type Response = Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let ctx = self.0.clone();
+        let req = req.map(tonic::body::Body::new);
+        match ctx.admit(req) {
+            Err(resp) => Box::pin(async move { Ok(resp) }),
+            Ok(req) => {
+                let app = ctx.app.clone();
+                Box::pin(app.oneshot(req))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(authority: Option<&str>, hosts: &[&str]) -> Request<()> {
+        let uri = match authority {
+            Some(a) => format!("http://{a}/pkg.Svc/M"),
+            None => "/pkg.Svc/M".to_string(),
+        };
+        let mut b = Request::builder().uri(uri);
+        for h in hosts {
+            b = b.header(http::header::HOST, *h);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn authority_is_compared_case_insensitively() {
+        assert_eq!(authority_of(&req(Some("Greeter.Default:8080"), &[])).unwrap(), "greeter.default:8080");
+        assert_eq!(
+            authority_of(&req(Some("greeter:1"), &["GREETER:1"])).unwrap(),
+            "greeter:1"
+        );
+        assert_eq!(authority_of(&req(None, &["Host:2"])).unwrap(), "host:2");
+    }
+
+    #[test]
+    fn duplicate_or_conflicting_hosts_are_refused() {
+        assert!(authority_of(&req(None, &["a", "b"])).unwrap_err().contains("duplicate"));
+        assert!(authority_of(&req(None, &["a", "a"])).unwrap_err().contains("duplicate"));
+        assert!(authority_of(&req(Some("a:1"), &["b:1"])).unwrap_err().contains("differ"));
+    }
+}

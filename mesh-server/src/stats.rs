@@ -1,0 +1,55 @@
+//! Counters of a [`crate::MeshServer`]: RBAC decisions (enforced and shadow) and refused
+//! requests. Cheap atomics, readable at any time through [`crate::MeshServerBuilder::stats`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Server counters.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub(crate) rbac_allowed: AtomicU64,
+    pub(crate) rbac_denied: AtomicU64,
+    pub(crate) shadow_allowed: AtomicU64,
+    pub(crate) shadow_denied: AtomicU64,
+    pub(crate) bad_paths: AtomicU64,
+    pub(crate) no_route: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
+}
+
+/// A copy of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Requests RBAC allowed.
+    pub rbac_allowed: u64,
+    /// Requests RBAC denied (PERMISSION_DENIED).
+    pub rbac_denied: u64,
+    /// Shadow-rule decisions that would have allowed (the request was not affected).
+    pub shadow_allowed: u64,
+    /// Shadow-rule decisions that would have denied (the request was not affected).
+    pub shadow_denied: u64,
+    /// Requests refused for a non-canonical `:path` or authority.
+    pub bad_paths: u64,
+    /// Requests that matched no route, or a route that is not `non_forwarding_action`.
+    pub no_route: u64,
+    /// Connections closed at accept (not serving, or no filter chain matched).
+    pub connections_refused: u64,
+}
+
+impl ServerStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            rbac_allowed: r(&self.rbac_allowed),
+            rbac_denied: r(&self.rbac_denied),
+            shadow_allowed: r(&self.shadow_allowed),
+            shadow_denied: r(&self.shadow_denied),
+            bad_paths: r(&self.bad_paths),
+            no_route: r(&self.no_route),
+            connections_refused: r(&self.connections_refused),
+        }
+    }
+
+    pub(crate) fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}

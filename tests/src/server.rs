@@ -1,0 +1,238 @@
+//! Support for xDS-managed server tests: hand-built server-side Listeners (served raw by
+//! mesh-control), MeshServer greeters, health checks and raw HTTP/2 probes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mesh_client::bootstrap::Bootstrap;
+use mesh_server::{MeshServer, ServerStats};
+use xds_proto::any::pack;
+use xds_proto::envoy::envoy::config::core::v3::{
+    Address, SocketAddress, address, socket_address,
+};
+use xds_proto::envoy::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use xds_proto::envoy::envoy::config::route::v3::{
+    NonForwardingAction, Route, RouteConfiguration, RouteMatch, VirtualHost, route, route_match,
+};
+use xds_proto::envoy::envoy::extensions::filters::http::router::v3::Router;
+use xds_proto::envoy::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
+};
+use xds_proto::protobuf::Any;
+
+/// The inbound Listener name of a server bound to `addr` (Istio's template).
+pub fn inbound_name(addr: SocketAddr) -> String {
+    format!("xds.istio.io/grpc/lds/inbound/{addr}")
+}
+
+/// A server-side Listener for `addr`: one plaintext filter chain whose inline route sends
+/// every path to the server's services (`non_forwarding_action`), with `extra_filters`
+/// (e.g. RBAC) before the router. `route_name` distinguishes versions.
+pub fn inbound_listener(addr: SocketAddr, route_name: &str, extra_filters: Vec<HttpFilter>) -> Any {
+    let route = Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::NonForwardingAction(NonForwardingAction {})),
+        ..Default::default()
+    };
+    let mut http_filters = extra_filters;
+    http_filters.push(HttpFilter {
+        name: "envoy.filters.http.router".into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack(&Router::default()))),
+        ..Default::default()
+    });
+    let hcm = HttpConnectionManager {
+        stat_prefix: "inbound".into(),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
+            RouteConfiguration {
+                name: route_name.into(),
+                virtual_hosts: vec![VirtualHost {
+                    name: "inbound".into(),
+                    domains: vec!["*".into()],
+                    routes: vec![route],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )),
+        http_filters,
+        ..Default::default()
+    };
+    let listener = Listener {
+        name: inbound_name(addr),
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: addr.ip().to_string(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(
+                    addr.port(),
+                ))),
+                ..Default::default()
+            })),
+        }),
+        filter_chains: vec![FilterChain {
+            name: "inbound-plaintext".into(),
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(pack(&hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    pack(&listener)
+}
+
+/// A bootstrap for an xDS-managed server (with the inbound template), optionally with
+/// `ignore_resource_deletion`.
+pub fn server_bootstrap(cp: SocketAddr, node_id: &str, ignore_deletion: bool) -> Bootstrap {
+    let mut features = vec!["xds_v3"];
+    if ignore_deletion {
+        features.push("ignore_resource_deletion");
+    }
+    let json = serde_json::json!({
+        "xds_servers": [{
+            "server_uri": cp.to_string(),
+            "channel_creds": [{"type": "insecure"}],
+            "server_features": features,
+        }],
+        "node": {"id": node_id, "cluster": "mesh-tests"},
+        "server_listener_resource_name_template": "xds.istio.io/grpc/lds/inbound/%s"
+    });
+    Bootstrap::from_json(&json.to_string()).expect("bootstrap parses")
+}
+
+/// A greeter served by [`MeshServer`] on an already bound listener, plus a maintenance
+/// port serving health (not xDS-managed).
+pub struct MeshGreeter {
+    /// The xDS-managed address.
+    pub addr: SocketAddr,
+    /// The maintenance (health) address.
+    pub maintenance: SocketAddr,
+    /// Counters.
+    pub stats: std::sync::Arc<ServerStats>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    maint_task: tokio::task::JoinHandle<()>,
+}
+
+impl MeshGreeter {
+    /// Binds 127.0.0.1:0 and returns the listener, so the test can configure its Listener
+    /// resource before the server starts.
+    pub async fn bind() -> tokio::net::TcpListener {
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind")
+    }
+
+    /// Starts serving `id`'s greeter on `listener` under `bootstrap`.
+    pub async fn start(listener: tokio::net::TcpListener, id: &str, bootstrap: Bootstrap) -> Self {
+        let addr = listener.local_addr().expect("addr");
+        let builder = MeshServer::builder()
+            .with_bootstrap(bootstrap)
+            .add_service(xds_proto::helloworld::greeter_server::GreeterServer::new(
+                mesh_examples::NamedGreeter { id: id.to_string() },
+            ));
+        let stats = builder.stats();
+        let health = builder.health_service();
+        let maint = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let maintenance = maint.local_addr().expect("addr");
+        let maint_task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(maint))
+                .await;
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let r = builder
+                .serve_with_incoming_shutdown(listener, async {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = r {
+                eprintln!("MeshServer ended: {e}");
+            }
+        });
+        MeshGreeter {
+            addr,
+            maintenance,
+            stats,
+            shutdown: Some(tx),
+            task,
+            maint_task,
+        }
+    }
+
+    /// The health status reported on the maintenance port (`SERVING` / `NOT_SERVING`).
+    pub async fn health(&self) -> String {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.maintenance))
+            .expect("uri")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("maintenance port connects");
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        let resp = client
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("health check");
+        match resp.into_inner().status() {
+            tonic_health::pb::health_check_response::ServingStatus::Serving => "SERVING".into(),
+            tonic_health::pb::health_check_response::ServingStatus::NotServing => {
+                "NOT_SERVING".into()
+            }
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// Waits (bounded) until health reports `want`.
+    pub async fn wait_health(&self, want: &str, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.health().await == want {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(40), &mut self.task).await;
+        self.maint_task.abort();
+    }
+}
+
+impl Drop for MeshGreeter {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.maint_task.abort();
+    }
+}
+
+/// One SayHello over a fresh plain tonic connection (no mesh on the client side).
+pub async fn direct_hello(addr: SocketAddr) -> Result<String, String> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut client = xds_proto::helloworld::greeter_client::GreeterClient::new(channel);
+    client
+        .say_hello(xds_proto::helloworld::HelloRequest { name: "direct".into() })
+        .await
+        .map(|r| r.into_inner().message)
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
