@@ -24,7 +24,8 @@ pub use bootstrap::bootstrap_json;
 pub use describe::describe;
 pub use error::{ConfigError, ServeError};
 pub use model::{
-    Destination, Endpoint, HeaderMatch, Health, Locality, MeshConfig, Route, RouteMatch, Service,
+    Authorization, AuthorizationPolicy, AuthorizationRules, Destination, Endpoint, HeaderMatch,
+    Health, Locality, MeshConfig, PerRouteAuthorization, RbacAction, Route, RouteMatch, Service,
     Subset, WeightedDestination,
 };
 pub use server::{ControlPlane, RunningControlPlane};
