@@ -22,6 +22,9 @@ use xds_proto::type_url;
 const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(300);
 
+/// The inbound listener of ONE's only endpoint.
+const INBOUND_50051: &str = "xds.istio.io/grpc/lds/inbound/127.0.0.1:50051";
+
 const ONE: &str = "services:
   - name: greeter.default
     port: 8080
@@ -128,7 +131,10 @@ async fn lds_wildcard_then_ack_is_not_answered() {
     assert_eq!(r.type_url, type_url::LISTENER);
     assert_eq!(r.version_info, "1");
     assert!(!r.nonce.is_empty());
-    assert_eq!(names(&r), ["greeter.default:8080", "other.default:9090"]);
+    assert_eq!(
+        names(&r),
+        ["greeter.default:8080", "other.default:9090", INBOUND_50051]
+    );
     c.ack(&r, &[]).await;
     c.quiet().await;
     running.shutdown().await;
@@ -177,7 +183,7 @@ async fn set_config_pushes_only_changed_types_with_a_new_version() {
     let lds2 = c.next().await;
     assert_eq!(lds2.type_url, type_url::LISTENER);
     assert_eq!(lds2.version_info, "3");
-    assert_eq!(names(&lds2), ["greeter.default:8080"]);
+    assert_eq!(names(&lds2), ["greeter.default:8080", INBOUND_50051]);
     running.shutdown().await;
 }
 

@@ -1,0 +1,1 @@
+//! Tests of the inbound listeners and their RBAC.
