@@ -438,6 +438,8 @@ fn example_file_is_valid() {
     let config = MeshConfig::from_file(path).unwrap();
     let s = translate(&config).unwrap();
     assert_eq!(s.of_type(type_url::CLUSTER).len(), 3);
+    assert_eq!(s.of_type(type_url::LISTENER).len(), 4);
+    assert!(config.services[0].authorization.is_some());
     assert_eq!(
         cla(&s, "outbound|8080||greeter.default")
             .endpoints
