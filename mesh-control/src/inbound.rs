@@ -19,7 +19,7 @@ use xds_proto::envoy::envoy::extensions::filters::network::http_connection_manag
 use xds_proto::protobuf::Any;
 
 use crate::error::ConfigError;
-use crate::model::{Authorization, MeshConfig, PerRouteAuthorization, Service};
+use crate::model::{MeshConfig, PerRouteAuthorization, Service};
 use crate::rbac::{RBAC_FILTER_NAME, rbac_filter_config, rbac_per_route};
 use crate::translate::socket_address;
 
@@ -134,7 +134,7 @@ fn inbound_route_config(port: u16, service: &Service) -> Result<route::RouteConf
     let per_route = service
         .authorization
         .as_ref()
-        .map(|a: &Authorization| a.per_route.as_slice())
+        .map(|a| a.per_route.as_slice())
         .unwrap_or_default();
     let mut routes = per_route
         .iter()
