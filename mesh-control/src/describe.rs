@@ -4,18 +4,37 @@ use std::fmt::Write;
 
 use xds_proto::any::unpack;
 use xds_proto::envoy::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use xds_proto::envoy::envoy::config::listener::v3::{Listener, filter};
+use xds_proto::envoy::envoy::config::rbac::v3::Rbac as RbacRules;
 use xds_proto::envoy::envoy::config::route::v3::{RouteConfiguration, route, route_action};
+use xds_proto::envoy::envoy::extensions::filters::http::rbac::v3::{Rbac, RbacPerRoute};
+use xds_proto::envoy::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager::RouteSpecifier, http_filter,
+};
 use xds_proto::type_url;
 
+use crate::inbound::INBOUND_LISTENER_PREFIX;
+use crate::rbac::RBAC_FILTER_NAME;
 use crate::translate::Snapshot;
 
-/// Lists the listeners, routes (match → clusters), clusters and endpoint counts.
+/// Lists the client listeners, the inbound (server) listeners with their RBAC policy names,
+/// routes (match → clusters), clusters and endpoint counts.
 pub fn describe(snapshot: &Snapshot) -> String {
     let mut out = String::new();
-    let listeners = snapshot.of_type(type_url::LISTENER);
-    let _ = writeln!(out, "listeners ({}):", listeners.len());
-    for (name, _) in listeners {
+    let (inbound, client): (Vec<_>, Vec<_>) = snapshot
+        .of_type(type_url::LISTENER)
+        .iter()
+        .partition(|(name, _)| name.starts_with(INBOUND_LISTENER_PREFIX));
+    let _ = writeln!(out, "listeners ({}):", client.len());
+    for (name, _) in client {
         let _ = writeln!(out, "  {name}");
+    }
+    let _ = writeln!(out, "inbound listeners ({}):", inbound.len());
+    for (name, any) in inbound {
+        let _ = writeln!(out, "  {name}");
+        if let Ok(listener) = unpack::<Listener>(any) {
+            describe_inbound(&mut out, &listener);
+        }
     }
     let routes = snapshot.of_type(type_url::ROUTE_CONFIGURATION);
     let _ = writeln!(out, "route configurations ({}):", routes.len());
@@ -48,6 +67,75 @@ pub fn describe(snapshot: &Snapshot) -> String {
         );
     }
     out
+}
+
+/// The inline route name, the RBAC rules and the per-route overrides of each filter chain.
+fn describe_inbound(out: &mut String, listener: &Listener) {
+    for chain in &listener.filter_chains {
+        let manager = chain.filters.iter().find_map(|f| match &f.config_type {
+            Some(filter::ConfigType::TypedConfig(any)) => unpack::<HttpConnectionManager>(any).ok(),
+            _ => None,
+        });
+        let Some(manager) = manager else {
+            continue;
+        };
+        let rbac = manager
+            .http_filters
+            .iter()
+            .find_map(|f| match &f.config_type {
+                Some(http_filter::ConfigType::TypedConfig(any)) if f.name == RBAC_FILTER_NAME => {
+                    unpack::<Rbac>(any).ok()
+                }
+                _ => None,
+            });
+        let route_name = match &manager.route_specifier {
+            Some(RouteSpecifier::RouteConfig(rc)) => rc.name.as_str(),
+            _ => "(not inline)",
+        };
+        let _ = writeln!(out, "    chain {}: routes {route_name}", chain.name);
+        match rbac {
+            None => {
+                let _ = writeln!(out, "    rbac: none (every request allowed)");
+            }
+            Some(rbac) => {
+                let _ = writeln!(out, "    rbac: {}", rules_summary(rbac.rules.as_ref()));
+                if let Some(shadow) = rbac.shadow_rules.as_ref() {
+                    let _ = writeln!(out, "    rbac shadow: {}", rules_summary(Some(shadow)));
+                }
+            }
+        }
+        let Some(RouteSpecifier::RouteConfig(rc)) = &manager.route_specifier else {
+            continue;
+        };
+        for r in rc.virtual_hosts.iter().flat_map(|vh| &vh.routes) {
+            let Some(any) = r.typed_per_filter_config.get(RBAC_FILTER_NAME) else {
+                continue;
+            };
+            let summary = match unpack::<RbacPerRoute>(any) {
+                Ok(RbacPerRoute { rbac: None }) => "disabled".to_string(),
+                Ok(RbacPerRoute { rbac: Some(rbac) }) => rules_summary(rbac.rules.as_ref()),
+                Err(e) => format!("(unreadable: {e})"),
+            };
+            let _ = writeln!(out, "    rbac for {}: {summary}", route_match(r));
+        }
+    }
+}
+
+/// `allow [a, b]`: the action and the sorted policy names.
+fn rules_summary(rules: Option<&RbacRules>) -> String {
+    use xds_proto::envoy::envoy::config::rbac::v3::rbac::Action;
+    let Some(rules) = rules else {
+        return "no rules".to_string();
+    };
+    let action = match Action::try_from(rules.action) {
+        Ok(Action::Allow) => "allow",
+        Ok(Action::Deny) => "deny",
+        Ok(Action::Log) => "log",
+        Err(_) => "(unknown action)",
+    };
+    let mut names: Vec<&str> = rules.policies.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    format!("{action} [{}]", names.join(", "))
 }
 
 fn route_match(r: &xds_proto::envoy::envoy::config::route::v3::Route) -> String {

@@ -3,15 +3,21 @@
 //! It reads a `mesh.yaml` ([`MeshConfig`]), translates it into xDS resources named the way
 //! Istio names them for proxyless gRPC ([`translate()`]), and serves them over ADS v3, state
 //! of the world ([`ControlPlane`]), to our Rust clients and to real gRPC clients.
-//! [`bootstrap_json`] writes the matching gRPC bootstrap.
+//! Servers get their inbound Listeners (gRFC A36) with RBAC (gRFC A41) from the same
+//! translation ([`inbound_listener_name`]). [`bootstrap_json`] writes the matching gRPC
+//! bootstrap.
 
 pub mod ads;
 pub mod bootstrap;
 pub mod describe;
 pub mod duration;
 pub mod error;
+pub mod inbound;
+#[cfg(test)]
+mod inbound_tests;
 pub mod model;
 pub mod raw;
+mod rbac;
 pub mod reload;
 pub mod server;
 mod stream;
@@ -23,8 +29,10 @@ mod validate;
 pub use bootstrap::bootstrap_json;
 pub use describe::describe;
 pub use error::{ConfigError, ServeError};
+pub use inbound::{inbound_listener_name, inbound_route_name};
 pub use model::{
-    Destination, Endpoint, HeaderMatch, Health, Locality, MeshConfig, Route, RouteMatch, Service,
+    Authorization, AuthorizationPolicy, AuthorizationRules, Destination, Endpoint, HeaderMatch,
+    Health, Locality, MeshConfig, PerRouteAuthorization, RbacAction, Route, RouteMatch, Service,
     Subset, WeightedDestination,
 };
 pub use server::{ControlPlane, RunningControlPlane};

@@ -1,4 +1,5 @@
-//! The `mesh.yaml` model: services, their endpoints, subsets and routes.
+//! The `mesh.yaml` model: services, their endpoints, subsets, routes and the server-side
+//! authorization (RBAC, gRFC A41) of their endpoints.
 //!
 //! This is the input of the control plane; [`crate::translate()`] turns it into xDS resources.
 //! Unknown fields are rejected so that a typo (`prefx:`) is an error, not a silent default.
@@ -45,6 +46,10 @@ pub struct Service {
     /// Routes tried in order; empty means one route, prefix `/`, to the whole service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
+    /// Who may call the service's endpoints: the RBAC policies of their inbound listeners.
+    /// `None`: no RBAC filter, every request is allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
 }
 
 impl Service {
@@ -56,6 +61,7 @@ impl Service {
             endpoints: Vec::new(),
             subsets: Vec::new(),
             routes: Vec::new(),
+            authorization: None,
         }
     }
 }
@@ -249,6 +255,119 @@ impl WeightedDestination {
             subset: self.subset.clone(),
         }
     }
+}
+
+/// Server-side authorization of a service's endpoints, translated into the RBAC HTTP filter
+/// of their inbound listeners (gRFC A41).
+///
+/// With `action: allow` a request is allowed only when some policy matches (so no policies
+/// denies everything); with `action: deny` it is denied when some policy matches.
+///
+/// ```
+/// let yaml = r#"
+/// services:
+///   - name: greeter.default
+///     port: 8080
+///     endpoints: [ { address: "127.0.0.1:50051" } ]
+///     authorization:
+///       policies:
+///         - name: local-hello
+///           source_ips: ["127.0.0.1/32"]
+///           methods: ["/helloworld.Greeter/SayHello"]
+/// "#;
+/// let config = mesh_control::MeshConfig::from_yaml(yaml).unwrap();
+/// let authz = config.services[0].authorization.as_ref().unwrap();
+/// assert_eq!(authz.action, mesh_control::RbacAction::Allow);
+/// assert_eq!(authz.policies[0].name, "local-hello");
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    /// What a matching policy does; default `allow`.
+    #[serde(default)]
+    pub action: RbacAction,
+    /// The policies; names are unique. The server evaluates them in name order.
+    #[serde(default)]
+    pub policies: Vec<AuthorizationPolicy>,
+    /// Dry-run rules (Envoy's `shadow_rules`): evaluated and reported, never enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<AuthorizationRules>,
+    /// Overrides for some methods, tried in order before the service-wide rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_route: Vec<PerRouteAuthorization>,
+}
+
+/// An action and its policies: the shape of [`Authorization::shadow`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationRules {
+    /// What a matching policy does; default `allow`.
+    #[serde(default)]
+    pub action: RbacAction,
+    /// The policies; names are unique.
+    #[serde(default)]
+    pub policies: Vec<AuthorizationPolicy>,
+}
+
+/// The action of an RBAC rule set (Envoy `config.rbac.v3.RBAC.Action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RbacAction {
+    /// Allow the request when a policy matches; deny it otherwise.
+    #[default]
+    Allow,
+    /// Deny the request when a policy matches; allow it otherwise.
+    Deny,
+}
+
+/// One named RBAC policy: it matches a request when some principal matches (who) and the
+/// permission matches (what).
+///
+/// - Who: `principals` (SPIFFE IDs of the authenticated peer, OR-ed) and `source_ips`
+///   (CIDR ranges of the peer address, OR-ed); when both are set, the caller must match
+///   both lists. Neither set: any caller.
+/// - What: `methods` (OR-ed) and `headers` (AND-ed), both must match. Neither set: any request.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationPolicy {
+    /// The policy name, unique within its rule set.
+    pub name: String,
+    /// Peer identities, matched exactly against the authenticated principal, e.g.
+    /// `spiffe://cluster.local/ns/default/sa/client`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
+    /// Peer address ranges, `ip/len` or a bare IP (a single address), e.g. `127.0.0.1/32`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_ips: Vec<String>,
+    /// gRPC methods: an exact path `/pkg.Service/Method`, or a prefix with a trailing `*`
+    /// (`/pkg.Service/*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Request header matchers; all must match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// Authorization for the requests whose path matches exactly one of `path` or `prefix`:
+/// its own rules, or none at all with `disabled: true`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerRouteAuthorization {
+    /// Exact request path, e.g. `/helloworld.Greeter/SayHello`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Path prefix, e.g. `/helloworld.Greeter/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// What a matching policy does; default `allow`. Not allowed with `disabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<RbacAction>,
+    /// The policies; names are unique. Not allowed with `disabled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<AuthorizationPolicy>,
+    /// `true`: no authorization for these requests (an empty `RBACPerRoute`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 impl MeshConfig {

@@ -1,6 +1,8 @@
 //! Translation of a [`MeshConfig`] into xDS resources, named the way Istio names them for
 //! proxyless gRPC (gRFC A27): per service port, a Listener and a RouteConfiguration
-//! `{host}:{port}`, and Clusters / ClusterLoadAssignments `outbound|{port}|{subset}|{host}`.
+//! `{host}:{port}`, and Clusters / ClusterLoadAssignments `outbound|{port}|{subset}|{host}`;
+//! per endpoint address, a server-side Listener `xds.istio.io/grpc/lds/inbound/{ip}:{port}`
+//! (gRFC A36, A41; see [`crate::inbound`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -19,6 +21,7 @@ use xds_proto::protobuf::{Any, Duration as ProtoDuration, UInt32Value};
 use xds_proto::type_url;
 
 use crate::error::ConfigError;
+use crate::inbound::inbound_listeners;
 use crate::model::{Destination, HeaderMatch, Health, MeshConfig, Route, RouteMatch, Service};
 
 /// The xDS resources for one configuration, by type URL, each as `(name, resource)`.
@@ -62,6 +65,9 @@ pub fn cluster_name(host: &str, port: u16, subset: Option<&str>) -> String {
 }
 
 /// Translates a configuration into resources; validates it first.
+///
+/// LDS holds the client listeners (one per service port, in file order) followed by the
+/// inbound listeners (one per distinct endpoint address).
 pub fn translate(config: &MeshConfig) -> Result<Snapshot, ConfigError> {
     config.validate()?;
     let mut listeners = Vec::new();
@@ -87,6 +93,8 @@ pub fn translate(config: &MeshConfig) -> Result<Snapshot, ConfigError> {
             assignments.push((cluster, pack(&cla)));
         }
     }
+    // After the client listeners, so their order does not depend on the endpoints.
+    listeners.extend(inbound_listeners(config)?);
     let mut resources = BTreeMap::new();
     resources.insert(type_url::LISTENER, listeners);
     resources.insert(type_url::ROUTE_CONFIGURATION, routes);
@@ -278,7 +286,7 @@ fn route_match(m: &RouteMatch) -> route::RouteMatch {
     }
 }
 
-fn header_matcher(h: &HeaderMatch) -> route::HeaderMatcher {
+pub(crate) fn header_matcher(h: &HeaderMatch) -> route::HeaderMatcher {
     use matcher::string_matcher::MatchPattern;
     use route::header_matcher::HeaderMatchSpecifier;
     let string = |pattern| {
@@ -409,7 +417,7 @@ fn load_assignment(
     })
 }
 
-fn socket_address(address: SocketAddr) -> core::Address {
+pub(crate) fn socket_address(address: SocketAddr) -> core::Address {
     core::Address {
         address: Some(core::address::Address::SocketAddress(core::SocketAddress {
             address: address.ip().to_string(),

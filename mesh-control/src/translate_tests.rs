@@ -95,11 +95,19 @@ fn resource_names_follow_istio() {
     let s = snapshot(GREETER);
     assert_eq!(
         names(&s, type_url::LISTENER),
-        ["greeter.default:8080", "other.default:9090"]
+        [
+            "greeter.default:8080",
+            "other.default:9090",
+            "xds.istio.io/grpc/lds/inbound/127.0.0.1:50051",
+            "xds.istio.io/grpc/lds/inbound/127.0.0.1:50052",
+            "xds.istio.io/grpc/lds/inbound/127.0.0.1:50053",
+            "xds.istio.io/grpc/lds/inbound/[::1]:7000",
+        ]
     );
+    // Inbound listeners carry their routes inline; RDS serves the client listeners only.
     assert_eq!(
         names(&s, type_url::ROUTE_CONFIGURATION),
-        names(&s, type_url::LISTENER)
+        ["greeter.default:8080", "other.default:9090"]
     );
     let clusters = [
         "outbound|8080||greeter.default",
@@ -430,6 +438,8 @@ fn example_file_is_valid() {
     let config = MeshConfig::from_file(path).unwrap();
     let s = translate(&config).unwrap();
     assert_eq!(s.of_type(type_url::CLUSTER).len(), 3);
+    assert_eq!(s.of_type(type_url::LISTENER).len(), 4);
+    assert!(config.services[0].authorization.is_some());
     assert_eq!(
         cla(&s, "outbound|8080||greeter.default")
             .endpoints

@@ -4,12 +4,18 @@
 //! The rules keep the output acceptable to gRPC clients (gRFC A27/A28): unique listener and
 //! cluster names, `ip:port` endpoints with weight ≥ 1, one path specifier per route, RE2
 //! regexes that compile, split weights with a positive total, and destinations that exist.
+//! For the inbound listeners (gRFC A36) and their RBAC filter (gRFC A41): policy names unique
+//! per rule set, methods that are gRPC paths, CIDR ranges that parse, one path specifier per
+//! `per_route` entry, and one authorization per endpoint address shared by several services.
 
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 
 use crate::error::ConfigError;
-use crate::model::{Destination, HeaderMatch, MeshConfig, Route, Service};
+use crate::model::{
+    AuthorizationPolicy, Destination, HeaderMatch, MeshConfig, PerRouteAuthorization, Route,
+    Service,
+};
 
 impl MeshConfig {
     /// Checks the whole configuration; the error names the first offending field, e.g.
@@ -32,6 +38,35 @@ impl MeshConfig {
         for (i, service) in self.services.iter().enumerate() {
             for (j, route) in service.routes.iter().enumerate() {
                 self.validate_route(service, route, &format!("services[{i}].routes[{j}]"))?;
+            }
+        }
+        self.validate_shared_endpoints()
+    }
+
+    /// An endpoint address gets one inbound listener, so the services listing the same
+    /// address must agree on its authorization.
+    fn validate_shared_endpoints(&self) -> Result<(), ConfigError> {
+        let mut first: BTreeMap<SocketAddr, usize> = BTreeMap::new();
+        for (i, service) in self.services.iter().enumerate() {
+            for (j, endpoint) in service.endpoints.iter().enumerate() {
+                let Ok(address) = endpoint.address.parse::<SocketAddr>() else {
+                    continue;
+                };
+                let owner = *first.entry(address).or_insert(i);
+                let Some(other) = self.services.get(owner) else {
+                    continue;
+                };
+                if owner != i && other.authorization != service.authorization {
+                    return Err(ConfigError::invalid(
+                        format!("services[{i}].endpoints[{j}].address"),
+                        format!(
+                            "{address} is also an endpoint of services[{owner}] ({}:{}) with a \
+                             different authorization; one server address has one inbound \
+                             listener, so give both services the same authorization",
+                            other.name, other.port
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -196,7 +231,149 @@ fn validate_service(service: &Service, at: &str) -> Result<(), ConfigError> {
             ));
         }
     }
+    if let Some(authz) = &service.authorization {
+        let authz_at = format!("{at}.authorization");
+        validate_policies(&authz.policies, &authz_at)?;
+        if let Some(shadow) = &authz.shadow {
+            validate_policies(&shadow.policies, &format!("{authz_at}.shadow"))?;
+        }
+        let mut matches = BTreeSet::new();
+        for (j, entry) in authz.per_route.iter().enumerate() {
+            let entry_at = format!("{authz_at}.per_route[{j}]");
+            let key = validate_per_route(entry, &entry_at)?;
+            if !matches.insert(key.clone()) {
+                return Err(ConfigError::invalid(
+                    format!("{entry_at}.{}", key.0),
+                    format!(
+                        "{} {:?} is listed twice; the second entry would never match",
+                        key.0, key.1
+                    ),
+                ));
+            }
+        }
+    }
     Ok(())
+}
+
+/// Checks one `per_route` entry and returns its match (`("path" | "prefix", value)`).
+fn validate_per_route(
+    entry: &PerRouteAuthorization,
+    at: &str,
+) -> Result<(&'static str, String), ConfigError> {
+    let key = match (&entry.path, &entry.prefix) {
+        (Some(path), None) => ("path", path.clone()),
+        (None, Some(prefix)) => ("prefix", prefix.clone()),
+        _ => {
+            return Err(ConfigError::invalid(
+                at,
+                "set exactly one of path and prefix",
+            ));
+        }
+    };
+    if !key.1.starts_with('/') {
+        return Err(ConfigError::invalid(
+            format!("{at}.{}", key.0),
+            format!(
+                "{:?} must start with \"/\" (gRPC paths look like /pkg.Service/Method)",
+                key.1
+            ),
+        ));
+    }
+    if entry.disabled {
+        if entry.action.is_some() {
+            return Err(ConfigError::invalid(
+                format!("{at}.action"),
+                "a disabled entry has no action; remove it or `disabled: true`",
+            ));
+        }
+        if !entry.policies.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{at}.policies"),
+                "a disabled entry has no policies; remove them or `disabled: true`",
+            ));
+        }
+    }
+    validate_policies(&entry.policies, at)?;
+    Ok(key)
+}
+
+/// Checks the policies of one rule set; `at` is the path of the set's owner.
+fn validate_policies(policies: &[AuthorizationPolicy], at: &str) -> Result<(), ConfigError> {
+    let mut names = BTreeSet::new();
+    for (k, policy) in policies.iter().enumerate() {
+        let policy_at = format!("{at}.policies[{k}]");
+        if policy.name.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{policy_at}.name"),
+                "must not be empty",
+            ));
+        }
+        if !names.insert(policy.name.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("{policy_at}.name"),
+                format!("policy {:?} is defined twice", policy.name),
+            ));
+        }
+        for (m, principal) in policy.principals.iter().enumerate() {
+            if principal.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{policy_at}.principals[{m}]"),
+                    "must not be empty (e.g. spiffe://cluster.local/ns/default/sa/client)",
+                ));
+            }
+        }
+        for (m, cidr) in policy.source_ips.iter().enumerate() {
+            parse_cidr(cidr).map_err(|message| {
+                ConfigError::invalid(format!("{policy_at}.source_ips[{m}]"), message)
+            })?;
+        }
+        for (m, method) in policy.methods.iter().enumerate() {
+            check_method(method).map_err(|message| {
+                ConfigError::invalid(format!("{policy_at}.methods[{m}]"), message)
+            })?;
+        }
+        for (m, header) in policy.headers.iter().enumerate() {
+            validate_header(header, &format!("{policy_at}.headers[{m}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A method is an exact gRPC path or a prefix ending in one `*`.
+fn check_method(method: &str) -> Result<(), String> {
+    if !method.starts_with('/') {
+        return Err(format!(
+            "{method:?} must start with \"/\" (e.g. /helloworld.Greeter/SayHello or /helloworld.Greeter/*)"
+        ));
+    }
+    let body = method.strip_suffix('*').unwrap_or(method);
+    if body.contains('*') {
+        return Err(format!(
+            "{method:?}: '*' is only allowed as the last character (a prefix match)"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `ip/len` or a bare `ip` (its full length) into the address and prefix length.
+pub(crate) fn parse_cidr(cidr: &str) -> Result<(IpAddr, u32), String> {
+    let (ip, len) = match cidr.split_once('/') {
+        Some((ip, len)) => (ip, Some(len)),
+        None => (cidr, None),
+    };
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{cidr:?} is not ip/len (e.g. 127.0.0.1/32 or ::1/128)"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(len) => len
+            .parse::<u32>()
+            .ok()
+            .filter(|len| *len <= max)
+            .ok_or_else(|| format!("{cidr:?}: the prefix length must be 0..={max}"))?,
+    };
+    Ok((ip, len))
 }
 
 /// Host and subset names end up inside `outbound|{port}|{subset}|{host}` and `{host}:{port}`.

@@ -22,6 +22,9 @@ use xds_proto::type_url;
 const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(300);
 
+/// The inbound listener of ONE's only endpoint.
+const INBOUND_50051: &str = "xds.istio.io/grpc/lds/inbound/127.0.0.1:50051";
+
 const ONE: &str = "services:
   - name: greeter.default
     port: 8080
@@ -128,7 +131,10 @@ async fn lds_wildcard_then_ack_is_not_answered() {
     assert_eq!(r.type_url, type_url::LISTENER);
     assert_eq!(r.version_info, "1");
     assert!(!r.nonce.is_empty());
-    assert_eq!(names(&r), ["greeter.default:8080", "other.default:9090"]);
+    assert_eq!(
+        names(&r),
+        ["greeter.default:8080", "other.default:9090", INBOUND_50051]
+    );
     c.ack(&r, &[]).await;
     c.quiet().await;
     running.shutdown().await;
@@ -177,7 +183,7 @@ async fn set_config_pushes_only_changed_types_with_a_new_version() {
     let lds2 = c.next().await;
     assert_eq!(lds2.type_url, type_url::LISTENER);
     assert_eq!(lds2.version_info, "3");
-    assert_eq!(names(&lds2), ["greeter.default:8080"]);
+    assert_eq!(names(&lds2), ["greeter.default:8080", INBOUND_50051]);
     running.shutdown().await;
 }
 
@@ -332,4 +338,41 @@ async fn shutdown_ends_open_streams() {
     .await
     .unwrap();
     assert!(again.is_err());
+}
+
+#[tokio::test]
+async fn server_gets_its_inbound_listener_by_name() {
+    use xds_proto::envoy::envoy::config::listener::v3::Listener;
+    let running = start(
+        "services:
+  - name: greeter.default
+    port: 8080
+    endpoints: [ { address: '127.0.0.1:50051' }, { address: '127.0.0.1:50052' } ]
+    authorization:
+      policies: [ { name: local, source_ips: ['127.0.0.1/32'] } ]
+",
+    )
+    .await;
+    let mut c = Client::connect(&running).await;
+    // What a server bound to 127.0.0.1:50051 asks for with Istio's bootstrap template.
+    let name = mesh_control::inbound_listener_name("127.0.0.1:50051");
+    assert_eq!(name, INBOUND_50051);
+    c.send(
+        type_url::LISTENER,
+        &[&name, "xds.istio.io/grpc/lds/inbound/127.0.0.1:1"],
+        "",
+        "",
+    )
+    .await;
+    let r = c.next().await;
+    assert_eq!(r.type_url, type_url::LISTENER);
+    assert_eq!(names(&r), [INBOUND_50051]);
+    let listener: Listener = xds_proto::any::unpack(&r.resources[0]).unwrap();
+    assert_eq!(listener.filter_chains.len(), 1);
+    assert!(listener.api_listener.is_none());
+    // The missing name stays subscribed (a server waits for it); the ACK keeps both.
+    c.ack(&r, &[&name, "xds.istio.io/grpc/lds/inbound/127.0.0.1:1"])
+        .await;
+    c.quiet().await;
+    running.shutdown().await;
 }

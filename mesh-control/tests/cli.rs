@@ -26,6 +26,23 @@ fn validate_prints_what_would_be_served() {
         "{stdout}"
     );
     assert!(stdout.contains("3 endpoint(s)"), "{stdout}");
+    assert!(stdout.contains("inbound listeners (3)"), "{stdout}");
+    assert!(
+        stdout.contains("xds.istio.io/grpc/lds/inbound/127.0.0.1:50051"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rbac: allow [local-may-say-hello]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rbac shadow: deny [deny-mallory]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rbac for prefix /grpc.health.v1.Health/: disabled"),
+        "{stdout}"
+    );
 }
 
 #[test]
