@@ -377,7 +377,9 @@ async fn send(
             Err(mut e) => {
                 let Some(unsent) = e.take_message() else {
                     let err = e.into_error();
-                    return Err(Box::new(shared.unavailable(format!("endpoint {addr}: {err}"))));
+                    return Err(Box::new(
+                        shared.unavailable(format!("endpoint {addr}: {err}")),
+                    ));
                 };
                 attempt += 1;
                 shared.conns.connection_failed(addr);
@@ -389,7 +391,8 @@ async fn send(
                 }
                 tracing::trace!(%addr, attempt, "request not sent; picking again");
                 req = unsent;
-                (sender, addr) = wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
+                (sender, addr) =
+                    wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
             }
         }
     }
@@ -454,7 +457,8 @@ where
             Pick::Fail(status) => Box::pin(async move { Err(Box::new(status) as BoxError) }),
             Pick::Wait => Box::pin(async move {
                 let deadline = tokio::time::Instant::now() + shared.wait_limit;
-                let (sender, addr) = wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
+                let (sender, addr) =
+                    wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
                 send(shared, sender, addr, req).await
             }),
         }

@@ -35,7 +35,10 @@ impl MeshHealth {
     }
 
     fn known(&self, name: &str) -> bool {
-        self.services.read().map(|s| s.contains(name)).unwrap_or(false)
+        self.services
+            .read()
+            .map(|s| s.contains(name))
+            .unwrap_or(false)
     }
 
     fn status(serving: bool) -> HealthCheckResponse {

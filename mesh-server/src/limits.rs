@@ -55,7 +55,9 @@ impl Default for Http2Limits {
 }
 
 impl Http2Limits {
-    pub(crate) fn builder(&self) -> hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor> {
+    pub(crate) fn builder(
+        &self,
+    ) -> hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor> {
         let mut b = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
         b.timer(hyper_util::rt::TokioTimer::new())
             .max_concurrent_streams(self.max_concurrent_streams)

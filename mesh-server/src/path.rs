@@ -110,25 +110,61 @@ mod tests {
         let rows: &[(&str, &str)] = &[
             ("helloworld.Greeter/SayHello", "must start with '/'"),
             ("", "must start with '/'"),
-            ("/helloworld.Greeter/../admin/Drop", "must be /service/method"),
+            (
+                "/helloworld.Greeter/../admin/Drop",
+                "must be /service/method",
+            ),
             ("/../helloworld.Greeter", "contains a '.' or '..' segment"),
             ("/helloworld.Greeter/..", "contains a '.' or '..' segment"),
             ("/./SayHello", "contains a '.' or '..' segment"),
             ("/a../SayHello", "contains '..'"),
-            ("//helloworld.Greeter/SayHello", "contains an empty segment ('//')"),
-            ("/helloworld.Greeter//SayHello", "contains an empty segment ('//')"),
-            ("/helloworld.Greeter%2FSayHello", "contains an encoded path separator (%2F or %5C)"),
-            ("/helloworld.Greeter%2fSayHello", "contains an encoded path separator (%2F or %5C)"),
-            ("/helloworld.Greeter%5CSayHello", "contains an encoded path separator (%2F or %5C)"),
-            ("/helloworld.Greeter/%2e%2e", "contains an encoded dot (%2E)"),
-            ("/helloworld.Greeter/Say%00Hello", "contains an encoded NUL (%00)"),
+            (
+                "//helloworld.Greeter/SayHello",
+                "contains an empty segment ('//')",
+            ),
+            (
+                "/helloworld.Greeter//SayHello",
+                "contains an empty segment ('//')",
+            ),
+            (
+                "/helloworld.Greeter%2FSayHello",
+                "contains an encoded path separator (%2F or %5C)",
+            ),
+            (
+                "/helloworld.Greeter%2fSayHello",
+                "contains an encoded path separator (%2F or %5C)",
+            ),
+            (
+                "/helloworld.Greeter%5CSayHello",
+                "contains an encoded path separator (%2F or %5C)",
+            ),
+            (
+                "/helloworld.Greeter/%2e%2e",
+                "contains an encoded dot (%2E)",
+            ),
+            (
+                "/helloworld.Greeter/Say%00Hello",
+                "contains an encoded NUL (%00)",
+            ),
             ("/helloworld.Greeter\\SayHello", "contains a backslash"),
-            ("/helloworld.Greeter/SayHello;x=1", "contains ';' (path parameters)"),
-            ("/helloworld.Greeter/SayHello#frag", "contains '#' (a fragment)"),
+            (
+                "/helloworld.Greeter/SayHello;x=1",
+                "contains ';' (path parameters)",
+            ),
+            (
+                "/helloworld.Greeter/SayHello#frag",
+                "contains '#' (a fragment)",
+            ),
             ("/helloworld.Greeter/Say\0Hello", "contains a NUL byte"),
-            ("/helloworld.Greeter/Say\u{1}Hello", "contains a control byte"),
+            (
+                "/helloworld.Greeter/Say\u{1}Hello",
+                "contains a control byte",
+            ),
             ("/helloworld.Greeter/Say\tHello", "contains a control byte"),
-            ("/helloworld.Greeter/Say\u{7f}Hello", "contains a control byte"),
+            (
+                "/helloworld.Greeter/Say\u{7f}Hello",
+                "contains a control byte",
+            ),
             ("/helloworld.Greeter/SayHello?x=1", "contains a query"),
             ("/helloworld.Greeter", "must be /service/method"),
             ("/helloworld.Greeter/", "has an empty service or method"),

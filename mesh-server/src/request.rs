@@ -81,8 +81,9 @@ impl ConnContext {
         &self,
         mut req: Request<tonic::body::Body>,
     ) -> Result<Request<tonic::body::Body>, Response<tonic::body::Body>> {
-        let path = req.uri().path();
-        if let Err(e) = check_canonical_path(path) {
+        // The query is part of what is checked: gRPC paths never carry one.
+        let full = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("");
+        if let Err(e) = check_canonical_path(full) {
             ServerStats::inc(&self.stats.bad_paths);
             return Err(self.status(tonic::Status::invalid_argument(e.to_string())));
         }
@@ -93,6 +94,7 @@ impl ConnContext {
                 return Err(self.status(tonic::Status::invalid_argument(e)));
             }
         };
+        let path = req.uri().path();
         let routes = match &self.routes {
             Ok(r) => r,
             Err(e) => {
@@ -250,7 +252,10 @@ mod tests {
 
     #[test]
     fn authority_is_compared_case_insensitively() {
-        assert_eq!(authority_of(&req(Some("Greeter.Default:8080"), &[])).unwrap(), "greeter.default:8080");
+        assert_eq!(
+            authority_of(&req(Some("Greeter.Default:8080"), &[])).unwrap(),
+            "greeter.default:8080"
+        );
         assert_eq!(
             authority_of(&req(Some("greeter:1"), &["GREETER:1"])).unwrap(),
             "greeter:1"
@@ -260,8 +265,20 @@ mod tests {
 
     #[test]
     fn duplicate_or_conflicting_hosts_are_refused() {
-        assert!(authority_of(&req(None, &["a", "b"])).unwrap_err().contains("duplicate"));
-        assert!(authority_of(&req(None, &["a", "a"])).unwrap_err().contains("duplicate"));
-        assert!(authority_of(&req(Some("a:1"), &["b:1"])).unwrap_err().contains("differ"));
+        assert!(
+            authority_of(&req(None, &["a", "b"]))
+                .unwrap_err()
+                .contains("duplicate")
+        );
+        assert!(
+            authority_of(&req(None, &["a", "a"]))
+                .unwrap_err()
+                .contains("duplicate")
+        );
+        assert!(
+            authority_of(&req(Some("a:1"), &["b:1"]))
+                .unwrap_err()
+                .contains("differ")
+        );
     }
 }

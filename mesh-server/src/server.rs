@@ -123,8 +123,11 @@ impl MeshServerBuilder {
     /// Adds a tonic service (a generated `XxxServer`).
     pub fn add_service<S>(mut self, svc: S) -> Self
     where
-        S: Service<Request<tonic::body::Body>, Response = Response<tonic::body::Body>, Error = Infallible>
-            + NamedService
+        S: Service<
+                Request<tonic::body::Body>,
+                Response = Response<tonic::body::Body>,
+                Error = Infallible,
+            > + NamedService
             + Clone
             + Send
             + Sync
@@ -141,15 +144,19 @@ impl MeshServerBuilder {
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: Layer<AppService> + Send + 'static,
-        L::Service: Service<Request<tonic::body::Body>, Response = Response<tonic::body::Body>, Error = Infallible>
-            + Clone
+        L::Service: Service<
+                Request<tonic::body::Body>,
+                Response = Response<tonic::body::Body>,
+                Error = Infallible,
+            > + Clone
             + Send
             + Sync
             + 'static,
         <L::Service as Service<Request<tonic::body::Body>>>::Future: Send + 'static,
     {
-        self.layers
-            .push(Box::new(move |inner| BoxCloneSyncService::new(layer.layer(inner))));
+        self.layers.push(Box::new(move |inner| {
+            BoxCloneSyncService::new(layer.layer(inner))
+        }));
         self
     }
 
@@ -194,16 +201,19 @@ impl MeshServerBuilder {
         addr: SocketAddr,
         signal: impl Future<Output = ()> + Send,
     ) -> Result<(), MeshServerError> {
-        let listener = TcpListener::bind(addr).await.map_err(|source| MeshServerError::Io {
-            addr: addr.to_string(),
-            source,
-        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| MeshServerError::Io {
+                addr: addr.to_string(),
+                source,
+            })?;
         self.serve_with_incoming_shutdown(listener, signal).await
     }
 
     /// Serves on an already bound listener until the process ends.
     pub async fn serve_with_incoming(self, listener: TcpListener) -> Result<(), MeshServerError> {
-        self.serve_with_incoming_shutdown(listener, std::future::pending()).await
+        self.serve_with_incoming_shutdown(listener, std::future::pending())
+            .await
     }
 
     /// Serves on an already bound listener until `signal` completes, then drains.
@@ -212,10 +222,12 @@ impl MeshServerBuilder {
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send,
     ) -> Result<(), MeshServerError> {
-        let local = listener.local_addr().map_err(|source| MeshServerError::Io {
-            addr: "listener".into(),
-            source,
-        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| MeshServerError::Io {
+                addr: "listener".into(),
+                source,
+            })?;
         let bootstrap = match self.bootstrap {
             Some(b) => b,
             None => Bootstrap::from_env().map_err(|e| MeshServerError::Bootstrap(e.to_string()))?,
@@ -295,6 +307,7 @@ impl MeshServerBuilder {
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            ServerStats::inc(&stats.connections_accepted);
             let ctx = ConnContext::new(
                 chain,
                 generation.config.routes_for(&chain.http.route_source),
@@ -318,8 +331,8 @@ impl MeshServerBuilder {
         // Shutdown: stop accepting, drain every connection.
         let _ = stop_tx.send(true);
         let grace = limits.drain_grace + Duration::from_secs(1);
-        let _ = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} })
-            .await;
+        let _ =
+            tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
         drop(client);
         Ok(())
     }

@@ -13,6 +13,7 @@ pub struct ServerStats {
     pub(crate) bad_paths: AtomicU64,
     pub(crate) no_route: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
+    pub(crate) connections_accepted: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -32,6 +33,8 @@ pub struct StatsSnapshot {
     pub no_route: u64,
     /// Connections closed at accept (not serving, or no filter chain matched).
     pub connections_refused: u64,
+    /// Connections accepted and matched to a filter chain.
+    pub connections_accepted: u64,
 }
 
 impl ServerStats {
@@ -46,6 +49,7 @@ impl ServerStats {
             bad_paths: r(&self.bad_paths),
             no_route: r(&self.no_route),
             connections_refused: r(&self.connections_refused),
+            connections_accepted: r(&self.connections_accepted),
         }
     }
 

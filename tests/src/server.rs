@@ -7,9 +7,7 @@ use std::time::Duration;
 use mesh_client::bootstrap::Bootstrap;
 use mesh_server::{MeshServer, ServerStats};
 use xds_proto::any::pack;
-use xds_proto::envoy::envoy::config::core::v3::{
-    Address, SocketAddress, address, socket_address,
-};
+use xds_proto::envoy::envoy::config::core::v3::{Address, SocketAddress, address, socket_address};
 use xds_proto::envoy::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use xds_proto::envoy::envoy::config::route::v3::{
     NonForwardingAction, Route, RouteConfiguration, RouteMatch, VirtualHost, route, route_match,
@@ -40,7 +38,9 @@ pub fn inbound_listener(addr: SocketAddr, route_name: &str, extra_filters: Vec<H
     let mut http_filters = extra_filters;
     http_filters.push(HttpFilter {
         name: "envoy.filters.http.router".into(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(pack(&Router::default()))),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+            &Router::default(),
+        ))),
         ..Default::default()
     });
     let hcm = HttpConnectionManager {
@@ -121,20 +121,35 @@ impl MeshGreeter {
     /// Binds 127.0.0.1:0 and returns the listener, so the test can configure its Listener
     /// resource before the server starts.
     pub async fn bind() -> tokio::net::TcpListener {
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind")
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
     }
 
     /// Starts serving `id`'s greeter on `listener` under `bootstrap`.
     pub async fn start(listener: tokio::net::TcpListener, id: &str, bootstrap: Bootstrap) -> Self {
+        Self::start_with_limits(listener, id, bootstrap, mesh_server::Http2Limits::default()).await
+    }
+
+    /// As [`MeshGreeter::start`], with explicit HTTP/2 limits.
+    pub async fn start_with_limits(
+        listener: tokio::net::TcpListener,
+        id: &str,
+        bootstrap: Bootstrap,
+        limits: mesh_server::Http2Limits,
+    ) -> Self {
         let addr = listener.local_addr().expect("addr");
         let builder = MeshServer::builder()
             .with_bootstrap(bootstrap)
+            .with_limits(limits)
             .add_service(xds_proto::helloworld::greeter_server::GreeterServer::new(
                 mesh_examples::NamedGreeter { id: id.to_string() },
             ));
         let stats = builder.stats();
         let health = builder.health_service();
-        let maint = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let maint = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let maintenance = maint.local_addr().expect("addr");
         let maint_task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
@@ -165,12 +180,13 @@ impl MeshGreeter {
 
     /// The health status reported on the maintenance port (`SERVING` / `NOT_SERVING`).
     pub async fn health(&self) -> String {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.maintenance))
-            .expect("uri")
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .expect("maintenance port connects");
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", self.maintenance))
+                .expect("uri")
+                .connect_timeout(Duration::from_secs(5))
+                .connect()
+                .await
+                .expect("maintenance port connects");
         let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
         let resp = client
             .check(tonic_health::pb::HealthCheckRequest {
@@ -231,8 +247,44 @@ pub async fn direct_hello(addr: SocketAddr) -> Result<String, String> {
         .map_err(|e| format!("connect: {e}"))?;
     let mut client = xds_proto::helloworld::greeter_client::GreeterClient::new(channel);
     client
-        .say_hello(xds_proto::helloworld::HelloRequest { name: "direct".into() })
+        .say_hello(xds_proto::helloworld::HelloRequest {
+            name: "direct".into(),
+        })
         .await
         .map(|r| r.into_inner().message)
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+/// Opens a raw HTTP/2 connection to `addr`, sends the client preface and an empty
+/// SETTINGS frame, and returns the parameters of the server's first SETTINGS frame.
+pub async fn server_settings(addr: SocketAddr) -> std::io::Result<Vec<(u16, u32)>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await?;
+    let read = async {
+        let mut header = [0u8; 9];
+        s.read_exact(&mut header).await?;
+        let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        if header[3] != 4 {
+            return Err(std::io::Error::other(format!(
+                "first frame has type {}, not SETTINGS",
+                header[3]
+            )));
+        }
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await?;
+        Ok(payload
+            .chunks_exact(6)
+            .map(|c| {
+                (
+                    u16::from_be_bytes([c[0], c[1]]),
+                    u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+                )
+            })
+            .collect())
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .map_err(|_| std::io::Error::other("no SETTINGS within 5 s"))?
 }

@@ -12,14 +12,25 @@ use xds_proto::type_url;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_serves_only_with_a_listener() {
     init_tracing();
-    let cp = ControlPlane::empty().listen(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let cp = ControlPlane::empty()
+        .listen(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
     let listener = MeshGreeter::bind().await;
     let addr = listener.local_addr().unwrap();
-    let server = MeshGreeter::start(listener, "s1", server_bootstrap(cp.local_addr(), "srv-1", false)).await;
+    let server = MeshGreeter::start(
+        listener,
+        "s1",
+        server_bootstrap(cp.local_addr(), "srv-1", false),
+    )
+    .await;
 
     assert_eq!(server.health().await, "NOT_SERVING");
     let refused = direct_hello(addr).await;
-    assert!(refused.is_err(), "an RPC was served without a Listener: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "an RPC was served without a Listener: {refused:?}"
+    );
 
     cp.control().set_resources(
         type_url::LISTENER,
@@ -29,9 +40,16 @@ async fn server_serves_only_with_a_listener() {
     assert_eq!(direct_hello(addr).await.unwrap(), "Hello direct from s1");
 
     cp.control().set_resources(type_url::LISTENER, vec![]);
-    assert!(server.wait_health("NOT_SERVING", Duration::from_secs(10)).await);
+    assert!(
+        server
+            .wait_health("NOT_SERVING", Duration::from_secs(10))
+            .await
+    );
     let after = direct_hello(addr).await;
-    assert!(after.is_err(), "served after the Listener was deleted: {after:?}");
+    assert!(
+        after.is_err(),
+        "served after the Listener was deleted: {after:?}"
+    );
     assert!(server.stats.snapshot().connections_refused >= 2);
     server.stop().await;
 }
@@ -40,14 +58,22 @@ async fn server_serves_only_with_a_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignore_resource_deletion_keeps_serving() {
     init_tracing();
-    let cp = ControlPlane::empty().listen(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let cp = ControlPlane::empty()
+        .listen(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
     let listener = MeshGreeter::bind().await;
     let addr = listener.local_addr().unwrap();
     cp.control().set_resources(
         type_url::LISTENER,
         vec![(inbound_name(addr), inbound_listener(addr, "r1", vec![]))],
     );
-    let server = MeshGreeter::start(listener, "s2", server_bootstrap(cp.local_addr(), "srv-2", true)).await;
+    let server = MeshGreeter::start(
+        listener,
+        "s2",
+        server_bootstrap(cp.local_addr(), "srv-2", true),
+    )
+    .await;
     assert!(server.wait_health("SERVING", Duration::from_secs(10)).await);
 
     cp.control().set_resources(type_url::LISTENER, vec![]);
@@ -79,7 +105,12 @@ async fn listener_update_under_load_fails_no_rpc() {
     };
     control.set_resources(type_url::LISTENER, with_inbound("v1"));
     let cp = control.listen(([127, 0, 0, 1], 0).into()).await.unwrap();
-    let server = MeshGreeter::start(listener, "s3", server_bootstrap(cp.local_addr(), "srv-3", false)).await;
+    let server = MeshGreeter::start(
+        listener,
+        "s3",
+        server_bootstrap(cp.local_addr(), "srv-3", false),
+    )
+    .await;
     assert!(server.wait_health("SERVING", Duration::from_secs(10)).await);
 
     let client = greeter_client(bootstrap_for(cp.local_addr(), "client-3")).await;
@@ -94,5 +125,173 @@ async fn listener_update_under_load_fails_no_rpc() {
     println!("listener updates under load: {report:?}");
     assert!(report.ok >= 2000, "{report:?}");
     assert_eq!(report.failed, 0, "failures: {:?}", report.errors);
+    // Each update drained the old connection and the client reconnected.
+    let accepted = server.stats.snapshot().connections_accepted;
+    assert!(
+        accepted >= 4,
+        "only {accepted} connections: updates did not drain"
+    );
+    server.stop().await;
+}
+
+/// The SETTINGS frame the server sends carries the limits we set (never tonic's
+/// unbounded defaults).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_frame_carries_explicit_limits() {
+    init_tracing();
+    let cp = ControlPlane::empty()
+        .listen(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let mut addrs = Vec::new();
+    let mut servers = Vec::new();
+    let custom = mesh_server::Http2Limits {
+        max_concurrent_streams: 77,
+        max_header_list_size: 12_345,
+        initial_stream_window_size: 333_333,
+        max_frame_size: 32_768,
+        ..Default::default()
+    };
+    for limits in [mesh_server::Http2Limits::default(), custom] {
+        let listener = MeshGreeter::bind().await;
+        let addr = listener.local_addr().unwrap();
+        addrs.push(addr);
+        servers.push(
+            MeshGreeter::start_with_limits(
+                listener,
+                "h2",
+                server_bootstrap(cp.local_addr(), &format!("srv-{}", addr.port()), false),
+                limits,
+            )
+            .await,
+        );
+    }
+    cp.control().set_resources(
+        type_url::LISTENER,
+        addrs
+            .iter()
+            .map(|a| (inbound_name(*a), inbound_listener(*a, "r", vec![])))
+            .collect(),
+    );
+    for s in &servers {
+        assert!(s.wait_health("SERVING", Duration::from_secs(10)).await);
+    }
+    // SETTINGS ids (RFC 9113 §6.5.2).
+    const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+    const INITIAL_WINDOW_SIZE: u16 = 0x4;
+    const MAX_FRAME_SIZE: u16 = 0x5;
+    const MAX_HEADER_LIST_SIZE: u16 = 0x6;
+    let get =
+        |settings: &[(u16, u32)], id: u16| settings.iter().find(|(i, _)| *i == id).map(|(_, v)| *v);
+
+    let defaults = server_settings(addrs[0]).await.unwrap();
+    println!("default SETTINGS: {defaults:?}");
+    assert_eq!(get(&defaults, MAX_CONCURRENT_STREAMS), Some(1024));
+    assert_eq!(get(&defaults, MAX_HEADER_LIST_SIZE), Some(16 * 1024));
+    assert_eq!(get(&defaults, INITIAL_WINDOW_SIZE), Some(1024 * 1024));
+
+    let custom = server_settings(addrs[1]).await.unwrap();
+    println!("custom SETTINGS: {custom:?}");
+    assert_eq!(get(&custom, MAX_CONCURRENT_STREAMS), Some(77));
+    assert_eq!(get(&custom, MAX_HEADER_LIST_SIZE), Some(12_345));
+    assert_eq!(get(&custom, INITIAL_WINDOW_SIZE), Some(333_333));
+    assert_eq!(get(&custom, MAX_FRAME_SIZE), Some(32_768));
+    for s in servers {
+        s.stop().await;
+    }
+}
+
+/// Non-canonical paths are refused before routing and RBAC (every spelling that an HTTP/2
+/// client can put on the wire; NUL and control bytes are refused by HTTP/2 itself and by
+/// the unit tests of `check_canonical_path`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_canonical_paths_are_refused() {
+    init_tracing();
+    let cp = ControlPlane::empty()
+        .listen(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let listener = MeshGreeter::bind().await;
+    let addr = listener.local_addr().unwrap();
+    cp.control().set_resources(
+        type_url::LISTENER,
+        vec![(inbound_name(addr), inbound_listener(addr, "r", vec![]))],
+    );
+    let server = MeshGreeter::start(
+        listener,
+        "paths",
+        server_bootstrap(cp.local_addr(), "srv-p", false),
+    )
+    .await;
+    assert!(server.wait_health("SERVING", Duration::from_secs(10)).await);
+
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let call = |path: &str, host: Option<&str>| {
+        let mut b = http::Request::post(format!("http://greeter.default:8080{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        b.body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let grpc_status = |resp: &http::Response<hyper::body::Incoming>| {
+        resp.headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    for path in [
+        "/helloworld.Greeter/../admin.Admin/Drop",
+        "/../helloworld.Greeter/SayHello",
+        "//helloworld.Greeter/SayHello",
+        "/helloworld.Greeter//SayHello",
+        "/helloworld.Greeter%2FSayHello",
+        "/helloworld.Greeter%2fSayHello",
+        "/helloworld.Greeter%5CSayHello",
+        "/helloworld.Greeter/%2e%2e",
+        "/helloworld.Greeter/SayHello;x=1",
+        "/helloworld.Greeter/Say%00Hello",
+        "/helloworld.Greeter/SayHello?q=1",
+        "/helloworld.Greeter/./SayHello",
+        "/helloworld.Greeter",
+    ] {
+        let resp = send.send_request(call(path, None)).await.unwrap();
+        assert_eq!(
+            grpc_status(&resp).as_deref(),
+            Some("3"),
+            "{path} was not refused"
+        );
+    }
+    // Conflicting authority and host.
+    let resp = send
+        .send_request(call(
+            "/helloworld.Greeter/SayHello",
+            Some("other.default:1"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        grpc_status(&resp).as_deref(),
+        Some("3"),
+        "conflicting host accepted"
+    );
+    // A canonical path reaches the service (an empty body is a malformed gRPC request, so
+    // the service answers with its own error, not the path check's INVALID_ARGUMENT).
+    let resp = send
+        .send_request(call("/helloworld.Greeter/SayHello", None))
+        .await
+        .unwrap();
+    assert_ne!(grpc_status(&resp).as_deref(), Some("3"));
+    let s = server.stats.snapshot();
+    assert_eq!(s.bad_paths, 14, "{s:?}");
     server.stop().await;
 }

@@ -121,12 +121,14 @@ async fn run(client: XdsClient, listener_name: String, tx: watch::Sender<ServerS
         } else {
             publish(&tx, state);
         }
-        type Changed<'a> = std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<(), XdsError>> + Send + 'a>,
-        >;
+        type Changed<'a> =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), XdsError>> + Send + 'a>>;
         // select_all needs at least one future: a never-ready one stands in for "no RDS".
         let mut waits: Vec<Changed<'_>> = vec![Box::pin(futures::future::pending())];
-        waits.extend(rds.values_mut().map(|s| Box::pin(s.changed()) as Changed<'_>));
+        waits.extend(
+            rds.values_mut()
+                .map(|s| Box::pin(s.changed()) as Changed<'_>),
+        );
         let rds_changed = futures::future::select_all(waits);
         tokio::select! {
             _ = tx.closed() => return,
