@@ -65,11 +65,11 @@ impl ConnContext {
         }
     }
 
-    fn status(&self, status: tonic::Status) -> Response<tonic::body::Body> {
-        status.into_http()
+    fn status(&self, status: tonic::Status) -> Box<Response<tonic::body::Body>> {
+        Box::new(status.into_http())
     }
 
-    fn unavailable(&self, what: impl std::fmt::Display) -> Response<tonic::body::Body> {
+    fn unavailable(&self, what: impl std::fmt::Display) -> Box<Response<tonic::body::Body>> {
         self.status(tonic::Status::unavailable(format!(
             "{what} (xDS node \"{}\")",
             self.node_id
@@ -80,7 +80,7 @@ impl ConnContext {
     fn admit(
         &self,
         mut req: Request<tonic::body::Body>,
-    ) -> Result<Request<tonic::body::Body>, Response<tonic::body::Body>> {
+    ) -> Result<Request<tonic::body::Body>, Box<Response<tonic::body::Body>>> {
         // The query is part of what is checked: gRPC paths never carry one.
         let full = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("");
         if let Err(e) = check_canonical_path(full) {
@@ -225,7 +225,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let ctx = self.0.clone();
         let req = req.map(tonic::body::Body::new);
         match ctx.admit(req) {
-            Err(resp) => Box::pin(async move { Ok(resp) }),
+            Err(resp) => Box::pin(async move { Ok(*resp) }),
             Ok(req) => {
                 let app = ctx.app.clone();
                 Box::pin(app.oneshot(req))
