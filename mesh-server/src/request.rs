@@ -35,6 +35,9 @@ pub(crate) struct ConnContext {
     pub peer: PeerIdentity,
     pub stats: Arc<ServerStats>,
     pub node_id: Arc<str>,
+    /// The HCM's `max_stream_duration` (gRFC A31 on the server): a call still waiting for
+    /// its response headers after this long fails with DEADLINE_EXCEEDED.
+    pub max_stream_duration: Option<std::time::Duration>,
 }
 
 impl ConnContext {
@@ -62,6 +65,7 @@ impl ConnContext {
             peer,
             stats,
             node_id,
+            max_stream_duration: chain.http.max_stream_duration,
         }
     }
 
@@ -228,7 +232,17 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             Err(resp) => Box::pin(async move { Ok(*resp) }),
             Ok(req) => {
                 let app = ctx.app.clone();
-                Box::pin(app.oneshot(req))
+                match ctx.max_stream_duration {
+                    None => Box::pin(app.oneshot(req)),
+                    Some(limit) => Box::pin(async move {
+                        match tokio::time::timeout(limit, app.oneshot(req)).await {
+                            Ok(r) => r,
+                            Err(_) => Ok(*ctx.status(tonic::Status::deadline_exceeded(format!(
+                                "max_stream_duration of {limit:?} exceeded"
+                            )))),
+                        }
+                    }),
+                }
             }
         }
     }

@@ -27,6 +27,16 @@ pub fn inbound_name(addr: SocketAddr) -> String {
 /// every path to the server's services (`non_forwarding_action`), with `extra_filters`
 /// (e.g. RBAC) before the router. `route_name` distinguishes versions.
 pub fn inbound_listener(addr: SocketAddr, route_name: &str, extra_filters: Vec<HttpFilter>) -> Any {
+    inbound_listener_with(addr, route_name, extra_filters, None)
+}
+
+/// As [`inbound_listener`], with the HCM's `common_http_protocol_options.max_stream_duration`.
+pub fn inbound_listener_with(
+    addr: SocketAddr,
+    route_name: &str,
+    extra_filters: Vec<HttpFilter>,
+    max_stream_duration: Option<Duration>,
+) -> Any {
     let route = Route {
         r#match: Some(RouteMatch {
             path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
@@ -58,6 +68,15 @@ pub fn inbound_listener(addr: SocketAddr, route_name: &str, extra_filters: Vec<H
             },
         )),
         http_filters,
+        common_http_protocol_options: max_stream_duration.map(|d| {
+            xds_proto::envoy::envoy::config::core::v3::HttpProtocolOptions {
+                max_stream_duration: Some(xds_proto::protobuf::Duration {
+                    seconds: d.as_secs() as i64,
+                    nanos: d.subsec_nanos() as i32,
+                }),
+                ..Default::default()
+            }
+        }),
         ..Default::default()
     };
     let listener = Listener {

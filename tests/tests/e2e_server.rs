@@ -295,3 +295,50 @@ async fn non_canonical_paths_are_refused() {
     assert_eq!(s.bad_paths, 14, "{s:?}");
     server.stop().await;
 }
+
+/// gRFC A31 on the server: the HCM's max_stream_duration bounds each call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_stream_duration_bounds_calls() {
+    init_tracing();
+    let cp = ControlPlane::empty()
+        .listen(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let listener = MeshGreeter::bind().await;
+    let addr = listener.local_addr().unwrap();
+    cp.control().set_resources(
+        type_url::LISTENER,
+        vec![(
+            inbound_name(addr),
+            inbound_listener_with(addr, "r", vec![], Some(Duration::from_millis(300))),
+        )],
+    );
+    let server = MeshGreeter::start(
+        listener,
+        "slow",
+        server_bootstrap(cp.local_addr(), "srv-t", false),
+    )
+    .await;
+    assert!(server.wait_health("SERVING", Duration::from_secs(10)).await);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = xds_proto::helloworld::greeter_client::GreeterClient::new(channel);
+    let fast = client
+        .say_hello(xds_proto::helloworld::HelloRequest {
+            name: "sleep-10".into(),
+        })
+        .await;
+    assert!(fast.is_ok(), "{fast:?}");
+    let slow = client
+        .say_hello(xds_proto::helloworld::HelloRequest {
+            name: "sleep-2000".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(slow.code(), tonic::Code::DeadlineExceeded, "{slow:?}");
+    assert!(slow.message().contains("max_stream_duration"), "{slow:?}");
+    server.stop().await;
+}
