@@ -8,7 +8,8 @@ use xds_proto::helloworld::greeter_server::{Greeter, GreeterServer};
 use xds_proto::helloworld::{HelloReply, HelloRequest};
 
 /// A greeter that says which backend answered: `Hello NAME from ID`. A name of
-/// `sleep-<ms>` delays the reply, for timeout tests.
+/// `sleep-<ms>` delays the reply, for timeout tests; `whoami` answers with the caller's
+/// address from the [`mesh_server::PeerIdentity`] extension.
 #[derive(Debug, Clone)]
 pub struct NamedGreeter {
     /// The backend's id, echoed in every reply.
@@ -21,7 +22,17 @@ impl Greeter for NamedGreeter {
         &self,
         request: Request<HelloRequest>,
     ) -> Result<Response<HelloReply>, Status> {
+        let peer = request
+            .extensions()
+            .get::<mesh_server::PeerIdentity>()
+            .map(|p| p.addr);
         let name = request.into_inner().name;
+        if name == "whoami" {
+            let peer = peer.map_or("unknown".to_string(), |p| p.to_string());
+            return Ok(Response::new(HelloReply {
+                message: format!("Hello {peer} from {}", self.id),
+            }));
+        }
         // `sleep-<ms>` makes the call slow, for timeout tests (bounded to 60 s).
         if let Some(ms) = name
             .strip_prefix("sleep-")

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::balance::PickError;
 use crate::bootstrap::Bootstrap;
+use crate::resilience::replay::{self, Replay, ReplayBody};
 use crate::route::{ClusterTarget, RouteTable};
 use crate::transport::{ConnectSettings, ConnectionSet, RequestBody, Sender};
 use crate::xds::{TargetState, TargetWatch, XdsClient};
@@ -363,39 +364,90 @@ impl Shared {
 /// the server never saw the request (gRFC A6 "transparent retry").
 const MAX_TRANSPARENT_RETRIES: usize = 4;
 
+/// What is needed to send a request again: its head and its recorded body.
+struct Resend {
+    method: http::Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+    replay: Replay,
+}
+
+impl Resend {
+    fn request(&self) -> Option<Request<RequestBody>> {
+        let body = self.replay.body()?;
+        let mut req = Request::new(RequestBody::new(body));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        Some(req)
+    }
+}
+
 async fn send(
     shared: Arc<Shared>,
     mut sender: Sender,
     mut addr: std::net::SocketAddr,
     mut req: Request<RequestBody>,
+    resend: Resend,
 ) -> Result<Response<Incoming>, BoxError> {
     let deadline = tokio::time::Instant::now() + shared.wait_limit;
     let mut attempt = 0;
     loop {
-        match sender.try_send_request(req).await {
+        let failure = match sender.try_send_request(req).await {
             Ok(resp) => return Ok(resp),
-            Err(mut e) => {
-                let Some(unsent) = e.take_message() else {
+            Err(mut e) => match e.take_message() {
+                // Never left the client: send it elsewhere.
+                Some(unsent) => Ok((unsent, e.into_error())),
+                None => {
                     let err = e.into_error();
-                    return Err(Box::new(
-                        shared.unavailable(format!("endpoint {addr}: {err}")),
-                    ));
-                };
+                    // Reached the connection but the server never processed it (REFUSED_STREAM,
+                    // above a graceful GOAWAY's last stream): replay it if it was recorded.
+                    match replay::never_processed(&err)
+                        .then(|| resend.request())
+                        .flatten()
+                    {
+                        Some(again) => Ok((again, err)),
+                        None => Err(err),
+                    }
+                }
+            },
+        };
+        match failure {
+            Err(err) => {
+                return Err(Box::new(
+                    shared.unavailable(format!("endpoint {addr}: {}", error_chain(&err))),
+                ));
+            }
+            Ok((again, err)) => {
                 attempt += 1;
                 shared.conns.connection_failed(addr);
                 if attempt > MAX_TRANSPARENT_RETRIES {
-                    let err = e.into_error();
                     return Err(Box::new(shared.unavailable(format!(
-                        "endpoint {addr}: {err} (after {attempt} attempts that were never sent)"
+                        "endpoint {addr}: {} (after {attempt} attempts the server never processed)",
+                        error_chain(&err)
                     ))));
                 }
-                tracing::trace!(%addr, attempt, "request not sent; picking again");
-                req = unsent;
+                tracing::trace!(%addr, attempt, "request not processed; picking again");
+                req = again;
                 (sender, addr) =
                     wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
             }
         }
     }
+}
+
+/// An error and its sources, `outer: inner: innermost`.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    // Bounded: error chains are short, but never trust them to end.
+    for _ in 0..8 {
+        let Some(s) = source else { break };
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// Picks again until an endpoint is ready, the pick fails, or `deadline` passes.
@@ -451,15 +503,22 @@ where
         if let Ok(u) = Uri::from_parts(uri) {
             parts.uri = u;
         }
+        let (body, replay) = ReplayBody::new(RequestBody::new(body));
+        let resend = Resend {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            replay,
+        };
         let req = Request::from_parts(parts, RequestBody::new(body));
         match shared.pick(req.uri().path(), req.headers()) {
-            Pick::Send(sender, addr) => Box::pin(send(shared, sender, addr, req)),
+            Pick::Send(sender, addr) => Box::pin(send(shared, sender, addr, req, resend)),
             Pick::Fail(status) => Box::pin(async move { Err(Box::new(status) as BoxError) }),
             Pick::Wait => Box::pin(async move {
                 let deadline = tokio::time::Instant::now() + shared.wait_limit;
                 let (sender, addr) =
                     wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
-                send(shared, sender, addr, req).await
+                send(shared, sender, addr, req, resend).await
             }),
         }
     }

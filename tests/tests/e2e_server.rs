@@ -38,6 +38,21 @@ async fn server_serves_only_with_a_listener() {
     );
     assert!(server.wait_health("SERVING", Duration::from_secs(10)).await);
     assert_eq!(direct_hello(addr).await.unwrap(), "Hello direct from s1");
+    // Handlers see the caller through the PeerIdentity extension.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let whoami = xds_proto::helloworld::greeter_client::GreeterClient::new(channel)
+        .say_hello(xds_proto::helloworld::HelloRequest {
+            name: "whoami".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .message;
+    assert!(whoami.starts_with("Hello 127.0.0.1:"), "{whoami}");
 
     cp.control().set_resources(type_url::LISTENER, vec![]);
     assert!(
