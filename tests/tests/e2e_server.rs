@@ -357,3 +357,41 @@ async fn max_stream_duration_bounds_calls() {
     assert!(slow.message().contains("max_stream_duration"), "{slow:?}");
     server.stop().await;
 }
+
+/// gRFC A36/A57: with the control plane gone, the server keeps serving its last config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_outage_keeps_the_server_serving() {
+    init_tracing();
+    let cp = ControlPlane::empty().listen(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let listener = MeshGreeter::bind().await;
+    let addr = listener.local_addr().unwrap();
+    cp.control().set_resources(
+        type_url::LISTENER,
+        vec![(inbound_name(addr), inbound_listener(addr, "r", vec![]))],
+    );
+    let server = MeshGreeter::start(listener, "s4", server_bootstrap(cp.local_addr(), "srv-4", false)).await;
+    assert!(server.wait_health("SERVING", Duration::from_secs(10)).await);
+    cp.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(server.health().await, "SERVING");
+    assert_eq!(direct_hello(addr).await.unwrap(), "Hello direct from s4");
+    server.stop().await;
+}
+
+/// A bootstrap without `server_listener_resource_name_template` fails at start, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_listener_template_fails_at_start() {
+    let bootstrap = bootstrap_for("127.0.0.1:1".parse().unwrap(), "no-template");
+    let listener = MeshGreeter::bind().await;
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        mesh_server::MeshServer::builder()
+            .with_bootstrap(bootstrap)
+            .serve_with_incoming(listener),
+    )
+    .await
+    .expect("fails at once, not at the first request")
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("server_listener_resource_name_template"), "{err}");
+}
