@@ -23,7 +23,7 @@ use crate::balance::PickError;
 use crate::bootstrap::Bootstrap;
 use crate::resilience::replay::{self, Replay, ReplayBody};
 use crate::route::{ClusterTarget, RouteTable};
-use crate::transport::{ConnectSettings, ConnectionSet, RequestBody, Sender};
+use crate::transport::{ConnectSettings, ConnectionSet, RequestBody, Sender, error_chain};
 use crate::xds::{TargetState, TargetWatch, XdsClient};
 
 /// Boxed error returned by [`MeshChannel`]; mesh failures are a [`tonic::Status`] inside.
@@ -434,20 +434,6 @@ async fn send(
             }
         }
     }
-}
-
-/// An error and its sources, `outer: inner: innermost`.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    // Bounded: error chains are short, but never trust them to end.
-    for _ in 0..8 {
-        let Some(s) = source else { break };
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Picks again until an endpoint is ready, the pick fails, or `deadline` passes.

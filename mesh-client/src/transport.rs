@@ -369,3 +369,18 @@ impl ConnectionSet {
         self.len() == 0
     }
 }
+
+/// An error and its sources, `: `-joined (the top-level messages of hyper and tonic errors
+/// say little; the cause is in the chain).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    // Error chains are short; the bound only guards against a cyclic `source`.
+    for _ in 0..8 {
+        let Some(s) = source else { break };
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

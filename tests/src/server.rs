@@ -307,3 +307,34 @@ pub async fn server_settings(addr: SocketAddr) -> std::io::Result<Vec<(u16, u32)
         .await
         .map_err(|_| std::io::Error::other("no SETTINGS within 5 s"))?
 }
+
+/// A raw mesh-control serving one inbound Listener (built by `listener` for the server's
+/// address) and a [`MeshGreeter`] `id` that is already SERVING under it.
+pub async fn serving_greeter(
+    id: &str,
+    ignore_deletion: bool,
+    listener: impl Fn(SocketAddr) -> Any,
+) -> (mesh_control::RunningControlPlane, MeshGreeter) {
+    let cp = mesh_control::ControlPlane::empty()
+        .listen(([127, 0, 0, 1], 0).into())
+        .await
+        .expect("control plane starts");
+    let tcp = MeshGreeter::bind().await;
+    let addr = tcp.local_addr().expect("addr");
+    cp.control().set_resources(
+        xds_proto::type_url::LISTENER,
+        vec![(inbound_name(addr), listener(addr))],
+    );
+    let node = format!("srv-{id}");
+    let server = MeshGreeter::start(
+        tcp,
+        id,
+        server_bootstrap(cp.local_addr(), &node, ignore_deletion),
+    )
+    .await;
+    assert!(
+        server.wait_health("SERVING", Duration::from_secs(10)).await,
+        "{id} never became SERVING"
+    );
+    (cp, server)
+}

@@ -362,15 +362,8 @@ async fn max_stream_duration_bounds_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_outage_keeps_the_server_serving() {
     init_tracing();
-    let cp = ControlPlane::empty().listen(([127, 0, 0, 1], 0).into()).await.unwrap();
-    let listener = MeshGreeter::bind().await;
-    let addr = listener.local_addr().unwrap();
-    cp.control().set_resources(
-        type_url::LISTENER,
-        vec![(inbound_name(addr), inbound_listener(addr, "r", vec![]))],
-    );
-    let server = MeshGreeter::start(listener, "s4", server_bootstrap(cp.local_addr(), "srv-4", false)).await;
-    assert!(server.wait_health("SERVING", Duration::from_secs(10)).await);
+    let (cp, server) = serving_greeter("s4", false, |a| inbound_listener(a, "r", vec![])).await;
+    let addr = server.addr;
     cp.shutdown().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(server.health().await, "SERVING");
@@ -393,5 +386,8 @@ async fn missing_listener_template_fails_at_start() {
     .expect("fails at once, not at the first request")
     .unwrap_err()
     .to_string();
-    assert!(err.contains("server_listener_resource_name_template"), "{err}");
+    assert!(
+        err.contains("server_listener_resource_name_template"),
+        "{err}"
+    );
 }

@@ -107,19 +107,7 @@ pub(crate) async fn connect(server: &XdsServer) -> Result<Channel, XdsError> {
     }
 }
 
-/// An error and its sources, `: `-joined (tonic's top-level messages say little).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    // Error chains are short; the bound only guards against a cyclic `source`.
-    for _ in 0..8 {
-        let Some(s) = source else { break };
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+pub(crate) use crate::transport::error_chain;
 
 /// Exponential backoff for ADS stream attempts: 1 s base, ×1.6, ±20 % jitter, 120 s cap.
 #[derive(Debug, Clone)]
