@@ -485,6 +485,27 @@ pub(crate) mod tests {
         }
     }
 
+    /// A cluster named `name` with the newer-shape TLS context naming `instance_name` for
+    /// both identity and roots.
+    pub(crate) fn tls_cluster(name: &str, instance_name: &str) -> Any {
+        let mut c = super::super::cluster::tests::eds();
+        c.name = name.into();
+        c.transport_socket = Some(socket(pack(&UpstreamTlsContext {
+            common_tls_context: Some(CommonTlsContext {
+                tls_certificate_provider_instance: Some(plugin(instance_name, "")),
+                validation_context_type: Some(ValidationContextType::ValidationContext(
+                    CertificateValidationContext {
+                        ca_certificate_provider_instance: Some(plugin(instance_name, "")),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })));
+        pack(&c)
+    }
+
     fn cluster_with(ts: TransportSocketProto) -> Any {
         let mut c = super::super::cluster::tests::eds();
         c.transport_socket = Some(ts);
