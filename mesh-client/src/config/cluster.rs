@@ -1,4 +1,6 @@
-//! Clusters (CDS resources, gRFC A27/A28).
+//! Clusters (CDS resources, gRFC A27/A28; TLS per gRFC A29).
+
+use super::UpstreamTls;
 
 /// A validated Cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,6 +13,8 @@ pub struct Cluster {
     pub lb_policy: LbPolicy,
     /// `circuit_breakers.thresholds[DEFAULT].max_requests` (gRFC A32), if set.
     pub max_requests: Option<u32>,
+    /// `transport_socket` (gRFC A29): TLS to the cluster's endpoints; `None`: plaintext.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// How a cluster's endpoints are discovered.

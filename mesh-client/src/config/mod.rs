@@ -13,6 +13,7 @@ mod rbac;
 mod route;
 mod server_listener;
 mod target;
+mod tls;
 
 pub use cidr::{Cidr, PrefixTooLong};
 pub use cluster::{Cluster, ClusterKind, LbPolicy};
@@ -35,3 +36,4 @@ pub use server_listener::{
     TransportSocket,
 };
 pub use target::{ClusterConfig, TargetConfig};
+pub use tls::{CertProviderInstance, DownstreamTls, SanMatcher, SanType, UpstreamTls};

@@ -13,7 +13,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Cidr, HttpConnectionManager};
+use super::{Cidr, DownstreamTls, HttpConnectionManager};
 
 /// A validated server-side Listener (LDS resource without `api_listener`, gRFC A36).
 #[derive(Debug, Clone, PartialEq)]
@@ -46,12 +46,8 @@ pub struct FilterChain {
 pub enum TransportSocket {
     /// No `transport_socket` (or `raw_buffer`): plaintext HTTP/2.
     Plaintext,
-    /// A `DownstreamTlsContext`. Only the part read so far is recorded; the certificate
-    /// providers and validation context are the security work's to add.
-    Tls {
-        /// `require_client_certificate`: mTLS.
-        require_client_certificate: bool,
-    },
+    /// A `DownstreamTlsContext`: TLS, or mTLS when it requires a client certificate.
+    Tls(DownstreamTls),
 }
 
 /// Which connection sources a chain accepts (`FilterChainMatch.source_type`).

@@ -22,7 +22,7 @@ use xds_proto::envoy::envoy::service::discovery::v3::aggregated_discovery_servic
 use super::XdsError;
 use super::deps::{self, TargetWatch};
 use super::protocol::{AdsState, ProtocolOptions, ResourceEvent, ResourceEventKind};
-use super::resource::{Resource, ResourceType};
+use super::resource::{Resource, ResourceType, ValidationContext};
 use super::transport::{self, Backoff};
 use crate::bootstrap::{Bootstrap, ChannelCreds, XdsServer};
 
@@ -216,7 +216,8 @@ impl XdsClient {
         };
         let task = AdsTask {
             server: self.inner.server.clone(),
-            state: AdsState::with_options(self.inner.node.clone(), self.inner.options.clone()),
+            state: AdsState::with_options(self.inner.node.clone(), self.inner.options.clone())
+                .with_validation_context(ValidationContext::from_bootstrap(&self.inner.bootstrap)),
             cache: self.inner.cache.clone(),
             commands,
         };

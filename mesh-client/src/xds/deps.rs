@@ -388,6 +388,7 @@ mod tests {
             },
             lb_policy: LbPolicy::RoundRobin,
             max_requests: None,
+            tls: None,
         }))
     }
 

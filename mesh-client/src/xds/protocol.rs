@@ -32,7 +32,7 @@ use xds_proto::envoy::envoy::service::discovery::v3::{
 use xds_proto::envoy::google::rpc::Status;
 use xds_proto::protobuf::Any;
 
-use super::resource::{self, Resource, ResourceError, ResourceType};
+use super::resource::{self, Resource, ResourceError, ResourceType, ValidationContext};
 
 /// How long a subscribed resource may stay unanswered on a connected stream before it is
 /// considered not to exist (gRFC A27, from the xDS protocol documentation).
@@ -134,6 +134,8 @@ struct TypeState {
 pub struct AdsState {
     node: Node,
     options: ProtocolOptions,
+    /// What resource validation needs from the bootstrap (gRFC A29 provider instances).
+    validation: ValidationContext,
     connected: bool,
     /// Whether the node was sent on the current stream.
     node_sent: bool,
@@ -151,10 +153,18 @@ impl AdsState {
         AdsState {
             node,
             options,
+            validation: ValidationContext::default(),
             connected: false,
             node_sent: false,
             types: BTreeMap::new(),
         }
+    }
+
+    /// Validates resources with this context from now on (by default nothing from the
+    /// bootstrap is checked; the client passes [`ValidationContext::from_bootstrap`]).
+    pub fn with_validation_context(mut self, validation: ValidationContext) -> Self {
+        self.validation = validation;
+        self
     }
 
     /// Whether a stream is up.
@@ -266,7 +276,7 @@ impl AdsState {
         };
         state.nonce = resp.nonce.clone();
 
-        let parsed = parse_resources(ty, &resp.resources);
+        let parsed = parse_resources(ty, &resp.resources, &self.validation);
         let mut updates = Vec::new();
         for (name, watch) in &mut state.watches {
             let event = if let Some(message) = parsed.errors.get(name) {
@@ -421,12 +431,12 @@ struct Parsed {
     nack_messages: Vec<String>,
 }
 
-fn parse_resources(ty: ResourceType, resources: &[Any]) -> Parsed {
+fn parse_resources(ty: ResourceType, resources: &[Any], ctx: &ValidationContext) -> Parsed {
     let mut parsed = Parsed::default();
     let mut seen = BTreeSet::new();
     let mut duplicates = BTreeSet::new();
     for any in resources {
-        let result = decode_one(ty, any);
+        let result = decode_one(ty, any, ctx);
         let name = match &result {
             Ok(res) => Some(res.name().to_string()),
             Err(e) => e.name.clone(),
@@ -465,9 +475,13 @@ fn parse_resources(ty: ResourceType, resources: &[Any]) -> Parsed {
 }
 
 /// Decodes one resource, unwrapping an `envoy.service.discovery.v3.Resource` wrapper.
-fn decode_one(ty: ResourceType, any: &Any) -> Result<Resource, ResourceError> {
+fn decode_one(
+    ty: ResourceType,
+    any: &Any,
+    ctx: &ValidationContext,
+) -> Result<Resource, ResourceError> {
     if any.type_url != xds_proto::type_url::RESOURCE_WRAPPER {
-        return resource::decode(ty, any);
+        return resource::decode_with(ty, any, ctx);
     }
     let wrapper = ResourceWrapper::decode(any.value.as_slice()).map_err(|e| ResourceError {
         kind: ty,
@@ -480,7 +494,7 @@ fn decode_one(ty: ResourceType, any: &Any) -> Result<Resource, ResourceError> {
         name: name.clone(),
         message: "Resource wrapper: resource: missing".to_string(),
     })?;
-    resource::decode(ty, &inner).map_err(|e| ResourceError {
+    resource::decode_with(ty, &inner, ctx).map_err(|e| ResourceError {
         kind: e.kind,
         name: e.name.or(name),
         message: e.message,
@@ -841,6 +855,38 @@ mod tests {
             Want::new(LISTENER, &["a"])
                 .nonce("n1")
                 .error(&bad_listener_error("a")),
+        );
+    }
+
+    #[test]
+    fn unknown_certificate_provider_instance_nacks_with_the_bootstrap_context() {
+        // gRFC A29: a TLS context naming an instance the bootstrap lacks is NACKed; the
+        // other resources of the response are still used (A46).
+        use crate::xds::resource::tls::tests::tls_cluster;
+        let t0 = Instant::now();
+        let mut s = AdsState::new(node())
+            .with_validation_context(ValidationContext::with_cert_provider_instances(["default"]));
+        assert!(s.on_connected(t0).is_empty());
+        s.subscribe(ResourceType::Cluster, "good", t0);
+        s.subscribe(ResourceType::Cluster, "bad", t0);
+        let out = s.on_response(
+            resp(
+                CLUSTER,
+                "v1",
+                "n1",
+                vec![tls_cluster("good", "default"), tls_cluster("bad", "vault")],
+            ),
+            t0,
+        );
+        let nack = single(out.requests);
+        let message = nack.error_detail.map(|e| e.message).unwrap_or_default();
+        assert!(
+            message.starts_with("cluster \"bad\": transport_socket.typed_config.common_tls_context.tls_certificate_provider_instance.instance_name: unknown certificate provider instance \"vault\""),
+            "{message}"
+        );
+        assert_eq!(
+            kinds(&out.updates),
+            vec![ev("CDS bad", "error"), ev("CDS good", "changed")]
         );
     }
 

@@ -4,8 +4,9 @@
 //! other type are NACKed with "unsupported cluster type". The EDS config source must be
 //! `ads` or `self`. The endpoint policy must be ROUND_ROBIN, either as `lb_policy` or, when
 //! `load_balancing_policy` is set (A52, which then wins), as the first supported entry of
-//! `round_robin` or `wrr_locality` around `round_robin`. `lrs_server` must be `self`. TLS
-//! (`transport_socket`, A29) is NACKed until the security work lands.
+//! `round_robin` or `wrr_locality` around `round_robin`. `lrs_server` must be `self`.
+//! `transport_socket` (A29) must be an `UpstreamTlsContext`, validated by [`super::tls`];
+//! `transport_socket_matches` NACKs (A29: not supported).
 
 use prost::{Message, Name};
 use xds_proto::envoy::envoy::config::cluster::v3::{
@@ -19,6 +20,7 @@ use xds_proto::envoy::envoy::extensions::load_balancing_policies::{
     round_robin::v3::RoundRobin, wrr_locality::v3::WrrLocality,
 };
 
+use super::ValidationContext;
 use crate::config::{self, ClusterKind, LbPolicy};
 
 /// The protobuf message validated here.
@@ -27,8 +29,9 @@ pub use xds_proto::envoy::envoy::config::cluster::v3::Cluster as ClusterProto;
 /// A52: the recursion limit of LB policy conversion.
 const MAX_LB_POLICY_DEPTH: usize = 16;
 
-/// Validates a Cluster. Errors are field paths relative to the resource.
-pub fn validate(c: &ClusterProto) -> Result<config::Cluster, String> {
+/// Validates a Cluster. Errors are field paths relative to the resource. `ctx` carries the
+/// bootstrap's certificate provider instances (A29).
+pub fn validate(c: &ClusterProto, ctx: &ValidationContext) -> Result<config::Cluster, String> {
     let kind = match &c.cluster_discovery_type {
         Some(ClusterDiscoveryType::Type(t)) if *t == DiscoveryType::Eds as i32 => {
             let eds = c.eds_cluster_config.as_ref();
@@ -101,9 +104,12 @@ pub fn validate(c: &ClusterProto) -> Result<config::Cluster, String> {
     if !c.transport_socket_matches.is_empty() {
         return Err("transport_socket_matches: unsupported".into());
     }
-    if c.transport_socket.is_some() {
-        return Err("transport_socket: TLS is not supported yet".into());
-    }
+    let tls = match &c.transport_socket {
+        Some(ts) => {
+            Some(super::tls::upstream(ts, ctx).map_err(|e| format!("transport_socket{e}"))?)
+        }
+        None => None,
+    };
     // A32: the DEFAULT-priority threshold's max_requests (1024 applies when unset).
     let max_requests = c.circuit_breakers.as_ref().and_then(|cb| {
         cb.thresholds
@@ -116,6 +122,7 @@ pub fn validate(c: &ClusterProto) -> Result<config::Cluster, String> {
         kind,
         lb_policy,
         max_requests,
+        tls,
     })
 }
 
@@ -152,7 +159,7 @@ fn load_balancing_policy(p: &LoadBalancingPolicy, depth: usize) -> Result<LbPoli
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Cluster;
     use crate::xds::resource::testing::{Expect, Expect::*, run};
@@ -176,7 +183,7 @@ mod tests {
         })
     }
 
-    fn eds() -> ClusterProto {
+    pub(crate) fn eds() -> ClusterProto {
         ClusterProto {
             name: "c1".into(),
             cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
@@ -221,6 +228,7 @@ mod tests {
                 with(|_| {}),
                 Accepted(|c| {
                     c.name == "c1"
+                        && c.tls.is_none()
                         && eds_name(c) == "c1"
                         && c.lb_policy == LbPolicy::RoundRobin
                         && c.max_requests.is_none()
@@ -359,15 +367,15 @@ mod tests {
                 Accepted(|c| c.name == "c1"),
             ),
             (
-                // A29 (deferred): TLS is NACKed until the security work lands.
-                "transport_socket",
+                // A29: a TLS transport socket needs its UpstreamTlsContext (more in tls.rs).
+                "transport_socket without typed_config",
                 with(|c| {
                     c.transport_socket = Some(TransportSocket {
                         name: "envoy.transport_sockets.tls".into(),
                         config_type: None,
                     })
                 }),
-                Nack("transport_socket: TLS is not supported yet"),
+                Nack("transport_socket.typed_config: missing"),
             ),
             (
                 // A32: max_requests of the DEFAULT priority threshold.

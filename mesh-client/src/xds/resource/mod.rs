@@ -8,8 +8,14 @@
 //!
 //! One file per resource type: [`listener`] (LDS), [`route`] (RDS), [`cluster`] (CDS),
 //! [`endpoint`] (EDS); [`matcher`] converts Envoy matchers shared by them. A Listener
-//! without `api_listener` is a server's (gRFC A36) and goes to [`server_listener`].
+//! without `api_listener` is a server's (gRFC A36) and goes to [`server_listener`]; [`tls`]
+//! validates the TLS contexts of both (gRFC A29).
+//!
+//! Some rules need the bootstrap: a TLS context naming a certificate provider instance that
+//! the bootstrap's `certificate_providers` lacks is NACKed (A29). [`decode_with`] takes that
+//! knowledge as a [`ValidationContext`]; [`decode`] skips the check.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -18,6 +24,7 @@ use xds_proto::envoy::envoy::service::discovery::v3::Resource as ResourceWrapper
 use xds_proto::protobuf::Any;
 use xds_proto::type_url;
 
+use crate::bootstrap::Bootstrap;
 use crate::config;
 
 pub mod cluster;
@@ -27,6 +34,7 @@ pub mod matcher;
 pub mod rbac;
 pub mod route;
 pub mod server_listener;
+pub mod tls;
 
 /// The four xDS resource types of the client (gRFC A27).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -155,7 +163,55 @@ impl fmt::Display for ResourceError {
 
 impl std::error::Error for ResourceError {}
 
-/// Decodes and validates one resource of type `ty` from a DiscoveryResponse.
+/// What validation knows beyond the resource itself: the parts of the bootstrap some rules
+/// depend on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationContext {
+    /// The instance names of the bootstrap's `certificate_providers` (gRFC A29): a TLS
+    /// context naming any other instance is NACKed. `None`: not checked (any name passes).
+    pub cert_provider_instances: Option<BTreeSet<String>>,
+}
+
+impl ValidationContext {
+    /// The context of a bootstrap: its `certificate_providers` instance names are checked.
+    pub fn from_bootstrap(bootstrap: &Bootstrap) -> Self {
+        Self::with_cert_provider_instances(bootstrap.certificate_providers.keys().cloned())
+    }
+
+    /// A context knowing exactly these certificate provider instances.
+    ///
+    /// ```
+    /// use mesh_client::xds::resource::ValidationContext;
+    /// let ctx = ValidationContext::with_cert_provider_instances(["default"]);
+    /// assert!(ctx.check_cert_provider_instance("default").is_ok());
+    /// assert!(ctx.check_cert_provider_instance("other").is_err());
+    /// assert!(ValidationContext::default().check_cert_provider_instance("other").is_ok());
+    /// ```
+    pub fn with_cert_provider_instances<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ValidationContext {
+            cert_provider_instances: Some(names.into_iter().map(Into::into).collect()),
+        }
+    }
+
+    /// Whether a TLS context may name this certificate provider instance (A29). The error
+    /// is a reason, without a field path.
+    pub fn check_cert_provider_instance(&self, name: &str) -> Result<(), String> {
+        match &self.cert_provider_instances {
+            Some(known) if !known.contains(name) => Err(format!(
+                "unknown certificate provider instance {name:?} (not in the bootstrap's \
+                 certificate_providers)"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Decodes and validates one resource of type `ty` from a DiscoveryResponse, without the
+/// bootstrap checks of [`decode_with`] (certificate provider instances are not looked up).
 ///
 /// Unwraps an `envoy.service.discovery.v3.Resource` wrapper if present, checks the type URL,
 /// decodes the protobuf and validates it (see the per-type modules for the rules).
@@ -171,6 +227,16 @@ impl std::error::Error for ResourceError {}
 /// assert!(err.to_string().starts_with("cluster \"c1\": "));
 /// ```
 pub fn decode(ty: ResourceType, any: &Any) -> Result<Resource, ResourceError> {
+    decode_with(ty, any, &ValidationContext::default())
+}
+
+/// Like [`decode`], with the bootstrap-dependent rules of `ctx` applied: a TLS context
+/// naming a certificate provider instance `ctx` does not know is NACKed (gRFC A29).
+pub fn decode_with(
+    ty: ResourceType,
+    any: &Any,
+    ctx: &ValidationContext,
+) -> Result<Resource, ResourceError> {
     let unnamed = |message: String| ResourceError {
         kind: ty,
         name: None,
@@ -208,7 +274,7 @@ pub fn decode(ty: ResourceType, any: &Any) -> Result<Resource, ResourceError> {
             let msg = listener::ListenerProto::decode(bytes).map_err(decode_err)?;
             let name = msg.name.clone();
             if server_listener::is_server_listener(&msg) {
-                return server_listener::validate(&msg)
+                return server_listener::validate(&msg, ctx)
                     .map(|l| Resource::ServerListener(Arc::new(l)))
                     .map_err(named(name));
             }
@@ -226,7 +292,7 @@ pub fn decode(ty: ResourceType, any: &Any) -> Result<Resource, ResourceError> {
         ResourceType::Cluster => {
             let msg = cluster::ClusterProto::decode(bytes).map_err(decode_err)?;
             let name = msg.name.clone();
-            cluster::validate(&msg)
+            cluster::validate(&msg, ctx)
                 .map(|c| Resource::Cluster(Arc::new(c)))
                 .map_err(named(name))
         }
@@ -284,9 +350,19 @@ pub(crate) mod testing {
         rows: Vec<(&'static str, Any, Expect<T>)>,
         get: fn(Resource) -> Option<Arc<T>>,
     ) {
+        run_with(ty, &ValidationContext::default(), rows, get)
+    }
+
+    /// Runs one table with a validation context.
+    pub(crate) fn run_with<T>(
+        ty: ResourceType,
+        ctx: &ValidationContext,
+        rows: Vec<(&'static str, Any, Expect<T>)>,
+        get: fn(Resource) -> Option<Arc<T>>,
+    ) {
         let mut failures = Vec::new();
         for (name, any, expect) in rows {
-            let got = decode(ty, &any);
+            let got = decode_with(ty, &any, ctx);
             match (expect, got) {
                 (Expect::Accepted(check), Ok(r)) => match get(r) {
                     Some(v) if check(&v) => {}

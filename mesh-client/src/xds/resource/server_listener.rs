@@ -15,7 +15,8 @@
 //!   cleared) and no two chains may share a matcher of the Cartesian-product expansion,
 //!   including chains that can never match (`server_names`, `application_protocols`).
 //! - `transport_socket` (A29): none or `raw_buffer` is plaintext; a `DownstreamTlsContext`
-//!   must not set `require_sni` or a strict OCSP policy and needs a `common_tls_context`.
+//!   is validated by [`super::tls`] (identity provider instance required, no `require_sni`,
+//!   lenient OCSP only, `require_client_certificate` only with a validation context).
 //! - No filter chains and no default chain NACKs (grpc-go: nothing could be served).
 //! - `direct_source_prefix_ranges` NACKs: ignoring a match condition would widen the chain.
 //!   `address_suffix` / `suffix_len` are ignored, as Envoy itself does not implement them.
@@ -33,11 +34,10 @@ use xds_proto::envoy::envoy::config::listener::v3::{
     filter_chain_match::ConnectionSourceType,
 };
 use xds_proto::envoy::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager as HcmProto;
-use xds_proto::envoy::envoy::extensions::transport_sockets::tls::v3::{
-    DownstreamTlsContext, downstream_tls_context::OcspStaplePolicy,
-};
+use xds_proto::envoy::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 use xds_proto::type_url;
 
+use super::ValidationContext;
 use super::listener::ListenerProto;
 use crate::config::{self, Cidr, FilterChain, FilterChainMatch, SourceType, TransportSocket};
 
@@ -52,8 +52,12 @@ pub fn is_server_listener(l: &ListenerProto) -> bool {
         && (l.address.is_some() || !l.filter_chains.is_empty() || l.default_filter_chain.is_some())
 }
 
-/// Validates a server-side Listener. Errors are field paths relative to the resource.
-pub fn validate(l: &ListenerProto) -> Result<config::ServerListener, String> {
+/// Validates a server-side Listener. Errors are field paths relative to the resource. `ctx`
+/// carries the bootstrap's certificate provider instances (A29).
+pub fn validate(
+    l: &ListenerProto,
+    ctx: &ValidationContext,
+) -> Result<config::ServerListener, String> {
     if !l.listener_filters.is_empty() {
         return Err(format!(
             "listener_filters: must be empty, has {} entries",
@@ -66,7 +70,7 @@ pub fn validate(l: &ListenerProto) -> Result<config::ServerListener, String> {
     let address = socket_address(l.address.as_ref()).map_err(|e| format!("address{e}"))?;
     let mut filter_chains = Vec::with_capacity(l.filter_chains.len());
     for (i, fc) in l.filter_chains.iter().enumerate() {
-        let chain = filter_chain(fc).map_err(|e| format!("filter_chains[{i}]{e}"))?;
+        let chain = filter_chain(fc, ctx).map_err(|e| format!("filter_chains[{i}]{e}"))?;
         if let Some(j) = filter_chains
             .iter()
             .position(|c: &FilterChain| overlaps(&c.matcher, &chain.matcher))
@@ -79,7 +83,7 @@ pub fn validate(l: &ListenerProto) -> Result<config::ServerListener, String> {
         filter_chains.push(chain);
     }
     let default_filter_chain = match &l.default_filter_chain {
-        Some(fc) => Some(filter_chain(fc).map_err(|e| format!("default_filter_chain{e}"))?),
+        Some(fc) => Some(filter_chain(fc, ctx).map_err(|e| format!("default_filter_chain{e}"))?),
         None => None,
     };
     if filter_chains.is_empty() && default_filter_chain.is_none() {
@@ -124,7 +128,7 @@ fn socket_address(a: Option<&Address>) -> Result<SocketAddr, String> {
 }
 
 /// One filter chain. Errors start with the sub-path (`.filters: ...`).
-fn filter_chain(fc: &FilterChainProto) -> Result<FilterChain, String> {
+fn filter_chain(fc: &FilterChainProto, ctx: &ValidationContext) -> Result<FilterChain, String> {
     let matcher = match &fc.filter_chain_match {
         Some(m) => filter_chain_match(m).map_err(|e| format!(".filter_chain_match.{e}"))?,
         None => FilterChainMatch::default(),
@@ -149,7 +153,7 @@ fn filter_chain(fc: &FilterChainProto) -> Result<FilterChain, String> {
         .map_err(|e| format!(".filters[0].typed_config: cannot decode: {e}"))?;
     let http = super::listener::http_connection_manager(&hcm)
         .map_err(|e| format!(".filters[0].typed_config.{e}"))?;
-    let transport = transport_socket(fc.transport_socket.as_ref())
+    let transport = transport_socket(fc.transport_socket.as_ref(), ctx)
         .map_err(|e| format!(".transport_socket{e}"))?;
     Ok(FilterChain {
         name: fc.name.clone(),
@@ -209,7 +213,10 @@ fn cidrs(ranges: &[CidrRange]) -> Result<Vec<Cidr>, String> {
 }
 
 /// `transport_socket` (A29). Errors start with the sub-path.
-fn transport_socket(ts: Option<&TransportSocketProto>) -> Result<TransportSocket, String> {
+fn transport_socket(
+    ts: Option<&TransportSocketProto>,
+    ctx: &ValidationContext,
+) -> Result<TransportSocket, String> {
     let Some(ts) = ts else {
         return Ok(TransportSocket::Plaintext);
     };
@@ -222,24 +229,7 @@ fn transport_socket(ts: Option<&TransportSocketProto>) -> Result<TransportSocket
         type_url::DOWNSTREAM_TLS_CONTEXT => {
             let tls = DownstreamTlsContext::decode(any.value.as_slice())
                 .map_err(|e| format!(".typed_config: cannot decode: {e}"))?;
-            if tls.require_sni.as_ref().is_some_and(|v| v.value) {
-                return Err(".typed_config.require_sni: must not be true".into());
-            }
-            if tls.ocsp_staple_policy != OcspStaplePolicy::LenientStapling as i32 {
-                return Err(format!(
-                    ".typed_config.ocsp_staple_policy: unsupported value {}, want LENIENT_STAPLING",
-                    tls.ocsp_staple_policy
-                ));
-            }
-            if tls.common_tls_context.is_none() {
-                return Err(".typed_config.common_tls_context: missing".into());
-            }
-            Ok(TransportSocket::Tls {
-                require_client_certificate: tls
-                    .require_client_certificate
-                    .as_ref()
-                    .is_some_and(|v| v.value),
-            })
+            super::tls::downstream(ts, &tls, ctx).map(TransportSocket::Tls)
         }
         other => Err(format!(
             ".typed_config: unsupported transport socket type {other:?}"
@@ -266,7 +256,7 @@ fn intersects<T: PartialEq>(a: &[T], b: &[T]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{RouteAction, RouteSource, ServerListener};
     use crate::xds::resource::testing::{Expect, Expect::*, run};
@@ -339,12 +329,16 @@ mod tests {
         }
     }
 
+    /// istiod's proxyless inbound mTLS context: the older provider-instance fields, `default`
+    /// for both, certificate names `default` and `ROOTCA`.
     fn tls(require_client_certificate: bool) -> TransportSocketProto {
         TransportSocketProto {
             name: "envoy.transport_sockets.tls".into(),
             config_type: Some(transport_socket::ConfigType::TypedConfig(pack(
                 &DownstreamTlsContext {
-                    common_tls_context: Some(CommonTlsContext::default()),
+                    common_tls_context: Some(crate::xds::resource::tls::tests::istio_common(
+                        vec![],
+                    )),
                     require_client_certificate: Some(BoolValue {
                         value: require_client_certificate,
                     }),
@@ -396,7 +390,7 @@ mod tests {
 
     /// Shaped like istiod's proxyless inbound listener in PERMISSIVE mode: an mTLS chain
     /// (`transport_protocol: tls`), a plaintext one (`raw_buffer`), and a default chain.
-    fn istio() -> ListenerProto {
+    pub(crate) fn istio() -> ListenerProto {
         let mut mtls = chain("inbound-mtls", transport("tls"));
         mtls.transport_socket = Some(tls(true));
         ListenerProto {
@@ -442,10 +436,10 @@ mod tests {
                     l.name == NAME
                         && l.address == "0.0.0.0:8080".parse().unwrap()
                         && mtls.matcher.transport_protocol.as_deref() == Some("tls")
-                        && mtls.transport
-                            == TransportSocket::Tls {
-                                require_client_certificate: true,
-                            }
+                        && matches!(&mtls.transport, TransportSocket::Tls(t)
+                            if t.require_client_certificate
+                                && t.identity.instance_name == "default"
+                                && t.roots.as_ref().is_some_and(|r| r.certificate_name == "ROOTCA"))
                         && plain.matcher.transport_protocol.as_deref() == Some("raw_buffer")
                         && plain.transport == TransportSocket::Plaintext
                         && l.default_filter_chain
