@@ -88,6 +88,14 @@ impl RouteTable {
                 return t.clone();
             }
             let t = match config.clusters.get(name) {
+                // Never fall back to plaintext: until this channel can do TLS for a
+                // cluster, RPCs routed to it fail with a clear error.
+                Some(Ok(cc)) if cc.cluster.tls.is_some() && !conns.supports_tls() => {
+                    ClusterTarget::Unavailable {
+                        name: name.into(),
+                        reason: "the cluster requires TLS (UpstreamTlsContext), which this channel cannot provide; refusing to connect in plaintext".into(),
+                    }
+                }
                 Some(Ok(cc)) => {
                     let pool = ClusterPool::build(name, &cc.endpoints, conns);
                     addresses.extend(pool.endpoints().map(|e| e.addr()));

@@ -320,6 +320,12 @@ impl ConnectionSet {
         }
     }
 
+    /// Whether connections of this set can speak TLS (mTLS wiring comes with the security
+    /// work; until then TLS clusters are refused, never dialled in plaintext).
+    pub fn supports_tls(&self) -> bool {
+        false
+    }
+
     /// Notified whenever any connection of the set changes state.
     pub fn changed(&self) -> &Arc<Notify> {
         &self.changed

@@ -17,7 +17,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use http::{Request, Response};
 use mesh_client::bootstrap::Bootstrap;
-use mesh_client::config::{ConnectionInfo, RAW_BUFFER};
+use mesh_client::config::{ConnectionInfo, RAW_BUFFER, TransportSocket};
 use mesh_client::xds::{ServerConfig, ServerState, XdsClient};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -306,6 +306,14 @@ impl MeshServerBuilder {
                 drop(stream);
                 continue;
             };
+            if !matches!(chain.transport, TransportSocket::Plaintext) {
+                // Never serve a TLS filter chain in plaintext: until TLS is wired here,
+                // such connections are refused.
+                ServerStats::inc(&stats.connections_refused);
+                tracing::warn!(%peer, chain = %chain.name, "filter chain requires TLS, which this server cannot provide yet; closing");
+                drop(stream);
+                continue;
+            }
             let _ = stream.set_nodelay(true);
             ServerStats::inc(&stats.connections_accepted);
             let ctx = ConnContext::new(
