@@ -83,3 +83,5 @@ impl Drop for GreeterBackend {
         }
     }
 }
+
+pub mod interop;
