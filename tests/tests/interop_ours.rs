@@ -105,13 +105,13 @@ async fn connect(port: u16, limit: Duration) -> Channel {
 /// mesh-control, two interop servers (hostnames s1, s2) and one interop client.
 struct Mesh {
     _cp: RunningControlPlane,
-    _children: Vec<Child>,
+    children: Vec<Child>,
     stats: LoadBalancerStatsServiceClient<Channel>,
     configure: XdsUpdateClientConfigureServiceClient<Channel>,
 }
 
 impl Mesh {
-    async fn start() -> Mesh {
+    async fn start(client_args: &[&str]) -> Mesh {
         let ports = free_ports(5);
         let (servers, maint, stats_port) = (&ports[0..2], &ports[2..4], ports[4]);
         let mut yaml =
@@ -143,13 +143,14 @@ impl Mesh {
             .args(["--qps", "50", "--num_channels", "1"])
             .args(["--stats_port", &stats_port.to_string()])
             .args(["--rpc_timeout", "5s"])
+            .args(client_args)
             .spawn()
             .expect("spawn interop-client");
         children.push(client);
         let channel = connect(stats_port, Duration::from_secs(30)).await;
         Mesh {
             _cp: cp,
-            _children: children,
+            children,
             stats: LoadBalancerStatsServiceClient::new(channel.clone()),
             configure: XdsUpdateClientConfigureServiceClient::new(channel),
         }
@@ -221,10 +222,13 @@ async fn wait_serving(port: u16, limit: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_pong() {
     mesh_tests::init_tracing();
-    let mut mesh = Mesh::start().await;
+    let mut mesh = Mesh::start(&[]).await;
     mesh.warm_up().await;
     let s = mesh.stats(100, 20).await;
-    println!("ping_pong: {s:?}");
+    println!(
+        "ping_pong: by peer {:?}, failures {}",
+        s.rpcs_by_peer, s.num_failures
+    );
     assert_eq!(s.num_failures, 0, "{s:?}");
     assert_eq!(s.rpcs_by_peer.values().sum::<i32>(), 100, "{s:?}");
     for host in ["s1", "s2"] {
@@ -248,12 +252,15 @@ async fn ping_pong() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_behavior_error_code_and_hostname_filter() {
     mesh_tests::init_tracing();
-    let mut mesh = Mesh::start().await;
+    let mut mesh = Mesh::start(&[]).await;
     mesh.warm_up().await;
 
     mesh.unary_metadata("error-code-5").await;
     let s = mesh.stats(50, 20).await;
-    println!("error-code-5: {s:?}");
+    println!(
+        "error-code-5: by peer {:?}, failures {}",
+        s.rpcs_by_peer, s.num_failures
+    );
     assert_eq!(s.num_failures, 50, "{s:?}");
     assert!(s.rpcs_by_peer.is_empty(), "{s:?}");
     let acc = mesh
@@ -268,9 +275,28 @@ async fn rpc_behavior_error_code_and_hostname_filter() {
 
     mesh.unary_metadata("hostname=s1 error-code-5").await;
     let s = mesh.stats(100, 20).await;
-    println!("hostname=s1 error-code-5: {s:?}");
+    println!(
+        "hostname=s1 error-code-5: by peer {:?}, failures {}",
+        s.rpcs_by_peer, s.num_failures
+    );
     assert!(!s.rpcs_by_peer.contains_key("s1"), "{s:?}");
     let s2 = s.rpcs_by_peer.get("s2").copied().unwrap_or(0);
     assert_eq!(s2 + s.num_failures, 100, "{s:?}");
     assert!((40..=60).contains(&s2), "s2 got {s2} of 100: {s:?}");
+}
+
+/// `--fail_on_failed_rpc`: once an RPC has succeeded, the first failed one ends the client
+/// with a non-zero exit status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_on_failed_rpc_exits_non_zero() {
+    mesh_tests::init_tracing();
+    let mut mesh = Mesh::start(&["--fail_on_failed_rpc"]).await;
+    mesh.warm_up().await;
+    mesh.unary_metadata("error-code-14").await;
+    let client = mesh.children.last_mut().expect("the client process");
+    let status = tokio::time::timeout(Duration::from_secs(20), client.wait())
+        .await
+        .expect("the client exits after a failed RPC")
+        .expect("wait for the client");
+    assert!(!status.success(), "exit status {status}");
 }

@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     if args.secure_mode {
         bail!("--secure_mode=true: TLS not supported yet (only --secure_mode=false)");
     }
-    if args.port == args.maintenance_port {
+    if args.port != 0 && args.port == args.maintenance_port {
         bail!("--port and --maintenance_port must differ (the test port is xDS-managed)");
     }
     let ip = bind_ip(&args)?;
