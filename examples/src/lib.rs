@@ -157,3 +157,5 @@ impl Drop for GreeterBackend {
         }
     }
 }
+
+pub mod interop;
