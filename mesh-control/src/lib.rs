@@ -11,6 +11,7 @@ pub mod ads;
 pub mod bootstrap;
 pub mod describe;
 pub mod duration;
+pub mod envoy_json;
 pub mod error;
 pub mod inbound;
 #[cfg(test)]

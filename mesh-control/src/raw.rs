@@ -1,8 +1,9 @@
-//! Raw resource files for `serve --raw`: resources given as protobuf bytes, served as is.
+//! Raw resource files for `serve --raw`: any Envoy resources, served as is.
 //!
-//! Format (JSON, or the same structure in YAML):
-//! `{ "resources": [ { "type_url": "...", "name": "...", "value_base64": "<protobuf bytes>" } ] }`.
-//! Envoy's proto-JSON form is not supported (envoy-types has no proto JSON mapping).
+//! Two forms (JSON, or the same structure in YAML), told apart per resource:
+//! - Envoy's proto-JSON form: `{ "resources": [ { "@type": "type.googleapis.com/...", ... } ] }`
+//!   (see [`crate::envoy_json`]);
+//! - protobuf bytes: `{ "resources": [ { "type_url": "...", "name": "...", "value_base64": "..." } ] }`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,30 @@ pub type RawResources = BTreeMap<String, Vec<(String, Any)>>;
 
 /// Parses one raw file's text; `json` selects JSON, otherwise YAML.
 pub fn parse_raw(text: &str, json: bool) -> Result<RawResources, ConfigError> {
+    let value: serde_json::Value = if json {
+        serde_json::from_str(text).map_err(|e| ConfigError::Raw(e.to_string()))?
+    } else {
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Raw(e.to_string()))?
+    };
+    let is_envoy_json = value
+        .get("resources")
+        .and_then(|r| r.as_array())
+        .is_some_and(|r| r.iter().any(|x| x.get("@type").is_some()));
+    if is_envoy_json {
+        let mut out = RawResources::new();
+        let list = value
+            .get("resources")
+            .and_then(|r| r.as_array())
+            .cloned()
+            .unwrap_or_default();
+        for (i, r) in list.iter().enumerate() {
+            let (name, any) = crate::envoy_json::resource_from_json(r, &format!("resources[{i}]"))?;
+            out.entry(any.type_url.clone())
+                .or_default()
+                .push((name, any));
+        }
+        return Ok(out);
+    }
     let file: RawFile = if json {
         serde_json::from_str(text).map_err(|e| ConfigError::Raw(e.to_string()))?
     } else {

@@ -166,3 +166,64 @@ async fn connect_times_out_naming_the_missing_listener() {
     assert!(err.contains("nothing.default:1234"), "{err}");
     assert!(err.contains("missing"), "node id in: {err}");
 }
+
+/// mesh-control's raw mode serves resources written in Envoy's own proto-JSON/YAML form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_mode_serves_envoy_yaml_resources() {
+    init_tracing();
+    let backends = start_backends(2).await;
+    let eps: String = backends
+        .iter()
+        .map(|b| {
+            format!(
+                "          - endpoint: {{ address: {{ socketAddress: {{ address: 127.0.0.1, portValue: {} }} }} }}\n",
+                b.addr.port()
+            )
+        })
+        .collect();
+    let yaml = format!(
+        r#"resources:
+  - "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+    name: raw.default:9090
+    apiListener:
+      apiListener:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        rds: {{ configSource: {{ ads: {{}} }}, routeConfigName: raw-route }}
+        httpFilters:
+          - name: envoy.filters.http.router
+            typedConfig: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  - "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
+    name: raw-route
+    virtualHosts:
+      - name: raw
+        domains: ["*"]
+        routes:
+          - match: {{ prefix: "" }}
+            route: {{ cluster: raw-cluster }}
+  - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+    name: raw-cluster
+    type: EDS
+    edsClusterConfig: {{ edsConfig: {{ ads: {{}} }} }}
+  - "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
+    clusterName: raw-cluster
+    endpoints:
+      - locality: {{ region: r1 }}
+        loadBalancingWeight: 1
+        lbEndpoints:
+{eps}"#
+    );
+    let resources = mesh_control::raw::parse_raw(&yaml, false).unwrap();
+    let cp = ControlPlane::raw(resources)
+        .listen(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let channel = mesh_client::MeshChannel::builder("xds:///raw.default:9090")
+        .with_bootstrap(bootstrap_for(cp.local_addr(), "raw"))
+        .connect()
+        .await
+        .unwrap();
+    let mut client = xds_proto::helloworld::greeter_client::GreeterClient::new(channel);
+    let counts = spread(&mut client, 100).await.unwrap();
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert_eq!(counts.values().sum::<usize>(), 100);
+}
