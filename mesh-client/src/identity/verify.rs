@@ -450,6 +450,10 @@ fn chain_reason(error: &webpki::Error, cert: &X509Certificate<'_>) -> String {
                 cert.issuer().to_string()
             )
         }
+        webpki::Error::InvalidSignatureForPublicKey => format!(
+            "its issuer {:?} is not a trusted root (a root of that name exists, but its key did not sign this certificate)",
+            cert.issuer().to_string()
+        ),
         webpki::Error::CaUsedAsEndEntity => "it is a CA certificate used as a leaf".into(),
         webpki::Error::RequiredEkuNotFoundContext(_) => {
             "its extendedKeyUsage does not allow this side of TLS".into()
