@@ -368,7 +368,9 @@ fn write_layout(svid: &Svid, dir: &Path) -> Result<(), CaError> {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let is_version = name.starts_with("..") && name[2..].bytes().all(|b| b.is_ascii_digit());
+        let is_version = name
+            .strip_prefix("..")
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()));
         if is_version && name != version.as_str() {
             let _ = fs::remove_dir_all(entry.path());
         }

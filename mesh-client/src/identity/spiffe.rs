@@ -182,12 +182,15 @@ impl std::str::FromStr for SpiffeId {
 mod tests {
     use super::*;
 
+    /// An input and the trust domain and path it parses to, or its error.
+    type Row<'a> = (&'a str, Result<(&'a str, &'a str), SpiffeError>);
+
     #[test]
     fn parse_table() {
         let long_path = format!("spiffe://td/{}", "a".repeat(MAX_SPIFFE_ID_LEN));
         let max_ok = format!("spiffe://td/{}", "a".repeat(MAX_SPIFFE_ID_LEN - 12));
         let long_td = format!("spiffe://{}/x", "a".repeat(256));
-        let rows: Vec<(&str, Result<(&str, &str), SpiffeError>)> = vec![
+        let rows: Vec<Row<'_>> = vec![
             (
                 "spiffe://cluster.local/ns/default/sa/greeter",
                 Ok(("cluster.local", "/ns/default/sa/greeter")),
