@@ -22,6 +22,7 @@ pub mod balance;
 pub mod bootstrap;
 mod channel;
 pub mod config;
+pub mod identity;
 pub mod resilience;
 pub mod route;
 pub mod transport;

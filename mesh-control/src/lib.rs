@@ -9,6 +9,7 @@
 
 pub mod ads;
 pub mod bootstrap;
+pub mod ca;
 pub mod describe;
 pub mod duration;
 pub mod envoy_json;

@@ -3,11 +3,15 @@
 //! - `serve --config mesh.yaml [--listen 127.0.0.1:18000]` (or `--raw FILE|DIR`): serves ADS
 //!   and hot-reloads the file when it changes;
 //! - `bootstrap --node ID [--server ADDR] [--out FILE]`: writes a gRPC bootstrap;
-//! - `validate mesh.yaml`: checks a file and prints what it would serve.
+//! - `validate mesh.yaml`: checks a file and prints what it would serve;
+//! - `ca issue --trust-domain TD --ns NS --sa SA --out DIR [--ca-dir DIR]`: issues a SPIFFE
+//!   SVID from the development CA (created on first use) into Istio's file layout;
+//! - `ca rotate --ns NS --sa SA --out DIR [--ca-dir DIR]`: replaces it with a fresh one.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mesh_control::raw::load_raw;
@@ -55,6 +59,48 @@ enum Command {
         /// The mesh.yaml to check.
         config: PathBuf,
     },
+    /// The development certificate authority (SPIFFE SVIDs in Istio's file layout).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Issue an SVID `spiffe://<td>/ns/<ns>/sa/<sa>` into `--out` (`cert-chain.pem`,
+    /// `key.pem`, `root-cert.pem`), creating the CA in `--ca-dir` if it has none.
+    Issue {
+        /// The trust domain (must match the CA's if the CA exists).
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+        #[command(flatten)]
+        target: CaTarget,
+    },
+    /// Replace the SVID in `--out` with a freshly issued one (new key, new serial), atomically.
+    Rotate {
+        #[command(flatten)]
+        target: CaTarget,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct CaTarget {
+    /// The workload's namespace.
+    #[arg(long)]
+    ns: String,
+    /// The workload's service account.
+    #[arg(long)]
+    sa: String,
+    /// The directory to write the workload's files into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Where the CA's own certificate and key live (kept apart from workload files).
+    #[arg(long, default_value = "mesh-ca")]
+    ca_dir: PathBuf,
+    /// How long the SVID is valid (e.g. 24h, 90m).
+    #[arg(long, default_value = "24h", value_parser = mesh_control::duration::parse_duration)]
+    validity: Duration,
 }
 
 #[tokio::main]
@@ -71,6 +117,41 @@ async fn main() -> ExitCode {
         }
         Command::Bootstrap { node, server, out } => bootstrap(&node, &server, out),
         Command::Validate { config } => validate(config),
+        Command::Ca { command } => ca(command),
+    }
+}
+
+fn ca(command: CaCommand) -> ExitCode {
+    let (trust_domain, target, create) = match command {
+        CaCommand::Issue {
+            trust_domain,
+            target,
+        } => (Some(trust_domain), target, true),
+        CaCommand::Rotate { target } => (None, target, false),
+    };
+    match mesh_control::ca::issue_to_dir(
+        &target.ca_dir,
+        trust_domain.as_deref(),
+        &target.ns,
+        &target.sa,
+        target.validity,
+        &target.out,
+        create,
+    ) {
+        Ok(svid) => {
+            println!(
+                "issued {} (serial {}) into {}; CA in {}",
+                svid.uri.as_deref().unwrap_or("?"),
+                svid.serial_hex,
+                target.out.display(),
+                target.ca_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
