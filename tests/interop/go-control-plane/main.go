@@ -8,6 +8,8 @@
 //
 //	stdout, first line:  LISTENING 127.0.0.1:PORT
 //	stdin:  UPDATE <backends|-> [split]   → stdout: VERSION n   (or ERROR <why>)
+//	stdin:  RESOURCES <file>              → stdout: VERSION n   (or ERROR <why>)
+//	        (replaces the --resources set with the file's, keeping the generated ones)
 //	stdin EOF                             → exit
 //
 // Logs go to stderr.
@@ -148,6 +150,24 @@ func main() {
 			version++
 			spec = next
 			log.Printf("published version %d: %s", version, line)
+			say("VERSION %d", version)
+		case "RESOURCES":
+			if len(fields) != 2 {
+				say("ERROR usage: RESOURCES <file>")
+				continue
+			}
+			next, err := loadResources(fields[1])
+			if err != nil {
+				say("ERROR %s: %v", fields[1], err)
+				continue
+			}
+			if err := publish(cache, key, version+1, spec, next); err != nil {
+				say("ERROR %v", err)
+				continue
+			}
+			version++
+			extra = next
+			log.Printf("published version %d: %d resources from %s", version, len(next), fields[1])
 			say("VERSION %d", version)
 		default:
 			say("ERROR unknown command %q", fields[0])
