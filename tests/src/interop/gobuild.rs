@@ -121,10 +121,7 @@ fn build_inner(module: &Path, package: &str, output: &Path) -> anyhow::Result<Pa
     }
     let out_dir = output.parent().ok_or_else(|| anyhow!("bad output path"))?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let file = output
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("bin");
+    let file = output.file_name().and_then(|n| n.to_str()).unwrap_or("bin");
     // Build beside the final name and rename, so a concurrent process never runs a
     // half-written binary; log to a file so a full pipe cannot stall the bounded wait.
     let tmp = out_dir.join(format!("{file}.tmp.{}", std::process::id()));

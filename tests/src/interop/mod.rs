@@ -5,4 +5,9 @@
 //!
 //! See `tests/interop/README.md` for the layout and how to add a scenario.
 
+pub mod check;
+pub mod control;
 pub mod gobuild;
+pub mod peer;
+pub mod runner;
+pub mod scenario;
