@@ -66,6 +66,9 @@ func main() {
 	split := flag.String("split", "", "optional weights v1,v2 (e.g. 80,20) for a weighted-cluster split")
 	resourcesFile := flag.String("resources", "", `optional JSON file {"resources": [<resource with "@type">...]}`)
 	verbose := flag.Bool("verbose", false, "log go-control-plane debug messages")
+	adsHold := flag.Bool("ads-hold", true, "ADS mode: answer a request for named resources only when it names every resource of "+
+		"that type in the snapshot; false answers with the named subset (needed when nodes want different names, e.g. one "+
+		"inbound Listener per server)")
 	flag.Parse()
 
 	if *port == 0 || *port > 65535 {
@@ -93,9 +96,11 @@ func main() {
 		hash = cachev3.IDHash{}
 		key = *node
 	}
-	// ads=true: hold back responses for named resources (RDS, EDS) until every name the
-	// client asked for is in the snapshot, as an ADS server should.
-	cache := cachev3.NewSnapshotCache(true, hash, logger(*verbose))
+	// ads=true (the default): go-control-plane answers a request naming resources only if it
+	// names every resource of that type in the snapshot, so that an Envoy gets a consistent
+	// set. With one snapshot shared by all nodes that holds back clients and servers that
+	// want different Listeners; --ads-hold=false serves each the named subset instead.
+	cache := cachev3.NewSnapshotCache(*adsHold, hash, logger(*verbose))
 
 	version := 1
 	if err := publish(cache, key, version, spec, extra); err != nil {

@@ -180,7 +180,13 @@ impl GoCp {
             .await
             .context("build task")??;
         let mut child = Command::new(&bin)
-            .args(["--listen", "127.0.0.1:0", "--service", ""])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--service",
+                "",
+                "--ads-hold=false",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
