@@ -184,7 +184,7 @@ impl StatsCheck {
         }
         let mut why = Vec::new();
         let total: i64 = peers.values().sum();
-        if !self.peers.is_empty() || self.methods.is_empty() {
+        if !self.peers.is_empty() || (self.methods.is_empty() && self.same_as.is_none()) {
             compare_counts("", &self.peers, &peers, total, &mut why);
         }
         for (method, want) in &self.methods {

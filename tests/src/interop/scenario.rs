@@ -27,6 +27,9 @@ pub struct Scenario {
     pub dir: PathBuf,
     /// What it checks, in a sentence (shown in the report).
     pub description: String,
+    /// Free-form remarks (why a flag is set, what was left out); not interpreted.
+    #[serde(default)]
+    pub notes: Option<String>,
     /// How many test servers to start; they answer with hostnames `backend-0`, `backend-1`, …
     pub servers: usize,
     /// The client's target host:port (`xds:///{target}`), default [`DEFAULT_TARGET`].
