@@ -28,7 +28,7 @@ const JSON2PB_WAIT: Duration = Duration::from_secs(30);
 /// A running control plane of either kind; dropping it stops it.
 pub enum ControlPlane {
     /// The go-control-plane program.
-    Go(GoCp),
+    Go(Box<GoCp>),
     /// mesh-control, in process.
     Mesh {
         /// The served control plane.
@@ -42,7 +42,7 @@ impl ControlPlane {
     /// Starts one, serving nothing yet.
     pub async fn start(kind: Cp) -> anyhow::Result<ControlPlane> {
         match kind {
-            Cp::GoControlPlane => Ok(ControlPlane::Go(GoCp::start().await?)),
+            Cp::GoControlPlane => Ok(ControlPlane::Go(Box::new(GoCp::start().await?))),
             Cp::MeshControl => {
                 let running = mesh_control::ControlPlane::empty()
                     .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
