@@ -558,7 +558,15 @@ fn cell_text(c: &Cell) -> String {
         Outcome::Fail(f) => format!("**FAIL**: {f}"),
         Outcome::ExpectedFail { reason, .. } => format!("XFAIL ({reason})"),
         Outcome::ExpectedFailMismatch(m) => format!("**XFAIL MISMATCH**: {m}"),
-        Outcome::Missing(m) => format!("MISSING: {m}"),
+        Outcome::Missing(m) => {
+            // The table names the binary; the details give the path and how to build it.
+            let bin = m
+                .split_whitespace()
+                .find(|w| w.contains('/'))
+                .and_then(|p| p.rsplit('/').next())
+                .unwrap_or(m);
+            format!("MISSING binary `{bin}`")
+        }
     };
     text.replace('|', "\\|").replace('\n', " ")
 }
