@@ -335,7 +335,7 @@ impl CellRun<'_> {
                                 }
                                 Err(why) => {
                                     self.observed.push(format!("{step_label}: {why}"));
-                                    bail!("{step_label} failed after {tries} tries: {why}");
+                                    bail!("failed after {tries} tries: {why}");
                                 }
                             }
                         }
@@ -353,7 +353,7 @@ impl CellRun<'_> {
                                 Err(_) if Instant::now() < deadline => {}
                                 Err(why) => {
                                     self.observed.push(format!("{step_label}: {why}"));
-                                    bail!("{step_label} failed: {why}");
+                                    bail!("failed: {why}");
                                 }
                             }
                         }
