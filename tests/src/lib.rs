@@ -203,3 +203,4 @@ impl Load {
         self.report.lock().unwrap().clone()
     }
 }
+pub mod interop;

@@ -8,6 +8,8 @@
 //
 //	stdout, first line:  LISTENING 127.0.0.1:PORT
 //	stdin:  UPDATE <backends|-> [split]   → stdout: VERSION n   (or ERROR <why>)
+//	stdin:  RESOURCES <file>              → stdout: VERSION n   (or ERROR <why>)
+//	        (replaces the --resources set with the file's, keeping the generated ones)
 //	stdin EOF                             → exit
 //
 // Logs go to stderr.
@@ -64,6 +66,9 @@ func main() {
 	split := flag.String("split", "", "optional weights v1,v2 (e.g. 80,20) for a weighted-cluster split")
 	resourcesFile := flag.String("resources", "", `optional JSON file {"resources": [<resource with "@type">...]}`)
 	verbose := flag.Bool("verbose", false, "log go-control-plane debug messages")
+	adsHold := flag.Bool("ads-hold", true, "ADS mode: answer a request for named resources only when it names every resource of "+
+		"that type in the snapshot; false answers with the named subset (needed when nodes want different names, e.g. one "+
+		"inbound Listener per server)")
 	flag.Parse()
 
 	if *port == 0 || *port > 65535 {
@@ -91,9 +96,11 @@ func main() {
 		hash = cachev3.IDHash{}
 		key = *node
 	}
-	// ads=true: hold back responses for named resources (RDS, EDS) until every name the
-	// client asked for is in the snapshot, as an ADS server should.
-	cache := cachev3.NewSnapshotCache(true, hash, logger(*verbose))
+	// ads=true (the default): go-control-plane answers a request naming resources only if it
+	// names every resource of that type in the snapshot, so that an Envoy gets a consistent
+	// set. With one snapshot shared by all nodes that holds back clients and servers that
+	// want different Listeners; --ads-hold=false serves each the named subset instead.
+	cache := cachev3.NewSnapshotCache(*adsHold, hash, logger(*verbose))
 
 	version := 1
 	if err := publish(cache, key, version, spec, extra); err != nil {
@@ -148,6 +155,24 @@ func main() {
 			version++
 			spec = next
 			log.Printf("published version %d: %s", version, line)
+			say("VERSION %d", version)
+		case "RESOURCES":
+			if len(fields) != 2 {
+				say("ERROR usage: RESOURCES <file>")
+				continue
+			}
+			next, err := loadResources(fields[1])
+			if err != nil {
+				say("ERROR %s: %v", fields[1], err)
+				continue
+			}
+			if err := publish(cache, key, version+1, spec, next); err != nil {
+				say("ERROR %v", err)
+				continue
+			}
+			version++
+			extra = next
+			log.Printf("published version %d: %d resources from %s", version, len(next), fields[1])
 			say("VERSION %d", version)
 		default:
 			say("ERROR unknown command %q", fields[0])
