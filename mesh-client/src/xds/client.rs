@@ -8,16 +8,22 @@
 //! the responses, sends what it returns and publishes the resource events to the cache.
 //! The task starts on the first subscription and ends when the client and all its
 //! subscriptions are dropped.
+//!
+//! The cache also keeps what an operator needs to see what this process believes (gRFC A40,
+//! CSDS): per resource its status, the version and time of the last accepted update, the
+//! resource as received, and the last NACK. [`XdsClient::config_dump`] snapshots it; the
+//! [`crate::admin`] module serves it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use xds_proto::envoy::envoy::config::core::v3 as core;
 use xds_proto::envoy::envoy::service::discovery::v3::DiscoveryRequest;
 use xds_proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use xds_proto::protobuf::Any;
 
 use super::XdsError;
 use super::deps::{self, TargetWatch};
@@ -54,6 +60,63 @@ impl ResourceState {
             _ => None,
         }
     }
+}
+
+/// A resource's synchronization status from the client's view (gRFC A40; the
+/// `envoy.admin.v3.ClientResourceStatus` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceStatus {
+    /// Subscribed; no update received yet (also while the xDS server is unreachable).
+    Requested,
+    /// Deleted by the server (LDS/CDS) or not received within the does-not-exist timeout.
+    DoesNotExist,
+    /// The last update of this resource was accepted (and ACKed).
+    Acked,
+    /// The last update of this resource was rejected (and NACKed); any earlier accepted
+    /// value stays in force.
+    Nacked,
+}
+
+impl ResourceStatus {
+    /// The status as CSDS spells it: `REQUESTED`, `DOES_NOT_EXIST`, `ACKED`, `NACKED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceStatus::Requested => "REQUESTED",
+            ResourceStatus::DoesNotExist => "DOES_NOT_EXIST",
+            ResourceStatus::Acked => "ACKED",
+            ResourceStatus::Nacked => "NACKED",
+        }
+    }
+}
+
+/// The last rejected update of a resource (CSDS `UpdateFailureState`, gRFC A40).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateError {
+    /// The `version_info` of the rejected response.
+    pub version: String,
+    /// Why this resource was rejected (the validation error, as in the NACK).
+    pub details: String,
+    /// When the rejected response arrived.
+    pub time: SystemTime,
+}
+
+/// One subscribed resource as the client sees it: a row of the CSDS config dump (gRFC A40).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceDump {
+    /// The resource type.
+    pub resource_type: ResourceType,
+    /// The resource name.
+    pub name: String,
+    /// The synchronization status.
+    pub status: ResourceStatus,
+    /// The `version_info` of the response that carried the value in force (empty if none).
+    pub version: String,
+    /// When the value in force was received (`None` if none).
+    pub last_updated: Option<SystemTime>,
+    /// The value in force exactly as received (unwrapped from a `Resource` wrapper).
+    pub raw: Option<Any>,
+    /// The last rejected update, until an accepted one clears it.
+    pub error: Option<UpdateError>,
 }
 
 /// A client of one xDS server, shared by every channel of a bootstrap. Cheap to clone.
@@ -94,6 +157,18 @@ fn registry() -> &'static Registry {
 /// Locks, ignoring poisoning: the guarded data stays consistent across our critical sections.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every live client made with [`XdsClient::shared`] in this process, in creation order (the
+/// clients CSDS reports on when it serves the whole process, gRFC A40).
+pub fn live_clients() -> Vec<XdsClient> {
+    let mut clients = lock(registry());
+    clients.retain(|(_, weak)| weak.strong_count() > 0);
+    clients
+        .iter()
+        .filter_map(|(_, weak)| weak.upgrade())
+        .map(|inner| XdsClient { inner })
+        .collect()
 }
 
 impl XdsClient {
@@ -169,6 +244,39 @@ impl XdsClient {
         &self.inner.bootstrap
     }
 
+    /// The node this client identifies itself as (the bootstrap's, with the client's
+    /// user agent and features), as sent to the xDS server.
+    pub fn node(&self) -> &core::Node {
+        &self.inner.node
+    }
+
+    /// The `server_uri` of the xDS server this client talks to.
+    pub fn server_uri(&self) -> &str {
+        &self.inner.server.server_uri
+    }
+
+    /// A snapshot of every subscribed resource, sorted by type (LDS, RDS, CDS, EDS) then
+    /// name: the data of a CSDS config dump (gRFC A40).
+    pub fn config_dump(&self) -> Vec<ResourceDump> {
+        let cache = lock(&self.inner.cache);
+        let mut out: Vec<ResourceDump> = cache
+            .entries
+            .iter()
+            .map(|((ty, name), entry)| ResourceDump {
+                resource_type: *ty,
+                name: name.clone(),
+                status: entry.meta.status,
+                version: entry.meta.version.clone(),
+                last_updated: entry.meta.last_updated,
+                raw: entry.meta.raw.clone(),
+                error: entry.meta.error.clone(),
+            })
+            .collect();
+        drop(cache);
+        out.sort_by(|a, b| (a.resource_type, &a.name).cmp(&(b.resource_type, &b.name)));
+        out
+    }
+
     /// Subscribe to one resource. Dropping the returned Subscription unsubscribes (when the
     /// last subscriber for that name drops).
     pub fn subscribe(&self, ty: ResourceType, name: &str) -> Subscription {
@@ -180,7 +288,14 @@ impl XdsClient {
                 entry.tx.subscribe()
             } else {
                 let (tx, rx) = watch::channel(ResourceState::Requested);
-                cache.entries.insert(key, Entry { tx, refs: 1 });
+                cache.entries.insert(
+                    key,
+                    Entry {
+                        tx,
+                        refs: 1,
+                        meta: Meta::default(),
+                    },
+                );
                 // Sent under the cache lock so commands stay in the order of the refcounts.
                 let _ = self
                     .inner
@@ -305,13 +420,73 @@ struct Cache {
 struct Entry {
     tx: watch::Sender<ResourceState>,
     refs: usize,
+    meta: Meta,
+}
+
+/// What CSDS reports of one resource besides its value (gRFC A40).
+#[derive(Debug, Clone)]
+struct Meta {
+    status: ResourceStatus,
+    version: String,
+    last_updated: Option<SystemTime>,
+    raw: Option<Any>,
+    error: Option<UpdateError>,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta {
+            status: ResourceStatus::Requested,
+            version: String::new(),
+            last_updated: None,
+            raw: None,
+            error: None,
+        }
+    }
+}
+
+impl Meta {
+    /// Records an event received at wall-clock time `at`.
+    ///
+    /// As grpc-go does, an accepted resource is ACKED with the version of its response even
+    /// when other resources of that response were NACKed (gRFC A46 keeps it), and
+    /// acceptance clears the error; a rejected one is NACKED and keeps the version, time
+    /// and value of its last accepted update.
+    fn record(&mut self, event: &ResourceEvent, at: SystemTime) {
+        match &event.kind {
+            ResourceEventKind::Changed(_) => {
+                *self = Meta {
+                    status: ResourceStatus::Acked,
+                    version: event.version.clone(),
+                    last_updated: Some(at),
+                    raw: event.raw.clone(),
+                    error: None,
+                };
+            }
+            ResourceEventKind::Error(details) => {
+                self.status = ResourceStatus::Nacked;
+                self.error = Some(UpdateError {
+                    version: event.version.clone(),
+                    details: details.clone(),
+                    time: at,
+                });
+            }
+            ResourceEventKind::DoesNotExist => {
+                *self = Meta {
+                    status: ResourceStatus::DoesNotExist,
+                    ..Meta::default()
+                }
+            }
+        }
+    }
 }
 
 impl Cache {
-    fn apply(&self, event: ResourceEvent) {
-        let Some(entry) = self.entries.get(&(event.ty, event.name)) else {
+    fn apply(&mut self, event: ResourceEvent, at: SystemTime) {
+        let Some(entry) = self.entries.get_mut(&(event.ty, event.name.clone())) else {
             return;
         };
+        entry.meta.record(&event, at);
         entry
             .tx
             .send_if_modified(|state| next_state(state, event.kind));
@@ -461,9 +636,10 @@ impl AdsTask {
         if events.is_empty() {
             return;
         }
-        let cache = lock(&self.cache);
+        let at = SystemTime::now();
+        let mut cache = lock(&self.cache);
         for event in events {
-            cache.apply(event);
+            cache.apply(event, at);
         }
     }
 

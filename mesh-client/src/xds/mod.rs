@@ -18,7 +18,9 @@ pub mod server_watch;
 mod test_server;
 mod transport;
 
-pub use client::{ResourceState, Subscription, XdsClient};
+pub use client::{
+    ResourceDump, ResourceState, ResourceStatus, Subscription, UpdateError, XdsClient, live_clients,
+};
 pub use deps::{TargetState, TargetWatch};
 pub use server_watch::{ServerConfig, ServerState, ServerWatch};
 

@@ -83,6 +83,12 @@ pub struct ResourceEvent {
     pub name: String,
     /// What happened.
     pub kind: ResourceEventKind,
+    /// The `version_info` of the response that said so (empty for a does-not-exist timer),
+    /// recorded by the cache for CSDS (gRFC A40).
+    pub version: String,
+    /// The resource as received (unwrapped from any `Resource` wrapper), for a
+    /// [`ResourceEventKind::Changed`] event: CSDS dumps it as is (gRFC A40).
+    pub raw: Option<Any>,
 }
 
 /// The kinds of [`ResourceEvent`].
@@ -279,14 +285,16 @@ impl AdsState {
         let parsed = parse_resources(ty, &resp.resources, &self.validation);
         let mut updates = Vec::new();
         for (name, watch) in &mut state.watches {
+            let mut raw = None;
             let event = if let Some(message) = parsed.errors.get(name) {
                 watch.received = true;
                 watch.deadline = None;
                 Some(ResourceEventKind::Error(message.clone()))
-            } else if let Some(res) = parsed.valid.get(name) {
+            } else if let Some((res, any)) = parsed.valid.get(name) {
                 watch.received = true;
                 watch.has_value = true;
                 watch.deadline = None;
+                raw = Some(any.clone());
                 Some(ResourceEventKind::Changed(res.clone()))
             } else if deletion_applies(ty) && watch.has_value && parsed.unnamed_errors == 0 {
                 if ignore_deletion {
@@ -308,6 +316,8 @@ impl AdsState {
                     ty,
                     name: name.clone(),
                     kind,
+                    version: resp.version_info.clone(),
+                    raw,
                 });
             }
         }
@@ -367,6 +377,8 @@ impl AdsState {
                         ty: *ty,
                         name: name.clone(),
                         kind: ResourceEventKind::DoesNotExist,
+                        version: String::new(),
+                        raw: None,
                     });
                 }
             }
@@ -421,7 +433,8 @@ fn deletion_applies(ty: ResourceType) -> bool {
 /// The resources of one response, validated.
 #[derive(Default)]
 struct Parsed {
-    valid: BTreeMap<String, Resource>,
+    /// Each valid resource with the `Any` it was decoded from (unwrapped).
+    valid: BTreeMap<String, (Resource, Any)>,
     /// Error message per named invalid resource.
     errors: BTreeMap<String, String>,
     /// Invalid resources whose name could not be found: then deletion is not inferred,
@@ -438,7 +451,7 @@ fn parse_resources(ty: ResourceType, resources: &[Any], ctx: &ValidationContext)
     for any in resources {
         let result = decode_one(ty, any, ctx);
         let name = match &result {
-            Ok(res) => Some(res.name().to_string()),
+            Ok((res, _)) => Some(res.name().to_string()),
             Err(e) => e.name.clone(),
         };
         let Some(name) = name else {
@@ -474,14 +487,15 @@ fn parse_resources(ty: ResourceType, resources: &[Any], ctx: &ValidationContext)
     parsed
 }
 
-/// Decodes one resource, unwrapping an `envoy.service.discovery.v3.Resource` wrapper.
+/// Decodes one resource, unwrapping an `envoy.service.discovery.v3.Resource` wrapper;
+/// returns it with the (unwrapped) `Any` it came from.
 fn decode_one(
     ty: ResourceType,
     any: &Any,
     ctx: &ValidationContext,
-) -> Result<Resource, ResourceError> {
+) -> Result<(Resource, Any), ResourceError> {
     if any.type_url != xds_proto::type_url::RESOURCE_WRAPPER {
-        return resource::decode_with(ty, any, ctx);
+        return resource::decode_with(ty, any, ctx).map(|res| (res, any.clone()));
     }
     let wrapper = ResourceWrapper::decode(any.value.as_slice()).map_err(|e| ResourceError {
         kind: ty,
@@ -494,11 +508,14 @@ fn decode_one(
         name: name.clone(),
         message: "Resource wrapper: resource: missing".to_string(),
     })?;
-    resource::decode_with(ty, &inner, ctx).map_err(|e| ResourceError {
-        kind: e.kind,
-        name: e.name.or(name),
-        message: e.message,
-    })
+    match resource::decode_with(ty, &inner, ctx) {
+        Ok(res) => Ok((res, inner)),
+        Err(e) => Err(ResourceError {
+            kind: e.kind,
+            name: e.name.or(name),
+            message: e.message,
+        }),
+    }
 }
 
 #[cfg(test)]
