@@ -870,6 +870,181 @@ mod tests {
         );
     }
 
+    fn dump_of(client: &XdsClient, ty: ResourceType, name: &str) -> ResourceDump {
+        match client
+            .config_dump()
+            .into_iter()
+            .find(|d| d.resource_type == ty && d.name == name)
+        {
+            Some(d) => d,
+            None => panic!("{name} not in the dump: {:?}", client.config_dump()),
+        }
+    }
+
+    /// gRFC A40: the per-resource metadata CSDS reports, through subscribe, ACK, a NACK that
+    /// also carries a valid resource (A46 keeps it), recovery, and does-not-exist.
+    #[tokio::test]
+    async fn config_dump_tracks_status_version_raw_value_and_nack_error() {
+        let mut server = TestServer::tcp().await;
+        let options = ProtocolOptions {
+            does_not_exist_timeout: Duration::from_millis(300),
+            ..ProtocolOptions::default()
+        };
+        let client = XdsClient::with_options(server.bootstrap(), options).unwrap();
+        let mut l1 = client.subscribe(ResourceType::Listener, "l1");
+        let mut l2 = client.subscribe(ResourceType::Listener, "l2");
+        let d = dump_of(&client, ResourceType::Listener, "l1");
+        assert_eq!(d.status, ResourceStatus::Requested);
+        assert_eq!(
+            (d.version.as_str(), d.last_updated, &d.raw, &d.error),
+            ("", None, &None, &None)
+        );
+
+        let mut stream = server.next_stream().await;
+        assert_eq!(
+            stream.next_request().await.resource_names,
+            names(&["l1", "l2"])
+        );
+        let before = SystemTime::now();
+        let v1 = fixtures::listener("l1", "r1");
+        stream.respond(resp(
+            LISTENER,
+            "v1",
+            "n1",
+            vec![v1.clone(), fixtures::listener("l2", "r2")],
+        ));
+        next_change(&mut l1).await;
+        next_change(&mut l2).await;
+        assert_eq!(stream.next_request().await.version_info, "v1", "ACK");
+        let d = dump_of(&client, ResourceType::Listener, "l1");
+        assert_eq!(
+            (d.status, d.version.as_str()),
+            (ResourceStatus::Acked, "v1")
+        );
+        assert_eq!(d.raw.as_ref(), Some(&v1), "the resource as received");
+        assert!(d.last_updated.is_some_and(|t| t >= before));
+        assert!(d.error.is_none());
+
+        // v2: l1 invalid, l2 valid. l1 is NACKED and keeps v1; l2 is ACKED at v2.
+        stream.respond(resp(
+            LISTENER,
+            "v2",
+            "n2",
+            vec![
+                fixtures::listener_without_api_listener("l1"),
+                fixtures::listener("l2", "r2-new"),
+            ],
+        ));
+        next_change(&mut l1).await;
+        next_change(&mut l2).await;
+        assert!(stream.next_request().await.error_detail.is_some(), "NACK");
+        let d = dump_of(&client, ResourceType::Listener, "l1");
+        assert_eq!(
+            (d.status, d.version.as_str()),
+            (ResourceStatus::Nacked, "v1")
+        );
+        assert_eq!(d.raw.as_ref(), Some(&v1), "the accepted value stays");
+        let error = d.error.clone().unwrap();
+        assert_eq!(
+            (error.version.as_str(), error.details.as_str()),
+            ("v2", NO_API_LISTENER)
+        );
+        assert!(error.time >= d.last_updated.unwrap());
+        let d2 = dump_of(&client, ResourceType::Listener, "l2");
+        assert_eq!(
+            (d2.status, d2.version.as_str()),
+            (ResourceStatus::Acked, "v2")
+        );
+        assert_eq!(d2.raw, Some(fixtures::listener("l2", "r2-new")));
+
+        // v3 fixes l1: ACKED again and the error is cleared.
+        stream.respond(resp(
+            LISTENER,
+            "v3",
+            "n3",
+            vec![
+                fixtures::listener("l1", "r1"),
+                fixtures::listener("l2", "r2-new"),
+            ],
+        ));
+        next_change(&mut l1).await;
+        assert_eq!(stream.next_request().await.version_info, "v3", "ACK");
+        let d = dump_of(&client, ResourceType::Listener, "l1");
+        assert_eq!(
+            (d.status, d.version.as_str()),
+            (ResourceStatus::Acked, "v3")
+        );
+        assert!(d.error.is_none());
+        assert_eq!(
+            dump_of(&client, ResourceType::Listener, "l2").version,
+            "v3",
+            "an unchanged resource still takes the new version"
+        );
+
+        // A resource never sent: DOES_NOT_EXIST after the timer.
+        let mut missing = client.subscribe(ResourceType::ClusterLoadAssignment, "e1");
+        stream.next_request().await;
+        assert!(matches!(
+            next_change(&mut missing).await,
+            ResourceState::DoesNotExist
+        ));
+        let d = dump_of(&client, ResourceType::ClusterLoadAssignment, "e1");
+        assert_eq!(d.status, ResourceStatus::DoesNotExist);
+        assert!(d.raw.is_none() && d.last_updated.is_none());
+
+        // Sorted by type then name; an unsubscribed resource leaves the dump.
+        let order: Vec<_> = client
+            .config_dump()
+            .into_iter()
+            .map(|d| (d.resource_type, d.name))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (ResourceType::Listener, "l1".to_string()),
+                (ResourceType::Listener, "l2".to_string()),
+                (ResourceType::ClusterLoadAssignment, "e1".to_string()),
+            ]
+        );
+        drop(missing);
+        assert_eq!(client.config_dump().len(), 2);
+    }
+
+    /// A57 turns a connection failure into an error for resources without a value, but for
+    /// CSDS they are still only requested: nothing was received, nothing was NACKed.
+    #[tokio::test]
+    async fn config_dump_keeps_requested_when_the_server_is_unreachable() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let client = XdsClient::new(bootstrap_for(&format!("127.0.0.1:{port}"))).unwrap();
+        let mut sub = client.subscribe(ResourceType::Cluster, "c");
+        assert!(matches!(
+            next_change(&mut sub).await,
+            ResourceState::Error(_)
+        ));
+        let d = dump_of(&client, ResourceType::Cluster, "c");
+        assert_eq!(d.status, ResourceStatus::Requested);
+        assert!(d.error.is_none());
+    }
+
+    #[tokio::test]
+    async fn live_clients_lists_the_shared_clients() {
+        let a = XdsClient::shared(&bootstrap_for("127.0.0.1:3")).unwrap();
+        let listed = live_clients();
+        assert!(listed.iter().any(|c| Arc::ptr_eq(&c.inner, &a.inner)));
+        let weak = Arc::downgrade(&a.inner);
+        drop((a, listed));
+        assert_eq!(weak.strong_count(), 0);
+        assert!(
+            live_clients()
+                .iter()
+                .all(|c| c.server_uri() != "127.0.0.1:3"),
+            "a dropped client is not listed"
+        );
+    }
+
     #[tokio::test]
     async fn reconnects_with_last_acked_version_and_keeps_cache() {
         let mut server = TestServer::tcp().await;

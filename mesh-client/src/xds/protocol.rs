@@ -1374,6 +1374,42 @@ mod tests {
             Want::new(CLUSTER, &["c"]).version("v1").nonce("n1"),
         );
         assert_eq!(kinds(&out.updates), vec![ev("CDS c", "changed")]);
+        // CSDS (gRFC A40) dumps the resource itself, not its wrapper.
+        let got: Vec<_> = out
+            .updates
+            .iter()
+            .map(|e| (e.version.as_str(), e.raw.clone()))
+            .collect();
+        assert_eq!(got, vec![("v1", Some(cluster("c")))]);
+    }
+
+    #[test]
+    fn events_carry_the_response_version_and_raw_value_only_when_valid() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a", "b"]);
+        let out = s.on_response(
+            resp(LISTENER, "v7", "n1", vec![listener("a"), bad_listener("b")]),
+            t0,
+        );
+        let got: Vec<_> = out
+            .updates
+            .iter()
+            .map(|e| (e.name.as_str(), e.version.as_str(), e.raw.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("a", "v7", Some(listener("a"))), ("b", "v7", None)]
+        );
+        let mut timer = connected(t0);
+        timer.subscribe(EDS, "e", t0);
+        let fired = timer.poll_timers(t0 + SECS_15);
+        assert_eq!(
+            fired
+                .iter()
+                .map(|e| (e.version.as_str(), e.raw.is_none()))
+                .collect::<Vec<_>>(),
+            vec![("", true)]
+        );
     }
 
     #[test]
