@@ -110,7 +110,7 @@ pub fn client_config(client: &XdsClient, include_contents: bool) -> ClientConfig
     }
 }
 
-fn generic_xds_config(dump: ResourceDump, include_contents: bool) -> GenericXdsConfig {
+pub(super) fn generic_xds_config(dump: ResourceDump, include_contents: bool) -> GenericXdsConfig {
     GenericXdsConfig {
         type_url: dump.resource_type.type_url().to_string(),
         name: dump.name,

@@ -10,12 +10,12 @@
 pub mod client;
 pub mod deps;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod protocol;
 pub mod resource;
 pub mod server_watch;
 #[cfg(test)]
-mod test_server;
+pub(crate) mod test_server;
 mod transport;
 
 pub use client::{
