@@ -452,21 +452,27 @@ impl Meta {
     /// when other resources of that response were NACKed (gRFC A46 keeps it), and
     /// acceptance clears the error; a rejected one is NACKED and keeps the version, time
     /// and value of its last accepted update.
-    fn record(&mut self, event: &ResourceEvent, at: SystemTime) {
-        match &event.kind {
+    fn record(
+        &mut self,
+        kind: &ResourceEventKind,
+        version: String,
+        raw: Option<Any>,
+        at: SystemTime,
+    ) {
+        match kind {
             ResourceEventKind::Changed(_) => {
                 *self = Meta {
                     status: ResourceStatus::Acked,
-                    version: event.version.clone(),
+                    version,
                     last_updated: Some(at),
-                    raw: event.raw.clone(),
+                    raw,
                     error: None,
                 };
             }
             ResourceEventKind::Error(details) => {
                 self.status = ResourceStatus::Nacked;
                 self.error = Some(UpdateError {
-                    version: event.version.clone(),
+                    version,
                     details: details.clone(),
                     time: at,
                 });
@@ -483,13 +489,18 @@ impl Meta {
 
 impl Cache {
     fn apply(&mut self, event: ResourceEvent, at: SystemTime) {
-        let Some(entry) = self.entries.get_mut(&(event.ty, event.name.clone())) else {
+        let ResourceEvent {
+            ty,
+            name,
+            kind,
+            version,
+            raw,
+        } = event;
+        let Some(entry) = self.entries.get_mut(&(ty, name)) else {
             return;
         };
-        entry.meta.record(&event, at);
-        entry
-            .tx
-            .send_if_modified(|state| next_state(state, event.kind));
+        entry.meta.record(&kind, version, raw, at);
+        entry.tx.send_if_modified(|state| next_state(state, kind));
     }
 
     /// A57: the stream failed before any response: resources with no value get the error;

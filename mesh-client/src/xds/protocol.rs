@@ -282,7 +282,7 @@ impl AdsState {
         };
         state.nonce = resp.nonce.clone();
 
-        let parsed = parse_resources(ty, &resp.resources, &self.validation);
+        let mut parsed = parse_resources(ty, &resp.resources, &self.validation);
         let mut updates = Vec::new();
         for (name, watch) in &mut state.watches {
             let mut raw = None;
@@ -290,12 +290,13 @@ impl AdsState {
                 watch.received = true;
                 watch.deadline = None;
                 Some(ResourceEventKind::Error(message.clone()))
-            } else if let Some((res, any)) = parsed.valid.get(name) {
+            } else if let Some((res, any)) = parsed.valid.remove(name) {
+                // Taken out: what stays in `valid` afterwards is what nobody subscribed.
                 watch.received = true;
                 watch.has_value = true;
                 watch.deadline = None;
-                raw = Some(any.clone());
-                Some(ResourceEventKind::Changed(res.clone()))
+                raw = Some(any);
+                Some(ResourceEventKind::Changed(res))
             } else if deletion_applies(ty) && watch.has_value && parsed.unnamed_errors == 0 {
                 if ignore_deletion {
                     tracing::warn!(
@@ -322,9 +323,7 @@ impl AdsState {
             }
         }
         for name in parsed.valid.keys() {
-            if !state.watches.contains_key(name) {
-                tracing::debug!(resource = %name, ty = ty.short_name(), "unsubscribed resource ignored");
-            }
+            tracing::debug!(resource = %name, ty = ty.short_name(), "unsubscribed resource ignored");
         }
 
         let request = if parsed.nack_messages.is_empty() {
