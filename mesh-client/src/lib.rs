@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod balance;
 pub mod bootstrap;
 mod channel;

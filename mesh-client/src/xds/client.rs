@@ -8,16 +8,22 @@
 //! the responses, sends what it returns and publishes the resource events to the cache.
 //! The task starts on the first subscription and ends when the client and all its
 //! subscriptions are dropped.
+//!
+//! The cache also keeps what an operator needs to see what this process believes (gRFC A40,
+//! CSDS): per resource its status, the version and time of the last accepted update, the
+//! resource as received, and the last NACK. [`XdsClient::config_dump`] snapshots it; the
+//! [`crate::admin`] module serves it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use xds_proto::envoy::envoy::config::core::v3 as core;
 use xds_proto::envoy::envoy::service::discovery::v3::DiscoveryRequest;
 use xds_proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use xds_proto::protobuf::Any;
 
 use super::XdsError;
 use super::deps::{self, TargetWatch};
@@ -54,6 +60,63 @@ impl ResourceState {
             _ => None,
         }
     }
+}
+
+/// A resource's synchronization status from the client's view (gRFC A40; the
+/// `envoy.admin.v3.ClientResourceStatus` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceStatus {
+    /// Subscribed; no update received yet (also while the xDS server is unreachable).
+    Requested,
+    /// Deleted by the server (LDS/CDS) or not received within the does-not-exist timeout.
+    DoesNotExist,
+    /// The last update of this resource was accepted (and ACKed).
+    Acked,
+    /// The last update of this resource was rejected (and NACKed); any earlier accepted
+    /// value stays in force.
+    Nacked,
+}
+
+impl ResourceStatus {
+    /// The status as CSDS spells it: `REQUESTED`, `DOES_NOT_EXIST`, `ACKED`, `NACKED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceStatus::Requested => "REQUESTED",
+            ResourceStatus::DoesNotExist => "DOES_NOT_EXIST",
+            ResourceStatus::Acked => "ACKED",
+            ResourceStatus::Nacked => "NACKED",
+        }
+    }
+}
+
+/// The last rejected update of a resource (CSDS `UpdateFailureState`, gRFC A40).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateError {
+    /// The `version_info` of the rejected response.
+    pub version: String,
+    /// Why this resource was rejected (the validation error, as in the NACK).
+    pub details: String,
+    /// When the rejected response arrived.
+    pub time: SystemTime,
+}
+
+/// One subscribed resource as the client sees it: a row of the CSDS config dump (gRFC A40).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceDump {
+    /// The resource type.
+    pub resource_type: ResourceType,
+    /// The resource name.
+    pub name: String,
+    /// The synchronization status.
+    pub status: ResourceStatus,
+    /// The `version_info` of the response that carried the value in force (empty if none).
+    pub version: String,
+    /// When the value in force was received (`None` if none).
+    pub last_updated: Option<SystemTime>,
+    /// The value in force exactly as received (unwrapped from a `Resource` wrapper).
+    pub raw: Option<Any>,
+    /// The last rejected update, until an accepted one clears it.
+    pub error: Option<UpdateError>,
 }
 
 /// A client of one xDS server, shared by every channel of a bootstrap. Cheap to clone.
@@ -94,6 +157,18 @@ fn registry() -> &'static Registry {
 /// Locks, ignoring poisoning: the guarded data stays consistent across our critical sections.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every live client made with [`XdsClient::shared`] in this process, in creation order (the
+/// clients CSDS reports on when it serves the whole process, gRFC A40).
+pub fn live_clients() -> Vec<XdsClient> {
+    let mut clients = lock(registry());
+    clients.retain(|(_, weak)| weak.strong_count() > 0);
+    clients
+        .iter()
+        .filter_map(|(_, weak)| weak.upgrade())
+        .map(|inner| XdsClient { inner })
+        .collect()
 }
 
 impl XdsClient {
@@ -169,6 +244,39 @@ impl XdsClient {
         &self.inner.bootstrap
     }
 
+    /// The node this client identifies itself as (the bootstrap's, with the client's
+    /// user agent and features), as sent to the xDS server.
+    pub fn node(&self) -> &core::Node {
+        &self.inner.node
+    }
+
+    /// The `server_uri` of the xDS server this client talks to.
+    pub fn server_uri(&self) -> &str {
+        &self.inner.server.server_uri
+    }
+
+    /// A snapshot of every subscribed resource, sorted by type (LDS, RDS, CDS, EDS) then
+    /// name: the data of a CSDS config dump (gRFC A40).
+    pub fn config_dump(&self) -> Vec<ResourceDump> {
+        let cache = lock(&self.inner.cache);
+        let mut out: Vec<ResourceDump> = cache
+            .entries
+            .iter()
+            .map(|((ty, name), entry)| ResourceDump {
+                resource_type: *ty,
+                name: name.clone(),
+                status: entry.meta.status,
+                version: entry.meta.version.clone(),
+                last_updated: entry.meta.last_updated,
+                raw: entry.meta.raw.clone(),
+                error: entry.meta.error.clone(),
+            })
+            .collect();
+        drop(cache);
+        out.sort_by(|a, b| (a.resource_type, &a.name).cmp(&(b.resource_type, &b.name)));
+        out
+    }
+
     /// Subscribe to one resource. Dropping the returned Subscription unsubscribes (when the
     /// last subscriber for that name drops).
     pub fn subscribe(&self, ty: ResourceType, name: &str) -> Subscription {
@@ -180,7 +288,14 @@ impl XdsClient {
                 entry.tx.subscribe()
             } else {
                 let (tx, rx) = watch::channel(ResourceState::Requested);
-                cache.entries.insert(key, Entry { tx, refs: 1 });
+                cache.entries.insert(
+                    key,
+                    Entry {
+                        tx,
+                        refs: 1,
+                        meta: Meta::default(),
+                    },
+                );
                 // Sent under the cache lock so commands stay in the order of the refcounts.
                 let _ = self
                     .inner
@@ -305,16 +420,87 @@ struct Cache {
 struct Entry {
     tx: watch::Sender<ResourceState>,
     refs: usize,
+    meta: Meta,
+}
+
+/// What CSDS reports of one resource besides its value (gRFC A40).
+#[derive(Debug, Clone)]
+struct Meta {
+    status: ResourceStatus,
+    version: String,
+    last_updated: Option<SystemTime>,
+    raw: Option<Any>,
+    error: Option<UpdateError>,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta {
+            status: ResourceStatus::Requested,
+            version: String::new(),
+            last_updated: None,
+            raw: None,
+            error: None,
+        }
+    }
+}
+
+impl Meta {
+    /// Records an event received at wall-clock time `at`.
+    ///
+    /// As grpc-go does, an accepted resource is ACKED with the version of its response even
+    /// when other resources of that response were NACKed (gRFC A46 keeps it), and
+    /// acceptance clears the error; a rejected one is NACKED and keeps the version, time
+    /// and value of its last accepted update.
+    fn record(
+        &mut self,
+        kind: &ResourceEventKind,
+        version: String,
+        raw: Option<Any>,
+        at: SystemTime,
+    ) {
+        match kind {
+            ResourceEventKind::Changed(_) => {
+                *self = Meta {
+                    status: ResourceStatus::Acked,
+                    version,
+                    last_updated: Some(at),
+                    raw,
+                    error: None,
+                };
+            }
+            ResourceEventKind::Error(details) => {
+                self.status = ResourceStatus::Nacked;
+                self.error = Some(UpdateError {
+                    version,
+                    details: details.clone(),
+                    time: at,
+                });
+            }
+            ResourceEventKind::DoesNotExist => {
+                *self = Meta {
+                    status: ResourceStatus::DoesNotExist,
+                    ..Meta::default()
+                }
+            }
+        }
+    }
 }
 
 impl Cache {
-    fn apply(&self, event: ResourceEvent) {
-        let Some(entry) = self.entries.get(&(event.ty, event.name)) else {
+    fn apply(&mut self, event: ResourceEvent, at: SystemTime) {
+        let ResourceEvent {
+            ty,
+            name,
+            kind,
+            version,
+            raw,
+        } = event;
+        let Some(entry) = self.entries.get_mut(&(ty, name)) else {
             return;
         };
-        entry
-            .tx
-            .send_if_modified(|state| next_state(state, event.kind));
+        entry.meta.record(&kind, version, raw, at);
+        entry.tx.send_if_modified(|state| next_state(state, kind));
     }
 
     /// A57: the stream failed before any response: resources with no value get the error;
@@ -461,9 +647,10 @@ impl AdsTask {
         if events.is_empty() {
             return;
         }
-        let cache = lock(&self.cache);
+        let at = SystemTime::now();
+        let mut cache = lock(&self.cache);
         for event in events {
-            cache.apply(event);
+            cache.apply(event, at);
         }
     }
 
@@ -691,6 +878,181 @@ mod tests {
         assert_eq!(
             (unsub.version_info.as_str(), unsub.response_nonce.as_str()),
             ("v1", "n2")
+        );
+    }
+
+    fn dump_of(client: &XdsClient, ty: ResourceType, name: &str) -> ResourceDump {
+        match client
+            .config_dump()
+            .into_iter()
+            .find(|d| d.resource_type == ty && d.name == name)
+        {
+            Some(d) => d,
+            None => panic!("{name} not in the dump: {:?}", client.config_dump()),
+        }
+    }
+
+    /// gRFC A40: the per-resource metadata CSDS reports, through subscribe, ACK, a NACK that
+    /// also carries a valid resource (A46 keeps it), recovery, and does-not-exist.
+    #[tokio::test]
+    async fn config_dump_tracks_status_version_raw_value_and_nack_error() {
+        let mut server = TestServer::tcp().await;
+        let options = ProtocolOptions {
+            does_not_exist_timeout: Duration::from_millis(300),
+            ..ProtocolOptions::default()
+        };
+        let client = XdsClient::with_options(server.bootstrap(), options).unwrap();
+        let mut l1 = client.subscribe(ResourceType::Listener, "l1");
+        let mut l2 = client.subscribe(ResourceType::Listener, "l2");
+        let d = dump_of(&client, ResourceType::Listener, "l1");
+        assert_eq!(d.status, ResourceStatus::Requested);
+        assert_eq!(
+            (d.version.as_str(), d.last_updated, &d.raw, &d.error),
+            ("", None, &None, &None)
+        );
+
+        let mut stream = server.next_stream().await;
+        assert_eq!(
+            stream.next_request().await.resource_names,
+            names(&["l1", "l2"])
+        );
+        let before = SystemTime::now();
+        let v1 = fixtures::listener("l1", "r1");
+        stream.respond(resp(
+            LISTENER,
+            "v1",
+            "n1",
+            vec![v1.clone(), fixtures::listener("l2", "r2")],
+        ));
+        next_change(&mut l1).await;
+        next_change(&mut l2).await;
+        assert_eq!(stream.next_request().await.version_info, "v1", "ACK");
+        let d = dump_of(&client, ResourceType::Listener, "l1");
+        assert_eq!(
+            (d.status, d.version.as_str()),
+            (ResourceStatus::Acked, "v1")
+        );
+        assert_eq!(d.raw.as_ref(), Some(&v1), "the resource as received");
+        assert!(d.last_updated.is_some_and(|t| t >= before));
+        assert!(d.error.is_none());
+
+        // v2: l1 invalid, l2 valid. l1 is NACKED and keeps v1; l2 is ACKED at v2.
+        stream.respond(resp(
+            LISTENER,
+            "v2",
+            "n2",
+            vec![
+                fixtures::listener_without_api_listener("l1"),
+                fixtures::listener("l2", "r2-new"),
+            ],
+        ));
+        next_change(&mut l1).await;
+        next_change(&mut l2).await;
+        assert!(stream.next_request().await.error_detail.is_some(), "NACK");
+        let d = dump_of(&client, ResourceType::Listener, "l1");
+        assert_eq!(
+            (d.status, d.version.as_str()),
+            (ResourceStatus::Nacked, "v1")
+        );
+        assert_eq!(d.raw.as_ref(), Some(&v1), "the accepted value stays");
+        let error = d.error.clone().unwrap();
+        assert_eq!(
+            (error.version.as_str(), error.details.as_str()),
+            ("v2", NO_API_LISTENER)
+        );
+        assert!(error.time >= d.last_updated.unwrap());
+        let d2 = dump_of(&client, ResourceType::Listener, "l2");
+        assert_eq!(
+            (d2.status, d2.version.as_str()),
+            (ResourceStatus::Acked, "v2")
+        );
+        assert_eq!(d2.raw, Some(fixtures::listener("l2", "r2-new")));
+
+        // v3 fixes l1: ACKED again and the error is cleared.
+        stream.respond(resp(
+            LISTENER,
+            "v3",
+            "n3",
+            vec![
+                fixtures::listener("l1", "r1"),
+                fixtures::listener("l2", "r2-new"),
+            ],
+        ));
+        next_change(&mut l1).await;
+        assert_eq!(stream.next_request().await.version_info, "v3", "ACK");
+        let d = dump_of(&client, ResourceType::Listener, "l1");
+        assert_eq!(
+            (d.status, d.version.as_str()),
+            (ResourceStatus::Acked, "v3")
+        );
+        assert!(d.error.is_none());
+        assert_eq!(
+            dump_of(&client, ResourceType::Listener, "l2").version,
+            "v3",
+            "an unchanged resource still takes the new version"
+        );
+
+        // A resource never sent: DOES_NOT_EXIST after the timer.
+        let mut missing = client.subscribe(ResourceType::ClusterLoadAssignment, "e1");
+        stream.next_request().await;
+        assert!(matches!(
+            next_change(&mut missing).await,
+            ResourceState::DoesNotExist
+        ));
+        let d = dump_of(&client, ResourceType::ClusterLoadAssignment, "e1");
+        assert_eq!(d.status, ResourceStatus::DoesNotExist);
+        assert!(d.raw.is_none() && d.last_updated.is_none());
+
+        // Sorted by type then name; an unsubscribed resource leaves the dump.
+        let order: Vec<_> = client
+            .config_dump()
+            .into_iter()
+            .map(|d| (d.resource_type, d.name))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (ResourceType::Listener, "l1".to_string()),
+                (ResourceType::Listener, "l2".to_string()),
+                (ResourceType::ClusterLoadAssignment, "e1".to_string()),
+            ]
+        );
+        drop(missing);
+        assert_eq!(client.config_dump().len(), 2);
+    }
+
+    /// A57 turns a connection failure into an error for resources without a value, but for
+    /// CSDS they are still only requested: nothing was received, nothing was NACKed.
+    #[tokio::test]
+    async fn config_dump_keeps_requested_when_the_server_is_unreachable() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let client = XdsClient::new(bootstrap_for(&format!("127.0.0.1:{port}"))).unwrap();
+        let mut sub = client.subscribe(ResourceType::Cluster, "c");
+        assert!(matches!(
+            next_change(&mut sub).await,
+            ResourceState::Error(_)
+        ));
+        let d = dump_of(&client, ResourceType::Cluster, "c");
+        assert_eq!(d.status, ResourceStatus::Requested);
+        assert!(d.error.is_none());
+    }
+
+    #[tokio::test]
+    async fn live_clients_lists_the_shared_clients() {
+        let a = XdsClient::shared(&bootstrap_for("127.0.0.1:3")).unwrap();
+        let listed = live_clients();
+        assert!(listed.iter().any(|c| Arc::ptr_eq(&c.inner, &a.inner)));
+        let weak = Arc::downgrade(&a.inner);
+        drop((a, listed));
+        assert_eq!(weak.strong_count(), 0);
+        assert!(
+            live_clients()
+                .iter()
+                .all(|c| c.server_uri() != "127.0.0.1:3"),
+            "a dropped client is not listed"
         );
     }
 

@@ -10,15 +10,17 @@
 pub mod client;
 pub mod deps;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod protocol;
 pub mod resource;
 pub mod server_watch;
 #[cfg(test)]
-mod test_server;
+pub(crate) mod test_server;
 mod transport;
 
-pub use client::{ResourceState, Subscription, XdsClient};
+pub use client::{
+    ResourceDump, ResourceState, ResourceStatus, Subscription, UpdateError, XdsClient, live_clients,
+};
 pub use deps::{TargetState, TargetWatch};
 pub use server_watch::{ServerConfig, ServerState, ServerWatch};
 

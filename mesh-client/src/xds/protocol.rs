@@ -83,6 +83,12 @@ pub struct ResourceEvent {
     pub name: String,
     /// What happened.
     pub kind: ResourceEventKind,
+    /// The `version_info` of the response that said so (empty for a does-not-exist timer),
+    /// recorded by the cache for CSDS (gRFC A40).
+    pub version: String,
+    /// The resource as received (unwrapped from any `Resource` wrapper), for a
+    /// [`ResourceEventKind::Changed`] event: CSDS dumps it as is (gRFC A40).
+    pub raw: Option<Any>,
 }
 
 /// The kinds of [`ResourceEvent`].
@@ -276,18 +282,21 @@ impl AdsState {
         };
         state.nonce = resp.nonce.clone();
 
-        let parsed = parse_resources(ty, &resp.resources, &self.validation);
+        let mut parsed = parse_resources(ty, &resp.resources, &self.validation);
         let mut updates = Vec::new();
         for (name, watch) in &mut state.watches {
+            let mut raw = None;
             let event = if let Some(message) = parsed.errors.get(name) {
                 watch.received = true;
                 watch.deadline = None;
                 Some(ResourceEventKind::Error(message.clone()))
-            } else if let Some(res) = parsed.valid.get(name) {
+            } else if let Some((res, any)) = parsed.valid.remove(name) {
+                // Taken out: what stays in `valid` afterwards is what nobody subscribed.
                 watch.received = true;
                 watch.has_value = true;
                 watch.deadline = None;
-                Some(ResourceEventKind::Changed(res.clone()))
+                raw = Some(any);
+                Some(ResourceEventKind::Changed(res))
             } else if deletion_applies(ty) && watch.has_value && parsed.unnamed_errors == 0 {
                 if ignore_deletion {
                     tracing::warn!(
@@ -308,13 +317,13 @@ impl AdsState {
                     ty,
                     name: name.clone(),
                     kind,
+                    version: resp.version_info.clone(),
+                    raw,
                 });
             }
         }
         for name in parsed.valid.keys() {
-            if !state.watches.contains_key(name) {
-                tracing::debug!(resource = %name, ty = ty.short_name(), "unsubscribed resource ignored");
-            }
+            tracing::debug!(resource = %name, ty = ty.short_name(), "unsubscribed resource ignored");
         }
 
         let request = if parsed.nack_messages.is_empty() {
@@ -367,6 +376,8 @@ impl AdsState {
                         ty: *ty,
                         name: name.clone(),
                         kind: ResourceEventKind::DoesNotExist,
+                        version: String::new(),
+                        raw: None,
                     });
                 }
             }
@@ -421,7 +432,8 @@ fn deletion_applies(ty: ResourceType) -> bool {
 /// The resources of one response, validated.
 #[derive(Default)]
 struct Parsed {
-    valid: BTreeMap<String, Resource>,
+    /// Each valid resource with the `Any` it was decoded from (unwrapped).
+    valid: BTreeMap<String, (Resource, Any)>,
     /// Error message per named invalid resource.
     errors: BTreeMap<String, String>,
     /// Invalid resources whose name could not be found: then deletion is not inferred,
@@ -438,7 +450,7 @@ fn parse_resources(ty: ResourceType, resources: &[Any], ctx: &ValidationContext)
     for any in resources {
         let result = decode_one(ty, any, ctx);
         let name = match &result {
-            Ok(res) => Some(res.name().to_string()),
+            Ok((res, _)) => Some(res.name().to_string()),
             Err(e) => e.name.clone(),
         };
         let Some(name) = name else {
@@ -474,14 +486,15 @@ fn parse_resources(ty: ResourceType, resources: &[Any], ctx: &ValidationContext)
     parsed
 }
 
-/// Decodes one resource, unwrapping an `envoy.service.discovery.v3.Resource` wrapper.
+/// Decodes one resource, unwrapping an `envoy.service.discovery.v3.Resource` wrapper;
+/// returns it with the (unwrapped) `Any` it came from.
 fn decode_one(
     ty: ResourceType,
     any: &Any,
     ctx: &ValidationContext,
-) -> Result<Resource, ResourceError> {
+) -> Result<(Resource, Any), ResourceError> {
     if any.type_url != xds_proto::type_url::RESOURCE_WRAPPER {
-        return resource::decode_with(ty, any, ctx);
+        return resource::decode_with(ty, any, ctx).map(|res| (res, any.clone()));
     }
     let wrapper = ResourceWrapper::decode(any.value.as_slice()).map_err(|e| ResourceError {
         kind: ty,
@@ -494,11 +507,14 @@ fn decode_one(
         name: name.clone(),
         message: "Resource wrapper: resource: missing".to_string(),
     })?;
-    resource::decode_with(ty, &inner, ctx).map_err(|e| ResourceError {
-        kind: e.kind,
-        name: e.name.or(name),
-        message: e.message,
-    })
+    match resource::decode_with(ty, &inner, ctx) {
+        Ok(res) => Ok((res, inner)),
+        Err(e) => Err(ResourceError {
+            kind: e.kind,
+            name: e.name.or(name),
+            message: e.message,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -1357,6 +1373,42 @@ mod tests {
             Want::new(CLUSTER, &["c"]).version("v1").nonce("n1"),
         );
         assert_eq!(kinds(&out.updates), vec![ev("CDS c", "changed")]);
+        // CSDS (gRFC A40) dumps the resource itself, not its wrapper.
+        let got: Vec<_> = out
+            .updates
+            .iter()
+            .map(|e| (e.version.as_str(), e.raw.clone()))
+            .collect();
+        assert_eq!(got, vec![("v1", Some(cluster("c")))]);
+    }
+
+    #[test]
+    fn events_carry_the_response_version_and_raw_value_only_when_valid() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a", "b"]);
+        let out = s.on_response(
+            resp(LISTENER, "v7", "n1", vec![listener("a"), bad_listener("b")]),
+            t0,
+        );
+        let got: Vec<_> = out
+            .updates
+            .iter()
+            .map(|e| (e.name.as_str(), e.version.as_str(), e.raw.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("a", "v7", Some(listener("a"))), ("b", "v7", None)]
+        );
+        let mut timer = connected(t0);
+        timer.subscribe(EDS, "e", t0);
+        let fired = timer.poll_timers(t0 + SECS_15);
+        assert_eq!(
+            fired
+                .iter()
+                .map(|e| (e.version.as_str(), e.raw.is_none()))
+                .collect::<Vec<_>>(),
+            vec![("", true)]
+        );
     }
 
     #[test]
