@@ -5,7 +5,8 @@
 //! `locality`, a locality repeated within a priority, a sum of locality weights in a
 //! priority above `u32::MAX`, priorities that are not contiguous from 0, an endpoint of
 //! weight 0, an address that is not an IP with a numeric port, the same address twice.
-//! `policy.drop_overloads` and `additional_addresses` are ignored for now.
+//! `policy.drop_overloads` and `additional_addresses` are ignored for now. An endpoint's
+//! `metadata.filter_metadata["envoy.lb"].hash_key` string is its ring-hash key (gRFC A76).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -16,6 +17,7 @@ use xds_proto::envoy::envoy::config::core::v3::{
 use xds_proto::envoy::envoy::config::endpoint::v3::{LbEndpoint, lb_endpoint::HostIdentifier};
 
 use crate::config::{self, Endpoint, HealthStatus, LocalityEndpoints, LocalityName};
+use xds_proto::protobuf::value::Kind as ValueKind;
 
 /// The protobuf message validated here.
 pub use xds_proto::envoy::envoy::config::endpoint::v3::ClusterLoadAssignment as ClusterLoadAssignmentProto;
@@ -136,10 +138,21 @@ fn endpoint(e: &LbEndpoint, seen: &mut HashSet<SocketAddr>) -> Result<Endpoint, 
         // A value from a newer API: gRPC only uses UNKNOWN and HEALTHY, so never use it.
         Err(_) => HealthStatus::Unhealthy,
     };
+    // gRFC A76: the ring-hash key from the `envoy.lb` metadata's `hash_key` string.
+    let hash_key = e
+        .metadata
+        .as_ref()
+        .and_then(|m| m.filter_metadata.get("envoy.lb"))
+        .and_then(|s| s.fields.get("hash_key"))
+        .and_then(|v| match &v.kind {
+            Some(ValueKind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        });
     Ok(Endpoint {
         address,
         weight,
         health,
+        hash_key,
     })
 }
 
