@@ -200,7 +200,7 @@ impl EndpointConnection {
     }
 
     /// The endpoint's load signals (in-flight requests, RTT estimate).
-    pub fn load(&self) -> &EndpointLoad {
+    pub fn load(&self) -> &Arc<EndpointLoad> {
         &self.inner.load
     }
 

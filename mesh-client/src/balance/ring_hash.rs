@@ -107,7 +107,9 @@ impl Ring {
         for (idx, (key, w)) in members.iter().enumerate() {
             target += scale * ((*w).max(1) as f64 / total);
             let mut n = 0u64;
-            while current < target {
+            // The epsilon absorbs float error, which would otherwise add an entry past
+            // `max_ring` now and then.
+            while current + 1e-9 < target {
                 entries.push((hash_bytes(format!("{key}_{n}").as_bytes()), idx));
                 n += 1;
                 current += 1.0;
