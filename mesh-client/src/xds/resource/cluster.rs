@@ -333,8 +333,26 @@ pub(crate) mod tests {
         AggregatedConfigSource, ConfigSource, TransportSocket, TypedExtensionConfig,
         config_source::ConfigSourceSpecifier,
     };
-    use xds_proto::envoy::envoy::extensions::load_balancing_policies::ring_hash::v3::RingHash;
-    use xds_proto::protobuf::{Any, UInt32Value};
+    use xds_proto::envoy::envoy::config::cluster::v3::cluster::{
+        LeastRequestLbConfig, RingHashLbConfig,
+    };
+    use xds_proto::envoy::envoy::extensions::load_balancing_policies::client_side_weighted_round_robin::v3::ClientSideWeightedRoundRobin;
+    use xds_proto::protobuf::{Any, UInt32Value, UInt64Value};
+
+    fn legacy_ring(min: Option<u64>, max: Option<u64>, f: LegacyHashFunction) -> RingHashLbConfig {
+        RingHashLbConfig {
+            minimum_ring_size: min.map(|value| UInt64Value { value }),
+            maximum_ring_size: max.map(|value| UInt64Value { value }),
+            hash_function: f as i32,
+        }
+    }
+
+    fn peak(p: PeakEwmaProto) -> Any {
+        Any {
+            type_url: PEAK_EWMA_TYPE_URL.into(),
+            value: p.encode_to_vec(),
+        }
+    }
 
     fn source(s: ConfigSourceSpecifier) -> Option<ConfigSource> {
         Some(ConfigSource {
@@ -458,10 +476,307 @@ pub(crate) mod tests {
                 ),
             ),
             (
-                // A27: only ROUND_ROBIN (ring hash, least request come later).
-                "ring hash lb_policy",
+                // A42: legacy RING_HASH with defaults: 1024 / 8M, capped at 4096.
+                "ring hash lb_policy defaults",
                 with(|c| c.lb_policy = LbPolicyProto::RingHash as i32),
-                Nack("lb_policy: unsupported policy RING_HASH"),
+                Accepted(|c| {
+                    c.lb_policy
+                        == LbPolicy::RingHash {
+                            min_ring: 1024,
+                            max_ring: 4096,
+                            request_hash_header: None,
+                        }
+                }),
+            ),
+            (
+                // A42: legacy ring_hash_lb_config sizes are kept below the cap.
+                "ring hash lb_config sizes",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.lb_config = Some(LbConfig::RingHashLbConfig(legacy_ring(
+                        Some(10),
+                        Some(100),
+                        LegacyHashFunction::XxHash,
+                    )));
+                }),
+                Accepted(|c| {
+                    matches!(
+                        c.lb_policy,
+                        LbPolicy::RingHash {
+                            min_ring: 10,
+                            max_ring: 100,
+                            ..
+                        }
+                    )
+                }),
+            ),
+            (
+                // A42: only XX_HASH; MURMUR_HASH_2 NACKs.
+                "ring hash murmur",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.lb_config = Some(LbConfig::RingHashLbConfig(legacy_ring(
+                        None,
+                        None,
+                        LegacyHashFunction::MurmurHash2,
+                    )));
+                }),
+                Nack("ring_hash_lb_config.hash_function: unsupported hash function MURMUR_HASH_2"),
+            ),
+            (
+                // A42: maximum_ring_size above 8M NACKs.
+                "ring hash max above 8M",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.lb_config = Some(LbConfig::RingHashLbConfig(legacy_ring(
+                        None,
+                        Some(8 * 1024 * 1024 + 1),
+                        LegacyHashFunction::XxHash,
+                    )));
+                }),
+                Nack("ring_hash_lb_config.maximum_ring_size: 8388609 is above the limit"),
+            ),
+            (
+                // A42: minimum_ring_size above 8M NACKs.
+                "ring hash min above 8M",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.lb_config = Some(LbConfig::RingHashLbConfig(legacy_ring(
+                        Some(8 * 1024 * 1024 + 1),
+                        None,
+                        LegacyHashFunction::XxHash,
+                    )));
+                }),
+                Nack("ring_hash_lb_config.minimum_ring_size: 8388609 is above the limit"),
+            ),
+            (
+                // A42: min > max NACKs.
+                "ring hash min above max",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.lb_config = Some(LbConfig::RingHashLbConfig(legacy_ring(
+                        Some(200),
+                        Some(100),
+                        LegacyHashFunction::XxHash,
+                    )));
+                }),
+                Nack("minimum_ring_size: 200 is greater than maximum_ring_size 100"),
+            ),
+            (
+                // A42: sizes up to 8M are accepted and capped at 4096 on the client.
+                "ring hash sizes capped",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.lb_config = Some(LbConfig::RingHashLbConfig(legacy_ring(
+                        Some(5000),
+                        Some(8 * 1024 * 1024),
+                        LegacyHashFunction::XxHash,
+                    )));
+                }),
+                Accepted(|c| {
+                    matches!(
+                        c.lb_policy,
+                        LbPolicy::RingHash {
+                            min_ring: 4096,
+                            max_ring: 4096,
+                            ..
+                        }
+                    )
+                }),
+            ),
+            (
+                // A48: legacy LEAST_REQUEST defaults to choice_count 2.
+                "least request default",
+                with(|c| c.lb_policy = LbPolicyProto::LeastRequest as i32),
+                Accepted(|c| c.lb_policy == LbPolicy::LeastRequest { choice_count: 2 }),
+            ),
+            (
+                // A48: choice_count above 10 is capped at 10.
+                "least request capped",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::LeastRequest as i32;
+                    c.lb_config = Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
+                        choice_count: Some(UInt32Value { value: 50 }),
+                        ..Default::default()
+                    }));
+                }),
+                Accepted(|c| c.lb_policy == LbPolicy::LeastRequest { choice_count: 10 }),
+            ),
+            (
+                // A48: choice_count below 2 NACKs.
+                "least request choice_count 1",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::LeastRequest as i32;
+                    c.lb_config = Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
+                        choice_count: Some(UInt32Value { value: 1 }),
+                        ..Default::default()
+                    }));
+                }),
+                Nack("least_request_lb_config.choice_count: 1 is less than 2"),
+            ),
+            (
+                // A27/A52: other legacy policies (RANDOM, MAGLEV, ...) NACK.
+                "random lb_policy",
+                with(|c| c.lb_policy = LbPolicyProto::Random as i32),
+                Nack("lb_policy: unsupported policy RANDOM"),
+            ),
+            (
+                // A52: the typed LeastRequest extension, choice_count 3.
+                "load_balancing_policy least_request",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&LeastRequest {
+                        choice_count: Some(UInt32Value { value: 3 }),
+                        ..Default::default()
+                    })])
+                }),
+                Accepted(|c| c.lb_policy == LbPolicy::LeastRequest { choice_count: 3 }),
+            ),
+            (
+                // A48 via A52: choice_count below 2 NACKs with its path.
+                "load_balancing_policy least_request choice_count 0",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&LeastRequest {
+                        choice_count: Some(UInt32Value { value: 0 }),
+                        ..Default::default()
+                    })])
+                }),
+                Nack(
+                    "load_balancing_policy.policies[0].typed_extension_config.typed_config.choice_count: 0 is less than 2",
+                ),
+            ),
+            (
+                // A52: the typed RingHash extension (DEFAULT_HASH is XXH64).
+                "load_balancing_policy ring_hash",
+                with(|c| c.load_balancing_policy = policies(vec![pack(&RingHash::default())])),
+                Accepted(|c| {
+                    matches!(
+                        c.lb_policy,
+                        LbPolicy::RingHash {
+                            min_ring: 1024,
+                            max_ring: 4096,
+                            ..
+                        }
+                    )
+                }),
+            ),
+            (
+                // A52/A42: the typed RingHash with MURMUR_HASH_2 NACKs.
+                "load_balancing_policy ring_hash murmur",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&RingHash {
+                        hash_function: HashFunction::MurmurHash2 as i32,
+                        ..Default::default()
+                    })])
+                }),
+                Nack("typed_config.hash_function: unsupported hash function MURMUR_HASH_2"),
+            ),
+            (
+                // A52/A42: the typed RingHash with min > max NACKs.
+                "load_balancing_policy ring_hash min above max",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&RingHash {
+                        minimum_ring_size: Some(UInt64Value { value: 64 }),
+                        maximum_ring_size: Some(UInt64Value { value: 8 }),
+                        ..Default::default()
+                    })])
+                }),
+                Nack("typed_config.minimum_ring_size: 64 is greater than maximum_ring_size 8"),
+            ),
+            (
+                // A52: client_side_weighted_round_robin (A58) is not supported: skipped, the
+                // next entry wins.
+                "load_balancing_policy cswrr falls through",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![
+                        pack(&ClientSideWeightedRoundRobin::default()),
+                        pack(&RingHash::default()),
+                    ])
+                }),
+                Accepted(|c| matches!(c.lb_policy, LbPolicy::RingHash { .. })),
+            ),
+            (
+                // A52: cswrr alone is no supported policy.
+                "load_balancing_policy cswrr only",
+                with(|c| {
+                    c.load_balancing_policy =
+                        policies(vec![pack(&ClientSideWeightedRoundRobin::default())])
+                }),
+                Nack("load_balancing_policy: no supported policy"),
+            ),
+            (
+                // Ours: PeakEwma with an empty value takes the defaults.
+                "load_balancing_policy peak ewma defaults",
+                with(|c| c.load_balancing_policy = policies(vec![peak(PeakEwmaProto::default())])),
+                Accepted(|c| {
+                    c.lb_policy
+                        == LbPolicy::PeakEwma {
+                            decay: Duration::from_secs(10),
+                            default_rtt: Duration::from_millis(30),
+                        }
+                }),
+            ),
+            (
+                // Ours: PeakEwma with its config.
+                "load_balancing_policy peak ewma config",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![peak(PeakEwmaProto {
+                        decay_ns: 2_000_000_000,
+                        default_rtt_ms: 5,
+                    })])
+                }),
+                Accepted(|c| {
+                    c.lb_policy
+                        == LbPolicy::PeakEwma {
+                            decay: Duration::from_secs(2),
+                            default_rtt: Duration::from_millis(5),
+                        }
+                }),
+            ),
+            (
+                // Ours: PeakEwma with an absurd decay NACKs.
+                "load_balancing_policy peak ewma decay too long",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![peak(PeakEwmaProto {
+                        decay_ns: u64::MAX,
+                        default_rtt_ms: 0,
+                    })])
+                }),
+                Nack("typed_config.decay_ns:"),
+            ),
+            (
+                // Ours: an undecodable PeakEwma NACKs (it is a supported type).
+                "load_balancing_policy peak ewma garbage",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![Any {
+                        type_url: PEAK_EWMA_TYPE_URL.into(),
+                        value: vec![0xff, 0xff],
+                    }])
+                }),
+                Nack("cannot decode PeakEwma"),
+            ),
+            (
+                // A52: wrr_locality around least_request.
+                "wrr_locality least_request",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&WrrLocality {
+                        endpoint_picking_policy: policies(vec![pack(&LeastRequest::default())]),
+                    })])
+                }),
+                Accepted(|c| c.lb_policy == LbPolicy::LeastRequest { choice_count: 2 }),
+            ),
+            (
+                // A52: more than 16 levels of nesting NACK.
+                "load_balancing_policy too deep",
+                with(|c| {
+                    let mut p = policies(vec![pack(&RoundRobin::default())]);
+                    for _ in 0..17 {
+                        p = policies(vec![pack(&WrrLocality {
+                            endpoint_picking_policy: p,
+                        })]);
+                    }
+                    c.load_balancing_policy = p;
+                }),
+                Nack("nested too deeply"),
             ),
             (
                 // A52: load_balancing_policy with round_robin.
@@ -497,15 +812,22 @@ pub(crate) mod tests {
             (
                 // A52: no supported policy in the list NACKs.
                 "load_balancing_policy unsupported",
-                with(|c| c.load_balancing_policy = policies(vec![pack(&RingHash::default())])),
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![Any {
+                        type_url: "type.googleapis.com/acme.Lb".into(),
+                        value: vec![],
+                    }])
+                }),
                 Nack("load_balancing_policy: no supported policy"),
             ),
             (
                 // A52: a supported wrapper with an unsupported child NACKs, with its path.
-                "wrr_locality of ring_hash",
+                "wrr_locality of unknown",
                 with(|c| {
                     c.load_balancing_policy = policies(vec![pack(&WrrLocality {
-                        endpoint_picking_policy: policies(vec![pack(&RingHash::default())]),
+                        endpoint_picking_policy: policies(vec![pack(
+                            &ClientSideWeightedRoundRobin::default(),
+                        )]),
                     })])
                 }),
                 Nack(

@@ -394,6 +394,39 @@ mod tests {
     }
 
     #[test]
+    fn hash_key_from_envoy_lb_metadata_a76() {
+        use xds_proto::envoy::envoy::config::core::v3::Metadata;
+        use xds_proto::protobuf::{Struct, Value};
+        let with_key = |v: Option<ValueKind>| {
+            let mut e = ep4("10.0.0.1", 80);
+            let mut fields = std::collections::BTreeMap::new();
+            if let Some(kind) = v {
+                fields.insert("hash_key".to_string(), Value { kind: Some(kind) });
+            }
+            let mut md = Metadata::default();
+            md.filter_metadata.insert(
+                "envoy.lb".into(),
+                Struct {
+                    fields: fields.into_iter().collect(),
+                },
+            );
+            e.metadata = Some(md);
+            endpoint(&e, &mut HashSet::new()).map(|e| e.hash_key)
+        };
+        assert_eq!(
+            with_key(Some(ValueKind::StringValue("pod-0".into()))),
+            Ok(Some("pod-0".into()))
+        );
+        // Empty, non-string or missing: the address is hashed.
+        assert_eq!(
+            with_key(Some(ValueKind::StringValue(String::new()))),
+            Ok(None)
+        );
+        assert_eq!(with_key(Some(ValueKind::NumberValue(1.0))), Ok(None));
+        assert_eq!(with_key(None), Ok(None));
+    }
+
+    #[test]
     fn eds_validation_table() {
         run(ResourceType::ClusterLoadAssignment, rows(), |r| match r {
             Resource::Endpoints(e) => Some(e),

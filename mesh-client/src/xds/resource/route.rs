@@ -1028,4 +1028,139 @@ mod tests {
             _ => None,
         });
     }
+
+    fn hashing(policies: Vec<HashPolicyProto>) -> Any {
+        let mut ra = to_cluster_action("c1");
+        ra.hash_policy = policies;
+        with_action(ra)
+    }
+
+    fn header_policy(name: &str, rewrite: Option<(&str, &str)>, terminal: bool) -> HashPolicyProto {
+        use xds_proto::envoy::envoy::config::route::v3::route_action::hash_policy::Header;
+        use xds_proto::envoy::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
+        HashPolicyProto {
+            terminal,
+            policy_specifier: Some(PolicySpecifier::Header(Header {
+                header_name: name.into(),
+                regex_rewrite: rewrite.map(|(p, sub)| RegexMatchAndSubstitute {
+                    pattern: Some(regex(p)),
+                    substitution: sub.into(),
+                }),
+            })),
+        }
+    }
+
+    fn filter_state(key: &str) -> HashPolicyProto {
+        use xds_proto::envoy::envoy::config::route::v3::route_action::hash_policy::FilterState;
+        HashPolicyProto {
+            terminal: false,
+            policy_specifier: Some(PolicySpecifier::FilterState(FilterState {
+                key: key.into(),
+            })),
+        }
+    }
+
+    fn hash_policies(rc: &RouteConfig) -> &[config::HashPolicy] {
+        match first(rc).map(|r| &r.action) {
+            Some(RouteAction::Forward { hash_policy, .. }) => hash_policy,
+            _ => &[],
+        }
+    }
+
+    fn hash_policy_rows() -> Vec<(&'static str, Any, Expect<RouteConfig>)> {
+        use xds_proto::envoy::envoy::config::route::v3::route_action::hash_policy::{
+            ConnectionProperties, QueryParameter,
+        };
+        vec![
+            (
+                // A42: a header policy; the name is lower-cased; terminal is kept.
+                "header",
+                hashing(vec![header_policy("X-User", None, true)]),
+                Accepted(|rc| {
+                    hash_policies(rc)
+                        == [config::HashPolicy {
+                            kind: HashPolicyKind::Header {
+                                name: "x-user".into(),
+                                rewrite: None,
+                            },
+                            terminal: true,
+                        }]
+                }),
+            ),
+            (
+                // A42: regex_rewrite; Envoy's \\1 becomes ${1}.
+                "header with regex_rewrite",
+                hashing(vec![header_policy(
+                    "x-user",
+                    Some(("^(\\w+)-.*$", "\\1")),
+                    false,
+                )]),
+                Accepted(|rc| {
+                    matches!(hash_policies(rc).first(), Some(config::HashPolicy {
+                        kind: HashPolicyKind::Header { rewrite: Some((re, sub)), .. },
+                        ..
+                    }) if re.replace_all("alice-1", sub.as_str()) == "alice")
+                }),
+            ),
+            (
+                // A42: an invalid rewrite regex NACKs with its path.
+                "header with invalid regex_rewrite",
+                hashing(vec![header_policy("x-user", Some(("(", "x")), false)]),
+                Nack("route.hash_policy[0].header.regex_rewrite.pattern: invalid regex"),
+            ),
+            (
+                // A42: filter_state io.grpc.channel_id is supported.
+                "channel id",
+                hashing(vec![filter_state("io.grpc.channel_id")]),
+                Accepted(|rc| {
+                    hash_policies(rc).first().map(|p| &p.kind) == Some(&HashPolicyKind::ChannelId)
+                }),
+            ),
+            (
+                // A42: other filter_state keys, connection_properties and query_parameter
+                // yield no hash (kept, as their terminal counts), never NACK.
+                "unsupported kinds are ignored",
+                hashing(vec![
+                    filter_state("other.key"),
+                    HashPolicyProto {
+                        terminal: true,
+                        policy_specifier: Some(PolicySpecifier::ConnectionProperties(
+                            ConnectionProperties { source_ip: true },
+                        )),
+                    },
+                    HashPolicyProto {
+                        terminal: false,
+                        policy_specifier: Some(PolicySpecifier::QueryParameter(QueryParameter {
+                            name: "q".into(),
+                        })),
+                    },
+                ]),
+                Accepted(|rc| {
+                    hash_policies(rc).len() == 3
+                        && hash_policies(rc)
+                            .iter()
+                            .all(|p| p.kind == HashPolicyKind::Ignored)
+                        && hash_policies(rc).get(1).is_some_and(|p| p.terminal)
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn rds_hash_policy_table() {
+        run(
+            ResourceType::RouteConfiguration,
+            hash_policy_rows(),
+            |r| match r {
+                Resource::RouteConfig(rc) => Some(rc),
+                _ => None,
+            },
+        );
+    }
+
+    #[test]
+    fn envoy_substitution_syntax() {
+        assert_eq!(envoy_substitution("\\1-\\2"), "${1}-${2}");
+        assert_eq!(envoy_substitution("$x\\\\y\\z"), "$$x\\y\\z");
+    }
 }
