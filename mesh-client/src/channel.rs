@@ -19,7 +19,7 @@ use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use tokio::sync::Notify;
 
-use crate::balance::PickError;
+use crate::balance::{InFlightGuard, PickContext, PickError};
 use crate::bootstrap::Bootstrap;
 use crate::resilience::replay::{self, Replay, ReplayBody};
 use crate::route::{ClusterTarget, RouteTable};
@@ -51,6 +51,8 @@ struct Shared {
     authority: Authority,
     /// How long a request may wait for config or a first ready endpoint.
     wait_limit: Duration,
+    /// gRFC A42 `io.grpc.channel_id`: random, fixed for the channel's life.
+    channel_id: u64,
 }
 
 #[derive(Debug)]
@@ -257,6 +259,7 @@ impl MeshChannelBuilder {
             target: self.target,
             authority,
             wait_limit: self.connect_timeout,
+            channel_id: rand::random(),
         });
         let task = tokio::spawn(apply_updates(shared.clone(), watch, client)).abort_handle();
         Ok(MeshChannel {
@@ -305,7 +308,7 @@ async fn apply_updates(shared: Arc<Shared>, mut watch: TargetWatch, _client: Xds
 
 /// The outcome of trying to route a request now.
 enum Pick {
-    Send(Sender, std::net::SocketAddr),
+    Send(Sender, std::net::SocketAddr, InFlightGuard),
     Wait,
     Fail(tonic::Status),
 }
@@ -320,15 +323,18 @@ impl Shared {
         match &**state {
             ChannelState::Pending(_) => Pick::Wait,
             ChannelState::Failed(e) => Pick::Fail(self.unavailable(e)),
-            ChannelState::Ready(table) => match table.select(path, headers) {
+            ChannelState::Ready(table) => match table.select(path, headers, self.channel_id) {
                 Err(e) => Pick::Fail(self.unavailable(e)),
                 Ok(sel) => match sel.cluster {
                     ClusterTarget::Unavailable { name, reason } => {
                         Pick::Fail(self.unavailable(format!("cluster \"{name}\": {reason}")))
                     }
-                    ClusterTarget::Pool(pool) => match pool.pick() {
+                    ClusterTarget::Pool(pool) => match pool.pick(&PickContext {
+                        hash: sel.hash,
+                        headers: Some(headers),
+                    }) {
                         Ok(ep) => match ep.sender() {
-                            Some(s) => Pick::Send(s, ep.addr()),
+                            Some(s) => Pick::Send(s, ep.addr(), ep.start_request()),
                             None => Pick::Wait,
                         },
                         Err(PickError::Connecting) => Pick::Wait,
@@ -387,6 +393,9 @@ async fn send(
     shared: Arc<Shared>,
     mut sender: Sender,
     mut addr: std::net::SocketAddr,
+    // Counts the request on its endpoint until the response headers arrive (streaming
+    // bodies are not counted beyond that).
+    mut in_flight: InFlightGuard,
     mut req: Request<RequestBody>,
     resend: Resend,
 ) -> Result<Response<Incoming>, BoxError> {
@@ -394,7 +403,10 @@ async fn send(
     let mut attempt = 0;
     loop {
         let failure = match sender.try_send_request(req).await {
-            Ok(resp) => return Ok(resp),
+            Ok(resp) => {
+                in_flight.complete();
+                return Ok(resp);
+            }
             Err(mut e) => match e.take_message() {
                 // Never left the client: send it elsewhere.
                 Some(unsent) => Ok((unsent, e.into_error())),
@@ -429,7 +441,7 @@ async fn send(
                 }
                 tracing::trace!(%addr, attempt, "request not processed; picking again");
                 req = again;
-                (sender, addr) =
+                (sender, addr, in_flight) =
                     wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
             }
         }
@@ -442,12 +454,12 @@ async fn wait_for_pick(
     path: &str,
     headers: &http::HeaderMap,
     deadline: tokio::time::Instant,
-) -> Result<(Sender, std::net::SocketAddr), BoxError> {
+) -> Result<(Sender, std::net::SocketAddr, InFlightGuard), BoxError> {
     loop {
         let config = shared.config_changed.notified();
         let conns = shared.conns.changed().notified();
         match shared.pick(path, headers) {
-            Pick::Send(sender, addr) => return Ok((sender, addr)),
+            Pick::Send(sender, addr, guard) => return Ok((sender, addr, guard)),
             Pick::Fail(status) => return Err(Box::new(status)),
             Pick::Wait => {}
         }
@@ -498,13 +510,15 @@ where
         };
         let req = Request::from_parts(parts, RequestBody::new(body));
         match shared.pick(req.uri().path(), req.headers()) {
-            Pick::Send(sender, addr) => Box::pin(send(shared, sender, addr, req, resend)),
+            Pick::Send(sender, addr, guard) => {
+                Box::pin(send(shared, sender, addr, guard, req, resend))
+            }
             Pick::Fail(status) => Box::pin(async move { Err(Box::new(status) as BoxError) }),
             Pick::Wait => Box::pin(async move {
                 let deadline = tokio::time::Instant::now() + shared.wait_limit;
-                let (sender, addr) =
+                let (sender, addr, guard) =
                     wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
-                send(shared, sender, addr, req, resend).await
+                send(shared, sender, addr, guard, req, resend).await
             }),
         }
     }

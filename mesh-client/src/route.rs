@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::balance::ClusterPool;
-use crate::config::{RouteAction, RouteMatch, TargetConfig};
+use crate::balance::{ClusterPool, request_hash};
+use crate::config::{HashPolicy, RouteAction, RouteMatch, TargetConfig};
 use crate::transport::ConnectionSet;
 
 /// Where a route sends a request.
@@ -22,6 +22,8 @@ enum Action {
         clusters: Vec<(u64, ClusterTarget)>,
         total: u64,
         timeout: Option<Duration>,
+        /// gRFC A42 request hash policies.
+        hash_policy: Vec<HashPolicy>,
     },
     Fail(Arc<str>),
 }
@@ -53,6 +55,8 @@ pub struct Selection<'a> {
     pub cluster: &'a ClusterTarget,
     /// The route's timeout, if any (gRFC A31).
     pub timeout: Option<Duration>,
+    /// The request hash from the route's `hash_policy` (gRFC A42), if any policy yielded one.
+    pub hash: Option<u64>,
 }
 
 /// The routes of one target, ready for per-request selection.
@@ -97,7 +101,8 @@ impl RouteTable {
                     }
                 }
                 Some(Ok(cc)) => {
-                    let pool = ClusterPool::build(name, &cc.endpoints, conns);
+                    let pool =
+                        ClusterPool::build(name, &cc.cluster.lb_policy, &cc.endpoints, conns);
                     addresses.extend(pool.endpoints().map(|e| e.addr()));
                     ClusterTarget::Pool(Arc::new(pool))
                 }
@@ -120,7 +125,11 @@ impl RouteTable {
             .iter()
             .map(|r| {
                 let action = match &r.action {
-                    RouteAction::Forward { clusters, timeout } => {
+                    RouteAction::Forward {
+                        clusters,
+                        timeout,
+                        hash_policy,
+                    } => {
                         let mut acc = 0u64;
                         let mut out = Vec::with_capacity(clusters.len());
                         for wc in clusters {
@@ -134,6 +143,7 @@ impl RouteTable {
                                 clusters: out,
                                 total: acc,
                                 timeout: *timeout,
+                                hash_policy: hash_policy.clone(),
                             }
                         }
                     }
@@ -170,8 +180,15 @@ impl RouteTable {
         })
     }
 
-    /// Selects the route and cluster for a request. The error says why the RPC must fail.
-    pub fn select(&self, path: &str, headers: &http::HeaderMap) -> Result<Selection<'_>, Arc<str>> {
+    /// Selects the route and cluster for a request, and computes its hash (gRFC A42;
+    /// `channel_id` is the channel's `io.grpc.channel_id`). The error says why the RPC must
+    /// fail.
+    pub fn select(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        channel_id: u64,
+    ) -> Result<Selection<'_>, Arc<str>> {
         if let Some(e) = &self.no_virtual_host {
             return Err(e.clone());
         }
@@ -186,6 +203,7 @@ impl RouteTable {
                     clusters,
                     total,
                     timeout,
+                    hash_policy,
                 } => {
                     let cluster = if clusters.len() == 1 {
                         clusters.first().map(|(_, c)| c)
@@ -197,6 +215,11 @@ impl RouteTable {
                         Some(cluster) => Ok(Selection {
                             cluster,
                             timeout: *timeout,
+                            hash: if hash_policy.is_empty() {
+                                None
+                            } else {
+                                request_hash(hash_policy, headers, channel_id)
+                            },
                         }),
                         None => Err("route has no cluster".into()),
                     }

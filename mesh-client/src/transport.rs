@@ -21,6 +21,8 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::{Notify, watch};
 
+use crate::balance::{EndpointLoad, InFlightGuard};
+
 /// The request body type every endpoint connection carries.
 pub type RequestBody = tonic::body::Body;
 
@@ -111,6 +113,8 @@ struct ConnInner {
     state: AtomicU8,
     last_error: Mutex<Option<String>>,
     changed: Arc<Notify>,
+    /// In-flight count and RTT estimate, read by the load-aware pickers.
+    load: Arc<EndpointLoad>,
 }
 
 impl ConnInner {
@@ -149,6 +153,7 @@ impl EndpointConnection {
             state: AtomicU8::new(ConnectivityState::Idle as u8),
             last_error: Mutex::new(None),
             changed,
+            load: Default::default(),
         });
         let (stop_tx, stop_rx) = watch::channel(());
         tokio::spawn(run_connection(inner.clone(), settings, stop_rx));
@@ -192,6 +197,47 @@ impl EndpointConnection {
     /// The error of the last failed connection attempt, if any.
     pub fn last_error(&self) -> Option<String> {
         self.inner.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// The endpoint's load signals (in-flight requests, RTT estimate).
+    pub fn load(&self) -> &Arc<EndpointLoad> {
+        &self.inner.load
+    }
+
+    /// Counts a request as in flight until the guard is dropped; completing the guard when
+    /// the response headers arrive records the RTT (gRFC A48 outstanding request counter).
+    pub fn start_request(&self) -> InFlightGuard {
+        self.inner.load.start_at(crate::balance::now_ns())
+    }
+
+    /// An endpoint in `state` with no connection behind it, for picker tests.
+    #[cfg(test)]
+    pub(crate) fn test_with_state(addr: SocketAddr, state: ConnectivityState) -> Self {
+        let (stop_tx, _) = watch::channel(());
+        EndpointConnection {
+            inner: Arc::new(ConnInner {
+                addr,
+                unusable: Notify::new(),
+                sender: ArcSwapOption::empty(),
+                state: AtomicU8::new(state as u8),
+                last_error: Mutex::new(None),
+                changed: Arc::new(Notify::new()),
+                load: Default::default(),
+            }),
+            _stop: Arc::new(stop_tx),
+        }
+    }
+
+    /// A ready endpoint with no connection behind it, for picker tests.
+    #[cfg(test)]
+    pub(crate) fn test_ready(addr: SocketAddr) -> Self {
+        Self::test_with_state(addr, ConnectivityState::Ready)
+    }
+
+    /// Sets the state of a test endpoint.
+    #[cfg(test)]
+    pub(crate) fn test_set_state(&self, state: ConnectivityState) {
+        self.inner.state.store(state as u8, Ordering::Release);
     }
 }
 

@@ -1,4 +1,6 @@
-//! Clusters (CDS resources, gRFC A27/A28; TLS per gRFC A29).
+//! Clusters (CDS resources, gRFC A27/A28; TLS per gRFC A29; LB policies per A42, A48, A52).
+
+use std::time::Duration;
 
 use super::UpstreamTls;
 
@@ -28,9 +30,34 @@ pub enum ClusterKind {
     },
 }
 
-/// Endpoint load-balancing policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The endpoint-picking policy of a cluster, applied within the highest priority that has a
+/// ready endpoint (gRFC A27/A56 priorities; A42, A48, A52 for the policies).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LbPolicy {
-    /// Weighted round robin across endpoints (`ROUND_ROBIN`).
+    /// Weighted round robin across endpoints (`ROUND_ROBIN`, `round_robin`, optionally inside
+    /// `wrr_locality`).
     RoundRobin,
+    /// Power of `choice_count` random choices by fewest requests in flight (gRFC A48).
+    LeastRequest {
+        /// How many endpoints are sampled per pick, in `2..=10`.
+        choice_count: u32,
+    },
+    /// Consistent hashing on a ring of endpoint hashes (gRFC A42, A76).
+    RingHash {
+        /// Smallest ring, after the client-side cap.
+        min_ring: u64,
+        /// Largest ring, after the client-side cap.
+        max_ring: u64,
+        /// gRFC A76: hash this request header instead of the route's `hash_policy`. Envoy's
+        /// `RingHash` has no such field, so xDS leaves it `None` (as gRPC does).
+        request_hash_header: Option<String>,
+    },
+    /// Power of two choices by peak-EWMA latency × (in flight + 1), as linkerd2-proxy and
+    /// Finagle do it (our extension `type.googleapis.com/mesh.lb.v1.PeakEwma`).
+    PeakEwma {
+        /// Time constant of the EWMA decay.
+        decay: Duration,
+        /// RTT assumed for an endpoint until its first response.
+        default_rtt: Duration,
+    },
 }

@@ -44,6 +44,9 @@ pub struct Endpoint {
     pub weight: u32,
     /// Health as reported by the control plane.
     pub health: HealthStatus,
+    /// gRFC A76: the ring-hash key, from `metadata.filter_metadata["envoy.lb"].hash_key`;
+    /// `None`: the address is hashed.
+    pub hash_key: Option<String>,
 }
 
 /// Endpoint health status from EDS.

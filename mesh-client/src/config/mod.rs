@@ -26,10 +26,11 @@ pub use rbac::{
     Decision, PeerCertInfo, PeerSecurity, Permission, Policy, Principal, Rbac, RbacAction,
     RbacRules, RequestInfo, ShadowDecision,
 };
+pub(crate) use route::joined_header_value;
 pub use route::{FilterOverride, FilterOverrides};
 pub use route::{
-    HeaderMatchKind, HeaderMatcher, PathMatcher, Route, RouteAction, RouteConfig, RouteMatch,
-    StringMatchKind, StringMatcher, VirtualHost, WeightedCluster,
+    HashPolicy, HashPolicyKind, HeaderMatchKind, HeaderMatcher, PathMatcher, Route, RouteAction,
+    RouteConfig, RouteMatch, StringMatchKind, StringMatcher, VirtualHost, WeightedCluster,
 };
 pub use server_listener::{
     ConnectionInfo, FilterChain, FilterChainMatch, RAW_BUFFER, ServerListener, SourceType,

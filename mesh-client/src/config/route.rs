@@ -169,11 +169,68 @@ pub enum RouteAction {
         clusters: Vec<WeightedCluster>,
         /// `max_stream_duration.grpc_timeout_header_max` / `max_stream_duration` (gRFC A31).
         timeout: Option<Duration>,
+        /// `hash_policy` (gRFC A42): how the request hash for ring hash is computed.
+        hash_policy: Vec<HashPolicy>,
     },
     /// `non_forwarding_action` (server side, gRFC A36).
     NonForwarding,
     /// Any other action: RPCs matching this route fail with UNAVAILABLE (gRFC A28).
     Unsupported,
+}
+
+/// One `hash_policy` entry of a route action (gRFC A42).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashPolicy {
+    /// What is hashed.
+    pub kind: HashPolicyKind,
+    /// `terminal`: once a hash has been computed, later policies are skipped.
+    pub terminal: bool,
+}
+
+/// What a [`HashPolicy`] hashes.
+#[derive(Debug, Clone)]
+pub enum HashPolicyKind {
+    /// `header`: the header's value (several values joined with `,`), after the optional
+    /// `regex_rewrite`; `-bin` headers never produce a hash (A28 header rules).
+    Header {
+        /// The header name, lower case.
+        name: String,
+        /// `regex_rewrite`: every match of the pattern is replaced by the substitution
+        /// (already in the `regex` crate's `${1}` syntax).
+        rewrite: Option<(regex::Regex, String)>,
+    },
+    /// `filter_state` with key `io.grpc.channel_id`: a random value fixed per channel.
+    ChannelId,
+    /// Any other policy (`cookie`, `connection_properties`, `query_parameter`, other
+    /// `filter_state` keys): gRPC treats it as producing no hash, but its `terminal` counts.
+    Ignored,
+}
+
+impl PartialEq for HashPolicyKind {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                HashPolicyKind::Header {
+                    name: a,
+                    rewrite: ra,
+                },
+                HashPolicyKind::Header {
+                    name: b,
+                    rewrite: rb,
+                },
+            ) => {
+                a == b
+                    && match (ra, rb) {
+                        (None, None) => true,
+                        (Some((x, s)), Some((y, t))) => x.as_str() == y.as_str() && s == t,
+                        _ => false,
+                    }
+            }
+            (HashPolicyKind::ChannelId, HashPolicyKind::ChannelId)
+            | (HashPolicyKind::Ignored, HashPolicyKind::Ignored) => true,
+            _ => false,
+        }
+    }
 }
 
 /// One entry of `weighted_clusters`.

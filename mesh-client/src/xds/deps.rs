@@ -359,6 +359,7 @@ mod tests {
                     })
                     .collect(),
                 timeout: None,
+                hash_policy: Vec::new(),
             },
             filter_overrides: Default::default(),
         }

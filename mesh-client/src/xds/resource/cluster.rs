@@ -1,14 +1,23 @@
-//! CDS: validation of `Cluster` resources into [`config::Cluster`] (gRFC A27, A32, A37, A52).
+//! CDS: validation of `Cluster` resources into [`config::Cluster`] (gRFC A27, A32, A37, A42,
+//! A48, A52).
 //!
 //! This slice supports EDS clusters only: aggregate and logical-DNS clusters (A37) and every
 //! other type are NACKed with "unsupported cluster type". The EDS config source must be
-//! `ads` or `self`. The endpoint policy must be ROUND_ROBIN, either as `lb_policy` or, when
-//! `load_balancing_policy` is set (A52, which then wins), as the first supported entry of
-//! `round_robin` or `wrr_locality` around `round_robin`. `lrs_server` must be `self`.
+//! `ads` or `self`. The endpoint policy comes from `load_balancing_policy` when it is set
+//! (A52: the first supported entry wins, NACK when none is supported or the chosen one is
+//! invalid; nesting deeper than 16 NACKs), else from `lb_policy` with its `*_lb_config`:
+//! ROUND_ROBIN; LEAST_REQUEST (A48: `choice_count` ≥ 2, capped at 10); RING_HASH (A42:
+//! XX_HASH only, ring sizes ≤ 8M and min ≤ max, then capped at 4096). Beyond gRPC, our
+//! typed extension `type.googleapis.com/mesh.lb.v1.PeakEwma` selects peak-EWMA P2C.
+//! `client_side_weighted_round_robin` (A58) is not supported yet: inside
+//! `load_balancing_policy` it is skipped like any unknown type. `lrs_server` must be `self`.
 //! `transport_socket` (A29) must be an `UpstreamTlsContext`, validated by [`super::tls`];
 //! `transport_socket_matches` NACKs (A29: not supported).
 
 use prost::{Message, Name};
+use xds_proto::envoy::envoy::config::cluster::v3::cluster::{
+    LbConfig, ring_hash_lb_config::HashFunction as LegacyHashFunction,
+};
 use xds_proto::envoy::envoy::config::cluster::v3::{
     LoadBalancingPolicy,
     cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy as LbPolicyProto},
@@ -17,10 +26,20 @@ use xds_proto::envoy::envoy::config::core::v3::{
     RoutingPriority, config_source::ConfigSourceSpecifier,
 };
 use xds_proto::envoy::envoy::extensions::load_balancing_policies::{
-    round_robin::v3::RoundRobin, wrr_locality::v3::WrrLocality,
+    least_request::v3::LeastRequest,
+    ring_hash::v3::{RingHash, ring_hash::HashFunction},
+    round_robin::v3::RoundRobin,
+    wrr_locality::v3::WrrLocality,
 };
 
+use std::time::Duration;
+
 use super::ValidationContext;
+use crate::balance::load::{DEFAULT_EWMA_DECAY, DEFAULT_RTT};
+use crate::balance::ring_hash::{
+    DEFAULT_MAX_RING, DEFAULT_MIN_RING, RING_SIZE_CAP, RING_SIZE_LIMIT,
+};
+use crate::balance::{DEFAULT_CHOICE_COUNT, MAX_CHOICE_COUNT};
 use crate::config::{self, ClusterKind, LbPolicy};
 
 /// The protobuf message validated here.
@@ -80,17 +99,7 @@ pub fn validate(c: &ClusterProto, ctx: &ValidationContext) -> Result<config::Clu
     };
     let lb_policy = match &c.load_balancing_policy {
         Some(p) => load_balancing_policy(p, 0).map_err(|e| format!("load_balancing_policy{e}"))?,
-        None => match LbPolicyProto::try_from(c.lb_policy) {
-            Ok(LbPolicyProto::RoundRobin) => LbPolicy::RoundRobin,
-            other => {
-                let name = other
-                    .map(|p| p.as_str_name().to_string())
-                    .unwrap_or_else(|_| c.lb_policy.to_string());
-                return Err(format!(
-                    "lb_policy: unsupported policy {name} (only ROUND_ROBIN is supported yet)"
-                ));
-            }
-        },
+        None => legacy_lb_policy(c)?,
     };
     // grpc-go: LRS must report over the ADS server's channel.
     if let Some(lrs) = &c.lrs_server
@@ -126,8 +135,129 @@ pub fn validate(c: &ClusterProto, ctx: &ValidationContext) -> Result<config::Clu
     })
 }
 
+/// The legacy `lb_policy` enum with its `lb_config` (gRFC A42 RING_HASH, A48 LEAST_REQUEST).
+fn legacy_lb_policy(c: &ClusterProto) -> Result<LbPolicy, String> {
+    match LbPolicyProto::try_from(c.lb_policy) {
+        Ok(LbPolicyProto::RoundRobin) => Ok(LbPolicy::RoundRobin),
+        Ok(LbPolicyProto::LeastRequest) => {
+            let count = match &c.lb_config {
+                Some(LbConfig::LeastRequestLbConfig(l)) => l.choice_count.map(|v| v.value),
+                _ => None,
+            };
+            least_request(count).map_err(|e| format!("least_request_lb_config.{e}"))
+        }
+        Ok(LbPolicyProto::RingHash) => {
+            let cfg = match &c.lb_config {
+                Some(LbConfig::RingHashLbConfig(r)) => Some(r),
+                _ => None,
+            };
+            let function = cfg.map(|r| r.hash_function).unwrap_or_default();
+            if function != LegacyHashFunction::XxHash as i32 {
+                return Err(format!(
+                    "ring_hash_lb_config.hash_function: unsupported hash function {} (only XX_HASH)",
+                    LegacyHashFunction::try_from(function)
+                        .map(|f| f.as_str_name().to_string())
+                        .unwrap_or_else(|_| function.to_string())
+                ));
+            }
+            ring_hash(
+                cfg.and_then(|r| r.minimum_ring_size).map(|v| v.value),
+                cfg.and_then(|r| r.maximum_ring_size).map(|v| v.value),
+            )
+            .map_err(|e| format!("ring_hash_lb_config.{e}"))
+        }
+        other => {
+            let name = other
+                .map(|p| p.as_str_name().to_string())
+                .unwrap_or_else(|_| c.lb_policy.to_string());
+            Err(format!(
+                "lb_policy: unsupported policy {name} (ROUND_ROBIN, LEAST_REQUEST and RING_HASH are supported)"
+            ))
+        }
+    }
+}
+
+/// A48: `choice_count` defaults to 2, must be at least 2, and is capped at 10.
+fn least_request(choice_count: Option<u32>) -> Result<LbPolicy, String> {
+    let n = choice_count.unwrap_or(DEFAULT_CHOICE_COUNT);
+    if n < 2 {
+        return Err(format!("choice_count: {n} is less than 2"));
+    }
+    Ok(LbPolicy::LeastRequest {
+        choice_count: n.min(MAX_CHOICE_COUNT),
+    })
+}
+
+/// A42: ring sizes default to 1024 and 8M; above 8M or min > max NACKs; both are then
+/// capped at the client-side cap (4096).
+fn ring_hash(min: Option<u64>, max: Option<u64>) -> Result<LbPolicy, String> {
+    let min = min.unwrap_or(DEFAULT_MIN_RING);
+    let max = max.unwrap_or(DEFAULT_MAX_RING);
+    if min > RING_SIZE_LIMIT {
+        return Err(format!(
+            "minimum_ring_size: {min} is above the limit of {RING_SIZE_LIMIT}"
+        ));
+    }
+    if max > RING_SIZE_LIMIT {
+        return Err(format!(
+            "maximum_ring_size: {max} is above the limit of {RING_SIZE_LIMIT}"
+        ));
+    }
+    if min > max {
+        return Err(format!(
+            "minimum_ring_size: {min} is greater than maximum_ring_size {max}"
+        ));
+    }
+    Ok(LbPolicy::RingHash {
+        min_ring: min.clamp(1, RING_SIZE_CAP),
+        max_ring: max.clamp(1, RING_SIZE_CAP),
+        request_hash_header: None,
+    })
+}
+
+/// Our peak-EWMA extension's config (`type.googleapis.com/mesh.lb.v1.PeakEwma`); an empty
+/// value takes the defaults.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct PeakEwmaProto {
+    /// EWMA decay time constant in nanoseconds; 0: 10 s.
+    #[prost(uint64, tag = "1")]
+    pub decay_ns: u64,
+    /// RTT assumed before an endpoint's first response, in milliseconds; 0: 30 ms.
+    #[prost(uint32, tag = "2")]
+    pub default_rtt_ms: u32,
+}
+
+/// The type URL of [`PeakEwmaProto`].
+pub const PEAK_EWMA_TYPE_URL: &str = "type.googleapis.com/mesh.lb.v1.PeakEwma";
+
+/// The largest accepted `decay_ns` and `default_rtt_ms` (one hour).
+const PEAK_EWMA_MAX: Duration = Duration::from_secs(3600);
+
+fn peak_ewma(value: &[u8]) -> Result<LbPolicy, String> {
+    let p = PeakEwmaProto::decode(value).map_err(|e| format!("cannot decode PeakEwma: {e}"))?;
+    let decay = match p.decay_ns {
+        0 => DEFAULT_EWMA_DECAY,
+        n => Duration::from_nanos(n),
+    };
+    let default_rtt = match p.default_rtt_ms {
+        0 => DEFAULT_RTT,
+        n => Duration::from_millis(u64::from(n)),
+    };
+    if decay > PEAK_EWMA_MAX {
+        return Err(format!("decay_ns: {decay:?} is above one hour"));
+    }
+    if default_rtt > PEAK_EWMA_MAX {
+        return Err(format!("default_rtt_ms: {default_rtt:?} is above one hour"));
+    }
+    Ok(LbPolicy::PeakEwma { decay, default_rtt })
+}
+
 /// A52: the first policy in the list that we support; unknown types are skipped, a
 /// supported one that is invalid NACKs. Errors start with a path suffix (`.policies[0]...`).
+/// Supported: `round_robin`, `wrr_locality` (its child picks endpoints; locality weights are
+/// applied as always), `least_request` (A48), `ring_hash` (A42) and our `PeakEwma`.
+/// `client_side_weighted_round_robin` (A58) is not supported yet, so it falls through to the
+/// next entry.
 fn load_balancing_policy(p: &LoadBalancingPolicy, depth: usize) -> Result<LbPolicy, String> {
     if depth >= MAX_LB_POLICY_DEPTH {
         return Err(": nested too deeply".into());
@@ -140,10 +270,12 @@ fn load_balancing_policy(p: &LoadBalancingPolicy, depth: usize) -> Result<LbPoli
         else {
             continue;
         };
-        if any.type_url == RoundRobin::type_url() {
+        let at = |e: String| format!(".policies[{i}].typed_extension_config.typed_config.{e}");
+        let url = any.type_url.as_str();
+        if url == RoundRobin::type_url() {
             return Ok(LbPolicy::RoundRobin);
         }
-        if any.type_url == WrrLocality::type_url() {
+        if url == WrrLocality::type_url() {
             let wrr = WrrLocality::decode(any.value.as_slice())
                 .map_err(|e| format!(".policies[{i}]: cannot decode WrrLocality: {e}"))?;
             let child = wrr
@@ -154,8 +286,36 @@ fn load_balancing_policy(p: &LoadBalancingPolicy, depth: usize) -> Result<LbPoli
             return load_balancing_policy(child, depth + 1)
                 .map_err(|e| format!(".policies[{i}].endpoint_picking_policy{e}"));
         }
+        if url == LeastRequest::type_url() {
+            let lr = LeastRequest::decode(any.value.as_slice())
+                .map_err(|e| format!(".policies[{i}]: cannot decode LeastRequest: {e}"))?;
+            return least_request(lr.choice_count.map(|v| v.value)).map_err(at);
+        }
+        if url == RingHash::type_url() {
+            let rh = RingHash::decode(any.value.as_slice())
+                .map_err(|e| format!(".policies[{i}]: cannot decode RingHash: {e}"))?;
+            // A52: DEFAULT_HASH and XX_HASH are XXH64; anything else NACKs.
+            if rh.hash_function != HashFunction::DefaultHash as i32
+                && rh.hash_function != HashFunction::XxHash as i32
+            {
+                return Err(at(format!(
+                    "hash_function: unsupported hash function {} (only XX_HASH)",
+                    HashFunction::try_from(rh.hash_function)
+                        .map(|f| f.as_str_name().to_string())
+                        .unwrap_or_else(|_| rh.hash_function.to_string())
+                )));
+            }
+            return ring_hash(
+                rh.minimum_ring_size.map(|v| v.value),
+                rh.maximum_ring_size.map(|v| v.value),
+            )
+            .map_err(at);
+        }
+        if url == PEAK_EWMA_TYPE_URL {
+            return peak_ewma(any.value.as_slice()).map_err(at);
+        }
     }
-    Err(": no supported policy (only round_robin, optionally inside wrr_locality, is supported yet)".into())
+    Err(": no supported policy (round_robin, wrr_locality, least_request, ring_hash, mesh.lb.v1.PeakEwma)".into())
 }
 
 #[cfg(test)]
@@ -173,8 +333,26 @@ pub(crate) mod tests {
         AggregatedConfigSource, ConfigSource, TransportSocket, TypedExtensionConfig,
         config_source::ConfigSourceSpecifier,
     };
-    use xds_proto::envoy::envoy::extensions::load_balancing_policies::ring_hash::v3::RingHash;
-    use xds_proto::protobuf::{Any, UInt32Value};
+    use xds_proto::envoy::envoy::config::cluster::v3::cluster::{
+        LeastRequestLbConfig, RingHashLbConfig,
+    };
+    use xds_proto::envoy::envoy::extensions::load_balancing_policies::client_side_weighted_round_robin::v3::ClientSideWeightedRoundRobin;
+    use xds_proto::protobuf::{Any, UInt32Value, UInt64Value};
+
+    fn legacy_ring(min: Option<u64>, max: Option<u64>, f: LegacyHashFunction) -> RingHashLbConfig {
+        RingHashLbConfig {
+            minimum_ring_size: min.map(|value| UInt64Value { value }),
+            maximum_ring_size: max.map(|value| UInt64Value { value }),
+            hash_function: f as i32,
+        }
+    }
+
+    fn peak(p: PeakEwmaProto) -> Any {
+        Any {
+            type_url: PEAK_EWMA_TYPE_URL.into(),
+            value: p.encode_to_vec(),
+        }
+    }
 
     fn source(s: ConfigSourceSpecifier) -> Option<ConfigSource> {
         Some(ConfigSource {
@@ -298,10 +476,307 @@ pub(crate) mod tests {
                 ),
             ),
             (
-                // A27: only ROUND_ROBIN (ring hash, least request come later).
-                "ring hash lb_policy",
+                // A42: legacy RING_HASH with defaults: 1024 / 8M, capped at 4096.
+                "ring hash lb_policy defaults",
                 with(|c| c.lb_policy = LbPolicyProto::RingHash as i32),
-                Nack("lb_policy: unsupported policy RING_HASH"),
+                Accepted(|c| {
+                    c.lb_policy
+                        == LbPolicy::RingHash {
+                            min_ring: 1024,
+                            max_ring: 4096,
+                            request_hash_header: None,
+                        }
+                }),
+            ),
+            (
+                // A42: legacy ring_hash_lb_config sizes are kept below the cap.
+                "ring hash lb_config sizes",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.lb_config = Some(LbConfig::RingHashLbConfig(legacy_ring(
+                        Some(10),
+                        Some(100),
+                        LegacyHashFunction::XxHash,
+                    )));
+                }),
+                Accepted(|c| {
+                    matches!(
+                        c.lb_policy,
+                        LbPolicy::RingHash {
+                            min_ring: 10,
+                            max_ring: 100,
+                            ..
+                        }
+                    )
+                }),
+            ),
+            (
+                // A42: only XX_HASH; MURMUR_HASH_2 NACKs.
+                "ring hash murmur",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.lb_config = Some(LbConfig::RingHashLbConfig(legacy_ring(
+                        None,
+                        None,
+                        LegacyHashFunction::MurmurHash2,
+                    )));
+                }),
+                Nack("ring_hash_lb_config.hash_function: unsupported hash function MURMUR_HASH_2"),
+            ),
+            (
+                // A42: maximum_ring_size above 8M NACKs.
+                "ring hash max above 8M",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.lb_config = Some(LbConfig::RingHashLbConfig(legacy_ring(
+                        None,
+                        Some(8 * 1024 * 1024 + 1),
+                        LegacyHashFunction::XxHash,
+                    )));
+                }),
+                Nack("ring_hash_lb_config.maximum_ring_size: 8388609 is above the limit"),
+            ),
+            (
+                // A42: minimum_ring_size above 8M NACKs.
+                "ring hash min above 8M",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.lb_config = Some(LbConfig::RingHashLbConfig(legacy_ring(
+                        Some(8 * 1024 * 1024 + 1),
+                        None,
+                        LegacyHashFunction::XxHash,
+                    )));
+                }),
+                Nack("ring_hash_lb_config.minimum_ring_size: 8388609 is above the limit"),
+            ),
+            (
+                // A42: min > max NACKs.
+                "ring hash min above max",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.lb_config = Some(LbConfig::RingHashLbConfig(legacy_ring(
+                        Some(200),
+                        Some(100),
+                        LegacyHashFunction::XxHash,
+                    )));
+                }),
+                Nack("minimum_ring_size: 200 is greater than maximum_ring_size 100"),
+            ),
+            (
+                // A42: sizes up to 8M are accepted and capped at 4096 on the client.
+                "ring hash sizes capped",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::RingHash as i32;
+                    c.lb_config = Some(LbConfig::RingHashLbConfig(legacy_ring(
+                        Some(5000),
+                        Some(8 * 1024 * 1024),
+                        LegacyHashFunction::XxHash,
+                    )));
+                }),
+                Accepted(|c| {
+                    matches!(
+                        c.lb_policy,
+                        LbPolicy::RingHash {
+                            min_ring: 4096,
+                            max_ring: 4096,
+                            ..
+                        }
+                    )
+                }),
+            ),
+            (
+                // A48: legacy LEAST_REQUEST defaults to choice_count 2.
+                "least request default",
+                with(|c| c.lb_policy = LbPolicyProto::LeastRequest as i32),
+                Accepted(|c| c.lb_policy == LbPolicy::LeastRequest { choice_count: 2 }),
+            ),
+            (
+                // A48: choice_count above 10 is capped at 10.
+                "least request capped",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::LeastRequest as i32;
+                    c.lb_config = Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
+                        choice_count: Some(UInt32Value { value: 50 }),
+                        ..Default::default()
+                    }));
+                }),
+                Accepted(|c| c.lb_policy == LbPolicy::LeastRequest { choice_count: 10 }),
+            ),
+            (
+                // A48: choice_count below 2 NACKs.
+                "least request choice_count 1",
+                with(|c| {
+                    c.lb_policy = LbPolicyProto::LeastRequest as i32;
+                    c.lb_config = Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
+                        choice_count: Some(UInt32Value { value: 1 }),
+                        ..Default::default()
+                    }));
+                }),
+                Nack("least_request_lb_config.choice_count: 1 is less than 2"),
+            ),
+            (
+                // A27/A52: other legacy policies (RANDOM, MAGLEV, ...) NACK.
+                "random lb_policy",
+                with(|c| c.lb_policy = LbPolicyProto::Random as i32),
+                Nack("lb_policy: unsupported policy RANDOM"),
+            ),
+            (
+                // A52: the typed LeastRequest extension, choice_count 3.
+                "load_balancing_policy least_request",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&LeastRequest {
+                        choice_count: Some(UInt32Value { value: 3 }),
+                        ..Default::default()
+                    })])
+                }),
+                Accepted(|c| c.lb_policy == LbPolicy::LeastRequest { choice_count: 3 }),
+            ),
+            (
+                // A48 via A52: choice_count below 2 NACKs with its path.
+                "load_balancing_policy least_request choice_count 0",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&LeastRequest {
+                        choice_count: Some(UInt32Value { value: 0 }),
+                        ..Default::default()
+                    })])
+                }),
+                Nack(
+                    "load_balancing_policy.policies[0].typed_extension_config.typed_config.choice_count: 0 is less than 2",
+                ),
+            ),
+            (
+                // A52: the typed RingHash extension (DEFAULT_HASH is XXH64).
+                "load_balancing_policy ring_hash",
+                with(|c| c.load_balancing_policy = policies(vec![pack(&RingHash::default())])),
+                Accepted(|c| {
+                    matches!(
+                        c.lb_policy,
+                        LbPolicy::RingHash {
+                            min_ring: 1024,
+                            max_ring: 4096,
+                            ..
+                        }
+                    )
+                }),
+            ),
+            (
+                // A52/A42: the typed RingHash with MURMUR_HASH_2 NACKs.
+                "load_balancing_policy ring_hash murmur",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&RingHash {
+                        hash_function: HashFunction::MurmurHash2 as i32,
+                        ..Default::default()
+                    })])
+                }),
+                Nack("typed_config.hash_function: unsupported hash function MURMUR_HASH_2"),
+            ),
+            (
+                // A52/A42: the typed RingHash with min > max NACKs.
+                "load_balancing_policy ring_hash min above max",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&RingHash {
+                        minimum_ring_size: Some(UInt64Value { value: 64 }),
+                        maximum_ring_size: Some(UInt64Value { value: 8 }),
+                        ..Default::default()
+                    })])
+                }),
+                Nack("typed_config.minimum_ring_size: 64 is greater than maximum_ring_size 8"),
+            ),
+            (
+                // A52: client_side_weighted_round_robin (A58) is not supported: skipped, the
+                // next entry wins.
+                "load_balancing_policy cswrr falls through",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![
+                        pack(&ClientSideWeightedRoundRobin::default()),
+                        pack(&RingHash::default()),
+                    ])
+                }),
+                Accepted(|c| matches!(c.lb_policy, LbPolicy::RingHash { .. })),
+            ),
+            (
+                // A52: cswrr alone is no supported policy.
+                "load_balancing_policy cswrr only",
+                with(|c| {
+                    c.load_balancing_policy =
+                        policies(vec![pack(&ClientSideWeightedRoundRobin::default())])
+                }),
+                Nack("load_balancing_policy: no supported policy"),
+            ),
+            (
+                // Ours: PeakEwma with an empty value takes the defaults.
+                "load_balancing_policy peak ewma defaults",
+                with(|c| c.load_balancing_policy = policies(vec![peak(PeakEwmaProto::default())])),
+                Accepted(|c| {
+                    c.lb_policy
+                        == LbPolicy::PeakEwma {
+                            decay: Duration::from_secs(10),
+                            default_rtt: Duration::from_millis(30),
+                        }
+                }),
+            ),
+            (
+                // Ours: PeakEwma with its config.
+                "load_balancing_policy peak ewma config",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![peak(PeakEwmaProto {
+                        decay_ns: 2_000_000_000,
+                        default_rtt_ms: 5,
+                    })])
+                }),
+                Accepted(|c| {
+                    c.lb_policy
+                        == LbPolicy::PeakEwma {
+                            decay: Duration::from_secs(2),
+                            default_rtt: Duration::from_millis(5),
+                        }
+                }),
+            ),
+            (
+                // Ours: PeakEwma with an absurd decay NACKs.
+                "load_balancing_policy peak ewma decay too long",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![peak(PeakEwmaProto {
+                        decay_ns: u64::MAX,
+                        default_rtt_ms: 0,
+                    })])
+                }),
+                Nack("typed_config.decay_ns:"),
+            ),
+            (
+                // Ours: an undecodable PeakEwma NACKs (it is a supported type).
+                "load_balancing_policy peak ewma garbage",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![Any {
+                        type_url: PEAK_EWMA_TYPE_URL.into(),
+                        value: vec![0xff, 0xff],
+                    }])
+                }),
+                Nack("cannot decode PeakEwma"),
+            ),
+            (
+                // A52: wrr_locality around least_request.
+                "wrr_locality least_request",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&WrrLocality {
+                        endpoint_picking_policy: policies(vec![pack(&LeastRequest::default())]),
+                    })])
+                }),
+                Accepted(|c| c.lb_policy == LbPolicy::LeastRequest { choice_count: 2 }),
+            ),
+            (
+                // A52: more than 16 levels of nesting NACK.
+                "load_balancing_policy too deep",
+                with(|c| {
+                    let mut p = policies(vec![pack(&RoundRobin::default())]);
+                    for _ in 0..17 {
+                        p = policies(vec![pack(&WrrLocality {
+                            endpoint_picking_policy: p,
+                        })]);
+                    }
+                    c.load_balancing_policy = p;
+                }),
+                Nack("nested too deeply"),
             ),
             (
                 // A52: load_balancing_policy with round_robin.
@@ -337,15 +812,22 @@ pub(crate) mod tests {
             (
                 // A52: no supported policy in the list NACKs.
                 "load_balancing_policy unsupported",
-                with(|c| c.load_balancing_policy = policies(vec![pack(&RingHash::default())])),
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![Any {
+                        type_url: "type.googleapis.com/acme.Lb".into(),
+                        value: vec![],
+                    }])
+                }),
                 Nack("load_balancing_policy: no supported policy"),
             ),
             (
                 // A52: a supported wrapper with an unsupported child NACKs, with its path.
-                "wrr_locality of ring_hash",
+                "wrr_locality of unknown",
                 with(|c| {
                     c.load_balancing_policy = policies(vec![pack(&WrrLocality {
-                        endpoint_picking_policy: policies(vec![pack(&RingHash::default())]),
+                        endpoint_picking_policy: policies(vec![pack(
+                            &ClientSideWeightedRoundRobin::default(),
+                        )]),
                     })])
                 }),
                 Nack(

@@ -5,7 +5,8 @@
 //! `locality`, a locality repeated within a priority, a sum of locality weights in a
 //! priority above `u32::MAX`, priorities that are not contiguous from 0, an endpoint of
 //! weight 0, an address that is not an IP with a numeric port, the same address twice.
-//! `policy.drop_overloads` and `additional_addresses` are ignored for now.
+//! `policy.drop_overloads` and `additional_addresses` are ignored for now. An endpoint's
+//! `metadata.filter_metadata["envoy.lb"].hash_key` string is its ring-hash key (gRFC A76).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -16,6 +17,7 @@ use xds_proto::envoy::envoy::config::core::v3::{
 use xds_proto::envoy::envoy::config::endpoint::v3::{LbEndpoint, lb_endpoint::HostIdentifier};
 
 use crate::config::{self, Endpoint, HealthStatus, LocalityEndpoints, LocalityName};
+use xds_proto::protobuf::value::Kind as ValueKind;
 
 /// The protobuf message validated here.
 pub use xds_proto::envoy::envoy::config::endpoint::v3::ClusterLoadAssignment as ClusterLoadAssignmentProto;
@@ -136,10 +138,21 @@ fn endpoint(e: &LbEndpoint, seen: &mut HashSet<SocketAddr>) -> Result<Endpoint, 
         // A value from a newer API: gRPC only uses UNKNOWN and HEALTHY, so never use it.
         Err(_) => HealthStatus::Unhealthy,
     };
+    // gRFC A76: the ring-hash key from the `envoy.lb` metadata's `hash_key` string.
+    let hash_key = e
+        .metadata
+        .as_ref()
+        .and_then(|m| m.filter_metadata.get("envoy.lb"))
+        .and_then(|s| s.fields.get("hash_key"))
+        .and_then(|v| match &v.kind {
+            Some(ValueKind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        });
     Ok(Endpoint {
         address,
         weight,
         health,
+        hash_key,
     })
 }
 
@@ -378,6 +391,39 @@ mod tests {
                 Accepted(|c| c.localities.is_empty()),
             ),
         ]
+    }
+
+    #[test]
+    fn hash_key_from_envoy_lb_metadata_a76() {
+        use xds_proto::envoy::envoy::config::core::v3::Metadata;
+        use xds_proto::protobuf::{Struct, Value};
+        let with_key = |v: Option<ValueKind>| {
+            let mut e = ep4("10.0.0.1", 80);
+            let mut fields = std::collections::BTreeMap::new();
+            if let Some(kind) = v {
+                fields.insert("hash_key".to_string(), Value { kind: Some(kind) });
+            }
+            let mut md = Metadata::default();
+            md.filter_metadata.insert(
+                "envoy.lb".into(),
+                Struct {
+                    fields: fields.into_iter().collect(),
+                },
+            );
+            e.metadata = Some(md);
+            endpoint(&e, &mut HashSet::new()).map(|e| e.hash_key)
+        };
+        assert_eq!(
+            with_key(Some(ValueKind::StringValue("pod-0".into()))),
+            Ok(Some("pod-0".into()))
+        );
+        // Empty, non-string or missing: the address is hashed.
+        assert_eq!(
+            with_key(Some(ValueKind::StringValue(String::new()))),
+            Ok(None)
+        );
+        assert_eq!(with_key(Some(ValueKind::NumberValue(1.0))), Ok(None));
+        assert_eq!(with_key(None), Ok(None));
     }
 
     #[test]

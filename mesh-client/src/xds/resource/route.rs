@@ -9,6 +9,10 @@
 //! cluster specifier is `cluster_header`, unset, or an optional unsupported plugin. Other
 //! actions (redirect, direct response, filter action) become [`RouteAction::Unsupported`].
 //!
+//! `hash_policy` (gRFC A42) becomes [`config::HashPolicy`]: `header` (NACK if its
+//! `regex_rewrite` does not compile) and `filter_state` `io.grpc.channel_id`; other kinds are
+//! kept as producing no hash.
+//!
 //! `typed_per_filter_config` on virtual hosts and routes (gRFC A39) becomes
 //! [`config::FilterOverrides`]: `RBACPerRoute` (A41) is validated; any other type NACKs unless
 //! wrapped in a `FilterConfig` with `is_optional` (then it is ignored).
@@ -20,7 +24,8 @@ use prost::{Message, Name};
 
 use xds_proto::envoy::envoy::config::route::v3::{
     FilterConfig, Route as RouteProto, RouteAction as RouteActionProto, route::Action,
-    route_action::ClusterSpecifier, route_match::PathSpecifier,
+    route_action::ClusterSpecifier, route_action::HashPolicy as HashPolicyProto,
+    route_action::hash_policy::PolicySpecifier, route_match::PathSpecifier,
 };
 use xds_proto::envoy::envoy::r#type::v3::fractional_percent::DenominatorType;
 use xds_proto::protobuf::Any;
@@ -28,7 +33,8 @@ use xds_proto::type_url;
 
 use super::matcher;
 use crate::config::{
-    self, FilterOverride, FilterOverrides, PathMatcher, Route, RouteAction, RouteMatch, VirtualHost,
+    self, FilterOverride, FilterOverrides, HashPolicyKind, PathMatcher, Route, RouteAction,
+    RouteMatch, VirtualHost,
 };
 
 /// The protobuf message validated here.
@@ -257,7 +263,90 @@ fn route_action(
         None => None,
     }
     .filter(|d| !d.is_zero());
-    Ok(Some(RouteAction::Forward { clusters, timeout }))
+    let hash_policy = ra
+        .hash_policy
+        .iter()
+        .enumerate()
+        .map(|(k, h)| hash_policy(h).map_err(|e| format!("route.hash_policy[{k}].{e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(RouteAction::Forward {
+        clusters,
+        timeout,
+        hash_policy,
+    }))
+}
+
+/// One `hash_policy` entry (gRFC A42): `header` (with an optional `regex_rewrite`, whose
+/// regex must compile) and `filter_state` with key `io.grpc.channel_id` are supported; every
+/// other kind is kept as [`HashPolicyKind::Ignored`] (it yields no hash, but its `terminal`
+/// still counts), where Envoy would reject it.
+fn hash_policy(h: &HashPolicyProto) -> Result<config::HashPolicy, String> {
+    let kind = match &h.policy_specifier {
+        Some(PolicySpecifier::Header(hd)) if !hd.header_name.is_empty() => {
+            let rewrite = match &hd.regex_rewrite {
+                Some(rw) => {
+                    let pattern = rw
+                        .pattern
+                        .as_ref()
+                        .ok_or("header.regex_rewrite.pattern: missing")?;
+                    let re = regex::RegexBuilder::new(&pattern.regex)
+                        .size_limit(1 << 20)
+                        .build()
+                        .map_err(|e| {
+                            format!(
+                                "header.regex_rewrite.pattern: invalid regex {:?}: {}",
+                                pattern.regex,
+                                e.to_string()
+                                    .split_whitespace()
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            )
+                        })?;
+                    Some((re, envoy_substitution(&rw.substitution)))
+                }
+                None => None,
+            };
+            HashPolicyKind::Header {
+                name: hd.header_name.to_ascii_lowercase(),
+                rewrite,
+            }
+        }
+        Some(PolicySpecifier::FilterState(fs)) if fs.key == "io.grpc.channel_id" => {
+            HashPolicyKind::ChannelId
+        }
+        _ => HashPolicyKind::Ignored,
+    };
+    Ok(config::HashPolicy {
+        kind,
+        terminal: h.terminal,
+    })
+}
+
+/// Envoy's (RE2) substitution syntax, `\1` for a capture group, in the `regex` crate's
+/// syntax (`${1}`), with a literal `$` escaped.
+fn envoy_substitution(sub: &str) -> String {
+    let mut out = String::with_capacity(sub.len());
+    let mut chars = sub.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' => out.push_str("$$"),
+            '\\' => match chars.peek().copied() {
+                Some(d) if d.is_ascii_digit() => {
+                    chars.next();
+                    out.push_str("${");
+                    out.push(d);
+                    out.push('}');
+                }
+                Some('\\') => {
+                    chars.next();
+                    out.push('\\');
+                }
+                _ => out.push('\\'),
+            },
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -398,7 +487,9 @@ mod tests {
 
     fn forward(rc: &RouteConfig) -> Option<(&[config::WeightedCluster], Option<Duration>)> {
         match first(rc).map(|r| &r.action) {
-            Some(RouteAction::Forward { clusters, timeout }) => Some((clusters, *timeout)),
+            Some(RouteAction::Forward {
+                clusters, timeout, ..
+            }) => Some((clusters, *timeout)),
             _ => None,
         }
     }
@@ -936,5 +1027,140 @@ mod tests {
             Resource::RouteConfig(rc) => Some(rc),
             _ => None,
         });
+    }
+
+    fn hashing(policies: Vec<HashPolicyProto>) -> Any {
+        let mut ra = to_cluster_action("c1");
+        ra.hash_policy = policies;
+        with_action(ra)
+    }
+
+    fn header_policy(name: &str, rewrite: Option<(&str, &str)>, terminal: bool) -> HashPolicyProto {
+        use xds_proto::envoy::envoy::config::route::v3::route_action::hash_policy::Header;
+        use xds_proto::envoy::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
+        HashPolicyProto {
+            terminal,
+            policy_specifier: Some(PolicySpecifier::Header(Header {
+                header_name: name.into(),
+                regex_rewrite: rewrite.map(|(p, sub)| RegexMatchAndSubstitute {
+                    pattern: Some(regex(p)),
+                    substitution: sub.into(),
+                }),
+            })),
+        }
+    }
+
+    fn filter_state(key: &str) -> HashPolicyProto {
+        use xds_proto::envoy::envoy::config::route::v3::route_action::hash_policy::FilterState;
+        HashPolicyProto {
+            terminal: false,
+            policy_specifier: Some(PolicySpecifier::FilterState(FilterState {
+                key: key.into(),
+            })),
+        }
+    }
+
+    fn hash_policies(rc: &RouteConfig) -> &[config::HashPolicy] {
+        match first(rc).map(|r| &r.action) {
+            Some(RouteAction::Forward { hash_policy, .. }) => hash_policy,
+            _ => &[],
+        }
+    }
+
+    fn hash_policy_rows() -> Vec<(&'static str, Any, Expect<RouteConfig>)> {
+        use xds_proto::envoy::envoy::config::route::v3::route_action::hash_policy::{
+            ConnectionProperties, QueryParameter,
+        };
+        vec![
+            (
+                // A42: a header policy; the name is lower-cased; terminal is kept.
+                "header",
+                hashing(vec![header_policy("X-User", None, true)]),
+                Accepted(|rc| {
+                    hash_policies(rc)
+                        == [config::HashPolicy {
+                            kind: HashPolicyKind::Header {
+                                name: "x-user".into(),
+                                rewrite: None,
+                            },
+                            terminal: true,
+                        }]
+                }),
+            ),
+            (
+                // A42: regex_rewrite; Envoy's \\1 becomes ${1}.
+                "header with regex_rewrite",
+                hashing(vec![header_policy(
+                    "x-user",
+                    Some(("^(\\w+)-.*$", "\\1")),
+                    false,
+                )]),
+                Accepted(|rc| {
+                    matches!(hash_policies(rc).first(), Some(config::HashPolicy {
+                        kind: HashPolicyKind::Header { rewrite: Some((re, sub)), .. },
+                        ..
+                    }) if re.replace_all("alice-1", sub.as_str()) == "alice")
+                }),
+            ),
+            (
+                // A42: an invalid rewrite regex NACKs with its path.
+                "header with invalid regex_rewrite",
+                hashing(vec![header_policy("x-user", Some(("(", "x")), false)]),
+                Nack("route.hash_policy[0].header.regex_rewrite.pattern: invalid regex"),
+            ),
+            (
+                // A42: filter_state io.grpc.channel_id is supported.
+                "channel id",
+                hashing(vec![filter_state("io.grpc.channel_id")]),
+                Accepted(|rc| {
+                    hash_policies(rc).first().map(|p| &p.kind) == Some(&HashPolicyKind::ChannelId)
+                }),
+            ),
+            (
+                // A42: other filter_state keys, connection_properties and query_parameter
+                // yield no hash (kept, as their terminal counts), never NACK.
+                "unsupported kinds are ignored",
+                hashing(vec![
+                    filter_state("other.key"),
+                    HashPolicyProto {
+                        terminal: true,
+                        policy_specifier: Some(PolicySpecifier::ConnectionProperties(
+                            ConnectionProperties { source_ip: true },
+                        )),
+                    },
+                    HashPolicyProto {
+                        terminal: false,
+                        policy_specifier: Some(PolicySpecifier::QueryParameter(QueryParameter {
+                            name: "q".into(),
+                        })),
+                    },
+                ]),
+                Accepted(|rc| {
+                    hash_policies(rc).len() == 3
+                        && hash_policies(rc)
+                            .iter()
+                            .all(|p| p.kind == HashPolicyKind::Ignored)
+                        && hash_policies(rc).get(1).is_some_and(|p| p.terminal)
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn rds_hash_policy_table() {
+        run(
+            ResourceType::RouteConfiguration,
+            hash_policy_rows(),
+            |r| match r {
+                Resource::RouteConfig(rc) => Some(rc),
+                _ => None,
+            },
+        );
+    }
+
+    #[test]
+    fn envoy_substitution_syntax() {
+        assert_eq!(envoy_substitution("\\1-\\2"), "${1}-${2}");
+        assert_eq!(envoy_substitution("$x\\\\y\\z"), "$$x\\y\\z");
     }
 }

@@ -1,0 +1,216 @@
+//! Per-endpoint load signals for the load-aware pickers: the number of requests in flight
+//! (gRFC A48 `active_requests`) and a peak-sensitive EWMA of response-headers latency (the
+//! Finagle / linkerd2-proxy "peak EWMA" estimate).
+//!
+//! Both live in atomics on the endpoint's connection, so they survive pool rebuilds and are
+//! shared by every cluster that uses the address (A48 keeps counters per policy instance; we
+//! keep one per connection, which is the same thing when a connection belongs to one
+//! cluster). The RTT estimate is an `f64` stored as bits in an `AtomicU64`; its update is a
+//! compare-and-swap loop, and the estimate's timestamp is a separate atomic, so a race
+//! between two completions can at worst apply one decay step with a slightly stale stamp.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Default EWMA decay (linkerd2-proxy's default): an observation's weight halves in ~7 s.
+pub const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
+/// Default RTT assumed for an endpoint that has not answered yet.
+pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
+
+/// Nanoseconds since a process-wide epoch (monotonic).
+pub fn now_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Load signals of one endpoint.
+#[derive(Debug)]
+pub struct EndpointLoad {
+    in_flight: AtomicUsize,
+    /// `f64` nanoseconds; 0 bits: no observation yet (the default RTT applies).
+    rtt_ns: AtomicU64,
+    /// When `rtt_ns` was last updated (see [`now_ns`]).
+    stamp_ns: AtomicU64,
+    decay_ns: AtomicU64,
+    default_rtt_ns: AtomicU64,
+}
+
+impl Default for EndpointLoad {
+    fn default() -> Self {
+        EndpointLoad {
+            in_flight: AtomicUsize::new(0),
+            rtt_ns: AtomicU64::new(0),
+            stamp_ns: AtomicU64::new(0),
+            decay_ns: AtomicU64::new(duration_ns(DEFAULT_EWMA_DECAY)),
+            default_rtt_ns: AtomicU64::new(duration_ns(DEFAULT_RTT)),
+        }
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl EndpointLoad {
+    /// Requests currently in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Sets the EWMA parameters (done by a peak-EWMA pool when it is built; the last pool
+    /// built wins when clusters sharing an address disagree).
+    pub fn configure_ewma(&self, decay: Duration, default_rtt: Duration) {
+        self.decay_ns
+            .store(duration_ns(decay).max(1), Ordering::Relaxed);
+        self.default_rtt_ns
+            .store(duration_ns(default_rtt), Ordering::Relaxed);
+    }
+
+    /// Starts counting one request at time `now` (nanoseconds, see [`now_ns`]).
+    pub fn start_at(self: &Arc<Self>, now: u64) -> InFlightGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard {
+            load: Arc::clone(self),
+            start_ns: now,
+            done: false,
+        }
+    }
+
+    /// The RTT estimate (ns) at `now`: the stored EWMA decayed toward zero for the time since
+    /// it was updated, so an endpoint that has not been tried for a while is tried again.
+    pub fn rtt_estimate_ns(&self, now: u64) -> f64 {
+        let bits = self.rtt_ns.load(Ordering::Relaxed);
+        if bits == 0 {
+            return self.default_rtt_ns.load(Ordering::Relaxed) as f64;
+        }
+        let elapsed = now.saturating_sub(self.stamp_ns.load(Ordering::Relaxed));
+        f64::from_bits(bits) * self.decay_weight(elapsed)
+    }
+
+    /// Peak-EWMA cost at `now`: RTT estimate × (in flight + 1).
+    pub fn cost(&self, now: u64) -> f64 {
+        self.rtt_estimate_ns(now) * (self.in_flight() as f64 + 1.0)
+    }
+
+    fn decay_weight(&self, elapsed_ns: u64) -> f64 {
+        let decay = self.decay_ns.load(Ordering::Relaxed).max(1) as f64;
+        (-(elapsed_ns as f64) / decay).exp()
+    }
+
+    /// Records an RTT observation at `now`. A sample above the estimate replaces it (peak
+    /// sensitivity); a lower one is blended in with a weight growing with the time since the
+    /// last update. With `raise_only`, a lower sample is ignored (used for failed or
+    /// cancelled requests, which must never make an endpoint look faster).
+    fn observe(&self, rtt_ns: u64, now: u64, raise_only: bool) {
+        let rtt = rtt_ns as f64;
+        let elapsed = now.saturating_sub(self.stamp_ns.load(Ordering::Relaxed));
+        let w = self.decay_weight(elapsed);
+        let default = self.default_rtt_ns.load(Ordering::Relaxed) as f64;
+        let result = self
+            .rtt_ns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let next = if bits == 0 {
+                    // The default only stands in until the first answer.
+                    if raise_only && rtt <= default {
+                        return None;
+                    }
+                    rtt
+                } else if rtt > f64::from_bits(bits) {
+                    rtt
+                } else if raise_only {
+                    return None;
+                } else {
+                    f64::from_bits(bits) * w + rtt * (1.0 - w)
+                };
+                // 0 bits mean "unset": keep a sub-nanosecond floor instead.
+                Some(next.max(f64::MIN_POSITIVE).to_bits())
+            });
+        if result.is_ok() {
+            self.stamp_ns.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counts one request as in flight on an endpoint until dropped (RAII). Call
+/// [`InFlightGuard::complete`] when the response headers arrive to record the RTT; dropping
+/// it without completing (an error, a cancelled call) only ever raises the RTT estimate.
+///
+/// ```
+/// # use std::sync::Arc;
+/// use mesh_client::balance::EndpointLoad;
+/// let load = Arc::new(EndpointLoad::default());
+/// let guard = load.start_at(0);
+/// assert_eq!(load.in_flight(), 1);
+/// guard.complete_at(5_000_000); // 5 ms later
+/// assert_eq!(load.in_flight(), 0);
+/// ```
+#[derive(Debug)]
+#[must_use = "the request stops being counted when the guard is dropped"]
+pub struct InFlightGuard {
+    load: Arc<EndpointLoad>,
+    start_ns: u64,
+    done: bool,
+}
+
+impl InFlightGuard {
+    /// The response headers arrived now: records the RTT and stops counting the request.
+    pub fn complete(self) {
+        self.complete_at(now_ns());
+    }
+
+    /// As [`InFlightGuard::complete`], at time `now` (nanoseconds, see [`now_ns`]).
+    pub fn complete_at(mut self, now: u64) {
+        self.done = true;
+        self.load
+            .observe(now.saturating_sub(self.start_ns), now, false);
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !self.done {
+            let now = now_ns();
+            self.load
+                .observe(now.saturating_sub(self.start_ns), now, true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn peaks_are_taken_at_once_and_decay_slowly() {
+        let load = Arc::new(EndpointLoad::default());
+        load.configure_ewma(Duration::from_secs(1), Duration::from_millis(10));
+        assert_eq!(load.rtt_estimate_ns(0), 10.0 * MS as f64);
+        load.start_at(0).complete_at(100 * MS);
+        assert_eq!(load.rtt_estimate_ns(100 * MS), 100.0 * MS as f64);
+        // A fast sample 1 ms after the peak barely moves the estimate (0.1 % weight).
+        load.start_at(100 * MS).complete_at(101 * MS);
+        let e = load.rtt_estimate_ns(101 * MS);
+        assert!(e > 97.0 * MS as f64 && e < 100.0 * MS as f64, "{e}");
+        // Unused for 5 decay periods, the estimate fades toward zero.
+        assert!(load.rtt_estimate_ns(5101 * MS) < 1.0 * MS as f64);
+    }
+
+    #[test]
+    fn failures_only_raise_and_guards_count_in_flight() {
+        let load = Arc::new(EndpointLoad::default());
+        let a = load.start_at(0);
+        let b = load.start_at(0);
+        assert_eq!(load.in_flight(), 2);
+        assert_eq!(load.cost(0), 3.0 * DEFAULT_RTT.as_nanos() as f64);
+        a.complete_at(MS);
+        load.observe(0, 2 * MS, true);
+        assert!(load.rtt_estimate_ns(2 * MS) > 0.9 * MS as f64);
+        drop(b);
+        assert_eq!(load.in_flight(), 0);
+    }
+}

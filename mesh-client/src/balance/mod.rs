@@ -1,0 +1,281 @@
+//! Endpoint pools and pickers: priority failover, then the cluster's endpoint-picking policy
+//! within the chosen priority (gRFC A27 priority → locality weights → endpoint policy, A56
+//! priority failover; policies: round robin, least request A48, ring hash A42/A76, and our
+//! peak-EWMA power of two choices).
+//!
+//! A [`ClusterPool`] is an immutable snapshot built when the cluster or its endpoints change.
+//! Picking is lock-free and allocation-free: the highest priority with a ready endpoint is
+//! chosen and its picker runs over a precomputed structure (a weighted schedule, a ring) and
+//! the endpoints' atomics (readiness, requests in flight, RTT estimate, see [`load`]).
+//! Connectivity itself lives in [`crate::transport`].
+//!
+//! Deviation from gRPC's tree: gRPC runs `weighted_target` over localities and one child
+//! policy per locality. We flatten a priority's localities into one endpoint list:
+//! round robin gets weights `locality_weight × endpoint_weight / locality's endpoint weight
+//! sum` (so each locality's share is its weight), ring hash gets `locality_weight ×
+//! endpoint_weight` (exactly A42, which also flattens), and least request / peak EWMA
+//! ignore weights (A48 does too) and sample across the whole priority instead of first
+//! choosing a locality by weight.
+
+mod least_request;
+pub mod load;
+mod p2c_ewma;
+pub mod ring_hash;
+mod round_robin;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rand::Rng;
+
+pub use least_request::{DEFAULT_CHOICE_COUNT, MAX_CHOICE_COUNT};
+pub use load::{EndpointLoad, InFlightGuard, now_ns};
+pub use ring_hash::request_hash;
+
+use crate::config::{ClusterLoadAssignment, LbPolicy};
+use crate::transport::{ConnectionSet, ConnectivityState, EndpointConnection};
+
+/// What the route decided that a picker may use.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PickContext<'a> {
+    /// The request hash from the route's `hash_policy` (gRFC A42); `None`: a ring-hash pool
+    /// uses a random one.
+    pub hash: Option<u64>,
+    /// The request headers, for a ring hash with an A76 `request_hash_header`.
+    pub headers: Option<&'a http::HeaderMap>,
+}
+
+/// The result of one priority's picker.
+#[derive(Debug)]
+enum Outcome<'a> {
+    Picked(&'a EndpointConnection),
+    /// Wait: the endpoint this request belongs to is still connecting (ring hash).
+    Queue,
+    /// No endpoint of this priority is ready: try the next priority.
+    NoneReady,
+}
+
+#[derive(Debug)]
+enum Picker {
+    RoundRobin(round_robin::RoundRobin),
+    LeastRequest { choice_count: u32 },
+    RingHash(ring_hash::Ring),
+    PeakEwma,
+}
+
+/// One priority level's endpoints and its picker.
+#[derive(Debug)]
+struct PriorityPool {
+    endpoints: Vec<EndpointConnection>,
+    picker: Picker,
+}
+
+/// The usable endpoints of one cluster, grouped by priority, and its policy.
+#[derive(Debug)]
+pub struct ClusterPool {
+    name: Arc<str>,
+    policy: LbPolicy,
+    priorities: Vec<PriorityPool>,
+}
+
+/// Why no endpoint could be picked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PickError {
+    /// The cluster has no usable (healthy) endpoint at all.
+    NoEndpoints,
+    /// Endpoints exist but none is ready; some are still connecting.
+    Connecting,
+    /// Every endpoint failed its last connection attempt.
+    AllFailed {
+        /// The last error seen on one of them.
+        last_error: Option<String>,
+    },
+}
+
+/// An endpoint of a priority, with what each policy needs of it.
+#[derive(Debug)]
+struct Member {
+    conn: EndpointConnection,
+    /// Round-robin weight (locality share split by endpoint weight).
+    rr_weight: u64,
+    /// Ring-hash weight (locality weight × endpoint weight, A42).
+    ring_weight: u64,
+    /// Ring-hash key: A76 `hash_key`, else the address.
+    hash_key: String,
+}
+
+impl ClusterPool {
+    /// Builds the pool of `cla` under `policy`, reusing connections from `conns` by address.
+    /// Endpoints that are not UNKNOWN/HEALTHY and localities of weight 0 are left out.
+    pub fn build(
+        name: &str,
+        policy: &LbPolicy,
+        cla: &ClusterLoadAssignment,
+        conns: &ConnectionSet,
+    ) -> Self {
+        let mut by_priority: BTreeMap<u32, Vec<Member>> = BTreeMap::new();
+        for loc in &cla.localities {
+            if loc.weight == 0 {
+                continue;
+            }
+            let usable: Vec<_> = loc
+                .endpoints
+                .iter()
+                .filter(|e| e.health.is_usable() && e.weight > 0)
+                .collect();
+            if usable.is_empty() {
+                continue;
+            }
+            // Locality weight is split across its endpoints in proportion to their weights,
+            // so a locality's share of traffic is its weight (gRFC A27 weighted_target).
+            let endpoint_total: u64 = usable.iter().map(|e| u64::from(e.weight)).sum();
+            let entry = by_priority.entry(loc.priority).or_default();
+            for e in usable {
+                let w = u64::from(loc.weight) * u64::from(e.weight) * 1000 / endpoint_total.max(1);
+                entry.push(Member {
+                    conn: conns.get_or_connect(e.address),
+                    rr_weight: w.max(1),
+                    ring_weight: u64::from(loc.weight) * u64::from(e.weight),
+                    hash_key: e
+                        .hash_key
+                        .clone()
+                        .filter(|k| !k.is_empty())
+                        .unwrap_or_else(|| e.address.to_string()),
+                });
+            }
+        }
+        Self::from_priorities(name, policy, by_priority.into_values().collect())
+    }
+
+    fn from_priorities(name: &str, policy: &LbPolicy, priorities: Vec<Vec<Member>>) -> Self {
+        let priorities = priorities
+            .into_iter()
+            .map(|members| {
+                let picker = match policy {
+                    LbPolicy::RoundRobin => {
+                        let weights: Vec<u64> = members.iter().map(|m| m.rr_weight).collect();
+                        Picker::RoundRobin(round_robin::RoundRobin::new(&weights))
+                    }
+                    LbPolicy::LeastRequest { choice_count } => Picker::LeastRequest {
+                        choice_count: (*choice_count).clamp(2, least_request::MAX_CHOICE_COUNT),
+                    },
+                    LbPolicy::RingHash {
+                        min_ring,
+                        max_ring,
+                        request_hash_header,
+                    } => {
+                        let keys: Vec<(String, u64)> = members
+                            .iter()
+                            .map(|m| (m.hash_key.clone(), m.ring_weight))
+                            .collect();
+                        Picker::RingHash(ring_hash::Ring::build(
+                            &keys,
+                            *min_ring,
+                            *max_ring,
+                            request_hash_header.as_deref(),
+                        ))
+                    }
+                    LbPolicy::PeakEwma { decay, default_rtt } => {
+                        for m in &members {
+                            m.conn.load().configure_ewma(*decay, *default_rtt);
+                        }
+                        Picker::PeakEwma
+                    }
+                };
+                PriorityPool {
+                    endpoints: members.into_iter().map(|m| m.conn).collect(),
+                    picker,
+                }
+            })
+            .collect();
+        ClusterPool {
+            name: name.into(),
+            policy: policy.clone(),
+            priorities,
+        }
+    }
+
+    /// The cluster name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The endpoint-picking policy.
+    pub fn policy(&self) -> &LbPolicy {
+        &self.policy
+    }
+
+    /// Every endpoint connection of the pool, highest priority first.
+    pub fn endpoints(&self) -> impl Iterator<Item = &EndpointConnection> {
+        self.priorities.iter().flat_map(|p| p.endpoints.iter())
+    }
+
+    /// Picks a ready endpoint: the first priority that has one, the cluster's policy within
+    /// it. Call [`EndpointConnection::start_request`] on the result and keep the guard until
+    /// the response headers arrive, so the load-aware policies see the request.
+    pub fn pick(&self, ctx: &PickContext<'_>) -> Result<&EndpointConnection, PickError> {
+        self.pick_with(ctx, &mut rand::rng(), now_ns())
+    }
+
+    /// [`ClusterPool::pick`] with a given random source and time (ns, see [`now_ns`]).
+    fn pick_with<R: Rng + ?Sized>(
+        &self,
+        ctx: &PickContext<'_>,
+        rng: &mut R,
+        now: u64,
+    ) -> Result<&EndpointConnection, PickError> {
+        if self.priorities.is_empty() {
+            return Err(PickError::NoEndpoints);
+        }
+        for p in &self.priorities {
+            let eps = p.endpoints.as_slice();
+            let outcome = match &p.picker {
+                Picker::RoundRobin(rr) => rr.pick(eps).into(),
+                Picker::LeastRequest { choice_count } => {
+                    least_request::pick(eps, *choice_count, rng).into()
+                }
+                Picker::PeakEwma => p2c_ewma::pick(eps, now, rng).into(),
+                Picker::RingHash(ring) => ring.pick(eps, ctx.hash, ctx.headers, rng),
+            };
+            match outcome {
+                Outcome::Picked(ep) => return Ok(ep),
+                Outcome::Queue => return Err(PickError::Connecting),
+                Outcome::NoneReady => {}
+            }
+        }
+        let mut any_pending = false;
+        let mut last_error = None;
+        for ep in self.endpoints() {
+            match ep.state() {
+                ConnectivityState::TransientFailure => {
+                    if last_error.is_none() {
+                        last_error = ep.last_error();
+                    }
+                }
+                _ => any_pending = true,
+            }
+        }
+        if any_pending {
+            Err(PickError::Connecting)
+        } else {
+            Err(PickError::AllFailed { last_error })
+        }
+    }
+}
+
+impl<'a> From<Option<&'a EndpointConnection>> for Outcome<'a> {
+    fn from(ep: Option<&'a EndpointConnection>) -> Self {
+        ep.map_or(Outcome::NoneReady, Outcome::Picked)
+    }
+}
+
+/// The first ready endpoint at or after `start`, wrapping around.
+fn first_ready_from(eps: &[EndpointConnection], start: usize) -> Option<&EndpointConnection> {
+    let n = eps.len();
+    (0..n)
+        .filter_map(|i| eps.get((start + i) % n))
+        .find(|e| e.is_ready())
+}
+
+#[cfg(test)]
+mod tests;

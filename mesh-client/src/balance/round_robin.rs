@@ -1,0 +1,121 @@
+//! Weighted round robin (gRFC A27 `round_robin` under `weighted_target`, flattened): a smooth
+//! weighted schedule (nginx's algorithm) precomputed at build time, walked from an atomic
+//! cursor, skipping endpoints that are not ready.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::transport::EndpointConnection;
+
+/// The largest schedule built for one priority; larger weight sums are scaled down.
+pub(super) const MAX_SCHEDULE: u64 = 4096;
+
+/// A precomputed weighted schedule and its cursor.
+#[derive(Debug)]
+pub(super) struct RoundRobin {
+    /// Indices into the priority's endpoints, interleaved by weight.
+    schedule: Vec<usize>,
+    cursor: AtomicUsize,
+}
+
+impl RoundRobin {
+    /// A schedule for endpoints of these weights, starting at a random place so that many
+    /// clients do not all start on the same endpoint.
+    pub(super) fn new(weights: &[u64]) -> Self {
+        RoundRobin {
+            schedule: smooth_wrr_schedule(weights),
+            cursor: AtomicUsize::new(rand::random::<u32>() as usize),
+        }
+    }
+
+    /// The next ready endpoint in the schedule, if any is ready.
+    pub(super) fn pick<'a>(&self, eps: &'a [EndpointConnection]) -> Option<&'a EndpointConnection> {
+        let n = self.schedule.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            let slot = start.wrapping_add(i) % n;
+            if let Some(ep) = self.schedule.get(slot).and_then(|&idx| eps.get(idx))
+                && ep.is_ready()
+            {
+                if i > 0 {
+                    // Skip past the not-ready slots so the next pick does not repeat this
+                    // endpoint.
+                    self.cursor.fetch_add(i, Ordering::Relaxed);
+                }
+                return Some(ep);
+            }
+        }
+        None
+    }
+}
+
+/// An interleaved schedule in which index `i` appears in proportion to `weights[i]`
+/// (nginx's smooth weighted round robin), at most [`MAX_SCHEDULE`] long.
+pub(super) fn smooth_wrr_schedule(weights: &[u64]) -> Vec<usize> {
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    let g = weights.iter().copied().fold(0, gcd);
+    let mut w: Vec<u64> = weights.iter().map(|x| x / g.max(1)).collect();
+    let mut total: u64 = w.iter().sum();
+    if total > MAX_SCHEDULE {
+        let scale = total as f64 / MAX_SCHEDULE as f64;
+        for x in &mut w {
+            *x = ((*x as f64 / scale).round() as u64).max(1);
+        }
+        total = w.iter().sum();
+    }
+    let mut current = vec![0i64; w.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for (i, c) in current.iter_mut().enumerate() {
+            *c += w.get(i).copied().unwrap_or(0) as i64;
+        }
+        for (i, c) in current.iter().enumerate() {
+            if current.get(best).is_some_and(|b| c > b) {
+                best = i;
+            }
+        }
+        if let Some(c) = current.get_mut(best) {
+            *c -= total as i64;
+        }
+        out.push(best);
+    }
+    out
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_weights_give_plain_round_robin() {
+        assert_eq!(smooth_wrr_schedule(&[5, 5, 5]), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn weights_are_interleaved_and_proportional() {
+        let s = smooth_wrr_schedule(&[3, 1]);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.iter().filter(|&&i| i == 0).count(), 3);
+        // Smooth: the heavy endpoint is not picked three times in a row at the start.
+        assert_eq!(s, vec![0, 0, 1, 0]);
+    }
+
+    #[test]
+    fn huge_weight_sums_are_scaled_down() {
+        let s = smooth_wrr_schedule(&[1_000_000, 3_000_000, 7]);
+        assert!(s.len() as u64 <= MAX_SCHEDULE + 3);
+        let zeros = s.iter().filter(|&&i| i == 0).count() as f64;
+        let ones = s.iter().filter(|&&i| i == 1).count() as f64;
+        assert!((ones / zeros - 3.0).abs() < 0.05);
+        assert!(s.contains(&2), "a tiny weight still gets a slot");
+    }
+}
