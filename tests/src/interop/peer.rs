@@ -68,10 +68,11 @@ impl Impl {
     }
 
     /// Extra server flags. grpc-go's server is xDS-managed (fetches its Listener) only
-    /// with `--secure_mode=true` (xDS credentials, plaintext fallback); ours always is.
+    /// with `--secure_mode=true` (xDS credentials, plaintext fallback); ours always is, and
+    /// binds (and names its Listener after) [`Impl::server_listen_host`].
     fn server_extra_args(self) -> &'static [&'static str] {
         match self {
-            Impl::Ours => &[],
+            Impl::Ours => &["--bind_host=127.0.0.1"],
             Impl::GrpcGo => &["--secure_mode=true"],
         }
     }
