@@ -254,7 +254,8 @@ impl MeshChannelBuilder {
         let shared = Arc::new(Shared {
             state: ArcSwap::from_pointee(ChannelState::Pending(format!("LDS \"{listener_name}\""))),
             config_changed: Notify::new(),
-            conns: ConnectionSet::new(self.settings),
+            conns: ConnectionSet::new(self.settings)
+                .with_identity(crate::identity::ProviderRegistry::for_bootstrap(&bootstrap)),
             node_id: client.node_id().to_string(),
             target: self.target,
             authority,

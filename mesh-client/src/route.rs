@@ -92,19 +92,30 @@ impl RouteTable {
                 return t.clone();
             }
             let t = match config.clusters.get(name) {
-                // Never fall back to plaintext: until this channel can do TLS for a
-                // cluster, RPCs routed to it fail with a clear error.
-                Some(Ok(cc)) if cc.cluster.tls.is_some() && !conns.supports_tls() => {
-                    ClusterTarget::Unavailable {
-                        name: name.into(),
-                        reason: "the cluster requires TLS (UpstreamTlsContext), which this channel cannot provide; refusing to connect in plaintext".into(),
-                    }
-                }
                 Some(Ok(cc)) => {
-                    let pool =
-                        ClusterPool::build(name, &cc.cluster.lb_policy, &cc.endpoints, conns);
-                    addresses.extend(pool.endpoints().map(|e| e.addr()));
-                    ClusterTarget::Pool(Arc::new(pool))
+                    // Never fall back to plaintext: a TLS cluster whose settings cannot be
+                    // met fails the RPCs routed to it, with the reason.
+                    let tls = match &cc.cluster.tls {
+                        None => Ok(None),
+                        Some(t) => conns.tls_client(t).map(Some),
+                    };
+                    match tls {
+                        Err(reason) => ClusterTarget::Unavailable {
+                            name: name.into(),
+                            reason: reason.into(),
+                        },
+                        Ok(tls) => {
+                            let pool = ClusterPool::build(
+                                name,
+                                &cc.cluster.lb_policy,
+                                &cc.endpoints,
+                                conns,
+                                tls.as_ref(),
+                            );
+                            addresses.extend(pool.endpoints().map(|e| e.addr()));
+                            ClusterTarget::Pool(Arc::new(pool))
+                        }
+                    }
                 }
                 Some(Err(reason)) => ClusterTarget::Unavailable {
                     name: name.into(),

@@ -106,6 +106,8 @@ impl ConnectSettings {
 
 struct ConnInner {
     addr: SocketAddr,
+    /// TLS for this connection (mTLS with SPIFFE identities), or plaintext.
+    tls: Option<TlsClient>,
     /// Signalled when a request found the connection unusable: reconnect now and let the
     /// old connection drain.
     unusable: Notify,
@@ -145,9 +147,15 @@ impl std::fmt::Debug for EndpointConnection {
 impl EndpointConnection {
     /// Starts connecting to `addr` in the background (must be called in a tokio runtime).
     /// `changed` is notified on every state change.
-    pub fn spawn(addr: SocketAddr, settings: ConnectSettings, changed: Arc<Notify>) -> Self {
+    pub fn spawn(
+        addr: SocketAddr,
+        settings: ConnectSettings,
+        changed: Arc<Notify>,
+        tls: Option<TlsClient>,
+    ) -> Self {
         let inner = Arc::new(ConnInner {
             addr,
+            tls,
             unusable: Notify::new(),
             sender: ArcSwapOption::empty(),
             state: AtomicU8::new(ConnectivityState::Idle as u8),
@@ -217,6 +225,7 @@ impl EndpointConnection {
         EndpointConnection {
             inner: Arc::new(ConnInner {
                 addr,
+                tls: None,
                 unusable: Notify::new(),
                 sender: ArcSwapOption::empty(),
                 state: AtomicU8::new(state as u8),
@@ -324,17 +333,64 @@ fn record_failure(inner: &ConnInner, e: String) {
     inner.set_state(ConnectivityState::TransientFailure);
 }
 
-type Conn = hyper::client::conn::http2::Connection<
-    TokioIo<tokio::net::TcpStream>,
-    RequestBody,
-    TokioExecutor,
->;
+/// A connection's byte stream: TCP, or TLS over TCP.
+pub(crate) trait Io:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static
+{
+}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+type Conn =
+    hyper::client::conn::http2::Connection<TokioIo<Box<dyn Io>>, RequestBody, TokioExecutor>;
+
+/// What a connection needs for mTLS: the current client config (rotated as certificates
+/// change: each new handshake uses the latest) and the name to present as SNI.
+#[derive(Debug, Clone)]
+pub struct TlsClient {
+    /// Identifies the security settings; connections are shared only when they match.
+    pub key: Arc<str>,
+    /// The client configs, `None` until the certificate providers have material.
+    pub configs: tokio::sync::watch::Receiver<Option<Arc<rustls::ClientConfig>>>,
+    /// SNI (the `UpstreamTlsContext.sni`, else the address, which sends none).
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
+async fn tls_handshake(
+    tls: &TlsClient,
+    addr: SocketAddr,
+    tcp: tokio::net::TcpStream,
+) -> Result<Box<dyn Io>, String> {
+    let mut configs = tls.configs.clone();
+    // Bounded by the caller's connect timeout.
+    let config = loop {
+        if let Some(c) = configs.borrow_and_update().clone() {
+            break c;
+        }
+        if configs.changed().await.is_err() {
+            return Err("the certificate provider stopped before it had certificates".into());
+        }
+    };
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(tls.server_name.clone(), tcp)
+        .await
+        .map_err(|e| {
+            let why = crate::identity::IdentityError::from_io(&e)
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| e.to_string());
+            format!("TLS handshake with {addr}: {why}")
+        })?;
+    Ok(Box::new(stream))
+}
 
 async fn connect(inner: &ConnInner, settings: &ConnectSettings) -> Result<(Sender, Conn), String> {
     let tcp = tokio::net::TcpStream::connect(inner.addr)
         .await
         .map_err(|e| format!("connect {}: {e}", inner.addr))?;
     let _ = tcp.set_nodelay(true);
+    let io: Box<dyn Io> = match &inner.tls {
+        None => Box::new(tcp),
+        Some(tls) => tls_handshake(tls, inner.addr, tcp).await?,
+    };
     let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -343,17 +399,21 @@ async fn connect(inner: &ConnInner, settings: &ConnectSettings) -> Result<(Sende
         .keep_alive_timeout(settings.keepalive_timeout)
         .adaptive_window(true);
     builder
-        .handshake(TokioIo::new(tcp))
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|e| format!("HTTP/2 handshake with {}: {e}", inner.addr))
 }
 
-/// Every endpoint connection of one channel, keyed by address.
+type ConnKey = (SocketAddr, Option<Arc<str>>);
+
+/// Every endpoint connection of one channel, keyed by address and security settings.
 #[derive(Debug, Clone)]
 pub struct ConnectionSet {
-    conns: Arc<Mutex<HashMap<SocketAddr, EndpointConnection>>>,
+    conns: Arc<Mutex<HashMap<ConnKey, EndpointConnection>>>,
     changed: Arc<Notify>,
     settings: ConnectSettings,
+    identity: Option<Arc<crate::identity::ProviderRegistry>>,
+    tls: Arc<Mutex<HashMap<String, TlsClient>>>,
 }
 
 impl ConnectionSet {
@@ -363,13 +423,48 @@ impl ConnectionSet {
             conns: Arc::new(Mutex::new(HashMap::new())),
             changed: Arc::new(Notify::new()),
             settings,
+            identity: None,
+            tls: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    /// Whether connections of this set can speak TLS (mTLS wiring comes with the security
-    /// work; until then TLS clusters are refused, never dialled in plaintext).
-    pub fn supports_tls(&self) -> bool {
-        false
+    /// Uses these certificate provider instances for TLS clusters.
+    pub fn with_identity(mut self, registry: Arc<crate::identity::ProviderRegistry>) -> Self {
+        self.identity = Some(registry);
+        self
+    }
+
+    /// The TLS settings for a cluster's `UpstreamTlsContext`; an error (no certificate
+    /// providers, unknown instance) means the cluster cannot be used: it is never dialled
+    /// in plaintext instead.
+    pub fn tls_client(&self, tls: &crate::config::UpstreamTls) -> Result<TlsClient, String> {
+        let registry = self.identity.as_ref().ok_or_else(|| {
+            "the cluster requires TLS, but this channel has no certificate providers".to_string()
+        })?;
+        let key = format!("{tls:?}");
+        let mut cache = match self.tls.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(t) = cache.get(&key) {
+            return Ok(t.clone());
+        }
+        let configs = registry.client_tls(tls)?;
+        let server_name = match &tls.sni {
+            Some(sni) => rustls::pki_types::ServerName::try_from(sni.clone())
+                .map_err(|e| format!("sni {sni:?}: {e}"))?,
+            // An IP address: rustls sends no SNI for it; identity is checked by SAN.
+            None => rustls::pki_types::ServerName::IpAddress(
+                std::net::IpAddr::from([127, 0, 0, 1]).into(),
+            ),
+        };
+        let client = TlsClient {
+            key: key.as_str().into(),
+            configs,
+            server_name,
+        };
+        cache.insert(key, client.clone());
+        Ok(client)
     }
 
     /// Notified whenever any connection of the set changes state.
@@ -377,16 +472,30 @@ impl ConnectionSet {
         &self.changed
     }
 
-    /// The connection for `addr`, created (and started) if it is new.
+    /// The plaintext connection for `addr`, created (and started) if it is new.
     pub fn get_or_connect(&self, addr: SocketAddr) -> EndpointConnection {
+        self.get_or_connect_with(addr, None)
+    }
+
+    /// The connection for `addr` with these TLS settings (or plaintext), created if new.
+    pub fn get_or_connect_with(
+        &self,
+        addr: SocketAddr,
+        tls: Option<&TlsClient>,
+    ) -> EndpointConnection {
         let mut conns = match self.conns.lock() {
             Ok(c) => c,
             Err(p) => p.into_inner(),
         };
         conns
-            .entry(addr)
+            .entry((addr, tls.map(|t| t.key.clone())))
             .or_insert_with(|| {
-                EndpointConnection::spawn(addr, self.settings.clone(), self.changed.clone())
+                EndpointConnection::spawn(
+                    addr,
+                    self.settings.clone(),
+                    self.changed.clone(),
+                    tls.cloned(),
+                )
             })
             .clone()
     }
@@ -397,7 +506,7 @@ impl ConnectionSet {
             Ok(c) => c,
             Err(p) => p.into_inner(),
         };
-        conns.retain(|addr, _| keep.contains(addr));
+        conns.retain(|(addr, _), _| keep.contains(addr));
     }
 
     /// Reports that a request could not be sent to `addr` on its current connection.
@@ -406,8 +515,10 @@ impl ConnectionSet {
             Ok(c) => c,
             Err(p) => p.into_inner(),
         };
-        if let Some(c) = conns.get(&addr) {
-            c.mark_unusable();
+        for ((a, _), c) in conns.iter() {
+            if *a == addr {
+                c.mark_unusable();
+            }
         }
     }
 

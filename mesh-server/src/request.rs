@@ -11,8 +11,8 @@ use std::sync::Arc;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use mesh_client::config::{
-    FilterChain, FilterOverride, HttpFilterConfig, PeerSecurity, Rbac, RequestInfo, RouteAction,
-    RouteConfig,
+    FilterChain, FilterOverride, HttpFilterConfig, PeerCertInfo, PeerSecurity, Rbac, RequestInfo,
+    RouteAction, RouteConfig,
 };
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
@@ -38,6 +38,8 @@ pub(crate) struct ConnContext {
     /// The HCM's `max_stream_duration` (gRFC A31 on the server): a call still waiting for
     /// its response headers after this long fails with DEADLINE_EXCEEDED.
     pub max_stream_duration: Option<std::time::Duration>,
+    /// `Some` on TLS connections: the peer's verified certificate, if it sent one.
+    pub tls_peer: Option<Option<PeerCertInfo>>,
 }
 
 impl ConnContext {
@@ -66,6 +68,7 @@ impl ConnContext {
             stats,
             node_id,
             max_stream_duration: chain.http.max_stream_duration,
+            tls_peer: None,
         }
     }
 
@@ -148,7 +151,10 @@ impl ConnContext {
             info.authority = Some(&authority);
             info.peer_addr = Some(self.peer.addr);
             info.local_addr = Some(self.peer.local_addr);
-            info.security = PeerSecurity::Plaintext;
+            info.security = match &self.tls_peer {
+                None => PeerSecurity::Plaintext,
+                Some(cert) => PeerSecurity::Tls(cert.as_ref()),
+            };
             let decision = rbac.evaluate(&info);
             if let Some(shadow) = &decision.shadow {
                 ServerStats::inc(if shadow.allowed {

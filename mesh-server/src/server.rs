@@ -16,8 +16,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use http::{Request, Response};
+use std::collections::BTreeMap;
+
 use mesh_client::bootstrap::Bootstrap;
 use mesh_client::config::{ConnectionInfo, RAW_BUFFER, TransportSocket};
+use mesh_client::identity::{PeerTlsIdentity, ProviderRegistry};
 use mesh_client::xds::{ServerConfig, ServerState, XdsClient};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -262,6 +265,7 @@ impl MeshServerBuilder {
 
         let watcher = tokio::spawn(apply_config(
             client.watch_server_listener(&name),
+            ProviderRegistry::for_bootstrap(&bootstrap),
             local,
             name.clone(),
             active.clone(),
@@ -295,44 +299,17 @@ impl MeshServerBuilder {
                 drop(stream);
                 continue;
             };
-            let info = ConnectionInfo {
-                local: stream.local_addr().unwrap_or(local),
-                peer,
-                transport_protocol: Some(RAW_BUFFER),
-            };
-            let Some(chain) = generation.config.listener.select(&info) else {
-                ServerStats::inc(&stats.connections_refused);
-                tracing::debug!(%peer, "no filter chain matches; closing");
-                drop(stream);
-                continue;
-            };
-            if !matches!(chain.transport, TransportSocket::Plaintext) {
-                // Never serve a TLS filter chain in plaintext: until TLS is wired here,
-                // such connections are refused.
-                ServerStats::inc(&stats.connections_refused);
-                tracing::warn!(%peer, chain = %chain.name, "filter chain requires TLS, which this server cannot provide yet; closing");
-                drop(stream);
-                continue;
-            }
-            let _ = stream.set_nodelay(true);
-            ServerStats::inc(&stats.connections_accepted);
-            let ctx = ConnContext::new(
-                chain,
-                generation.config.routes_for(&chain.http.route_source),
-                app.clone(),
-                PeerIdentity {
-                    addr: peer,
-                    local_addr: info.local,
-                    spiffe_id: None,
-                },
-                stats.clone(),
-                node_id.clone(),
-            );
-            conns.spawn(serve_connection(
+            conns.spawn(handle_connection(
                 stream,
-                ConnService(Arc::new(ctx)),
-                limits.clone(),
-                generation.drain.subscribe(),
+                peer,
+                local,
+                generation,
+                Shared {
+                    app: app.clone(),
+                    stats: stats.clone(),
+                    node_id: node_id.clone(),
+                    limits: limits.clone(),
+                },
                 stop_rx.clone(),
             ));
         }
@@ -358,7 +335,138 @@ impl Drop for AbortOnDrop {
 struct Generation {
     config: Arc<ServerConfig>,
     drain: watch::Sender<bool>,
+    /// Per TLS filter chain (by name): its rustls configs, or why it cannot serve TLS.
+    tls: BTreeMap<String, Result<TlsConfigs, String>>,
 }
+
+type TlsConfigs = watch::Receiver<Option<Arc<rustls::ServerConfig>>>;
+
+/// What every connection of a server shares.
+struct Shared {
+    app: AppService,
+    stats: Arc<ServerStats>,
+    node_id: Arc<str>,
+    limits: Arc<Http2Limits>,
+}
+
+/// How long a new connection may take to send its first byte (for sniffing TLS vs
+/// plaintext) and to finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sniffs, matches a filter chain, does TLS when the chain says so, and serves.
+async fn handle_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    generation: Arc<Generation>,
+    shared: Shared,
+    stop: watch::Receiver<bool>,
+) {
+    let stats = &shared.stats;
+    // A TLS connection starts with a handshake record (0x16): tell TLS from plaintext as
+    // Istio's listeners do (`transport_protocol` "tls" vs "raw_buffer"), so one port can
+    // serve both (PERMISSIVE).
+    let mut first = [0u8; 1];
+    let sniffed = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+    let is_tls = match sniffed {
+        Ok(Ok(1)) => first[0] == 0x16,
+        _ => {
+            ServerStats::inc(&stats.connections_refused);
+            return;
+        }
+    };
+    let info = ConnectionInfo {
+        local: stream.local_addr().unwrap_or(local),
+        peer,
+        transport_protocol: Some(if is_tls { "tls" } else { RAW_BUFFER }),
+    };
+    let Some(chain) = generation.config.listener.select(&info) else {
+        ServerStats::inc(&stats.connections_refused);
+        tracing::debug!(%peer, "no filter chain matches; closing");
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let (io, tls_peer): (Box<dyn Io>, Option<Option<PeerTlsIdentity>>) = match &chain.transport {
+        TransportSocket::Plaintext => (Box::new(stream), None),
+        TransportSocket::Tls(_) => {
+            let config = match generation.tls.get(&chain.name) {
+                Some(Ok(configs)) => configs.borrow().clone(),
+                Some(Err(e)) => {
+                    tracing::warn!(%peer, chain = %chain.name, error = %e, "filter chain cannot serve TLS; closing");
+                    None
+                }
+                None => None,
+            };
+            let Some(config) = config else {
+                // Never serve a TLS chain in plaintext.
+                ServerStats::inc(&stats.connections_refused);
+                return;
+            };
+            let accepted = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                tokio_rustls::TlsAcceptor::from(config).accept(stream),
+            )
+            .await;
+            match accepted {
+                Ok(Ok(tls)) => {
+                    let identity = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(mesh_client::identity::peer_identity);
+                    (Box::new(tls), Some(identity))
+                }
+                Ok(Err(e)) => {
+                    ServerStats::inc(&stats.tls_handshake_failures);
+                    let why = mesh_client::identity::IdentityError::from_io(&e)
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| e.to_string());
+                    tracing::info!(%peer, chain = %chain.name, error = %why, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    ServerStats::inc(&stats.tls_handshake_failures);
+                    return;
+                }
+            }
+        }
+    };
+    ServerStats::inc(&stats.connections_accepted);
+    let spiffe_id = tls_peer
+        .as_ref()
+        .and_then(|p| p.as_ref())
+        .and_then(|p| p.spiffe_id.as_ref())
+        .map(|id| id.to_string());
+    let mut ctx = ConnContext::new(
+        chain,
+        generation.config.routes_for(&chain.http.route_source),
+        shared.app.clone(),
+        PeerIdentity {
+            addr: peer,
+            local_addr: info.local,
+            spiffe_id,
+        },
+        shared.stats.clone(),
+        shared.node_id.clone(),
+    );
+    ctx.tls_peer = tls_peer.map(|p| p.map(|p| p.cert));
+    let drain = generation.drain.subscribe();
+    // The connection must not keep its generation alive: replacing the generation drops
+    // it, which is what drains this connection.
+    drop(generation);
+    serve_connection(
+        io,
+        ConnService(Arc::new(ctx)),
+        shared.limits.clone(),
+        drain,
+        stop,
+    )
+    .await;
+}
+
+/// A connection's byte stream: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 impl Drop for Generation {
     fn drop(&mut self) {
@@ -368,6 +476,7 @@ impl Drop for Generation {
 
 async fn apply_config(
     mut watch: mesh_client::xds::ServerWatch,
+    identity: Arc<ProviderRegistry>,
     local: SocketAddr,
     name: String,
     active: Arc<ArcSwapOption<Generation>>,
@@ -395,8 +504,18 @@ async fn apply_config(
             None => {}
             Some(Ok(config)) => {
                 let (drain, _) = watch::channel(false);
+                let tls = config
+                    .listener
+                    .filter_chains
+                    .iter()
+                    .chain(config.listener.default_filter_chain.iter())
+                    .filter_map(|fc| match &fc.transport {
+                        TransportSocket::Tls(t) => Some((fc.name.clone(), identity.server_tls(t))),
+                        TransportSocket::Plaintext => None,
+                    })
+                    .collect();
                 // Storing drops the previous generation, which drains its connections.
-                active.store(Some(Arc::new(Generation { config, drain })));
+                active.store(Some(Arc::new(Generation { config, drain, tls })));
                 if !serving {
                     serving = true;
                     tracing::info!(listener = %name, "xDS server serving");
@@ -419,7 +538,7 @@ async fn apply_config(
 }
 
 async fn serve_connection(
-    stream: tokio::net::TcpStream,
+    stream: Box<dyn Io>,
     service: ConnService,
     limits: Arc<Http2Limits>,
     mut drain: watch::Receiver<bool>,

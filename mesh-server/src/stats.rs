@@ -14,6 +14,7 @@ pub struct ServerStats {
     pub(crate) no_route: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
     pub(crate) connections_accepted: AtomicU64,
+    pub(crate) tls_handshake_failures: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -35,6 +36,9 @@ pub struct StatsSnapshot {
     pub connections_refused: u64,
     /// Connections accepted and matched to a filter chain.
     pub connections_accepted: u64,
+    /// TLS handshakes that failed (untrusted or wrong client certificate, plaintext on a
+    /// TLS-only chain, timeouts).
+    pub tls_handshake_failures: u64,
 }
 
 impl ServerStats {
@@ -50,6 +54,7 @@ impl ServerStats {
             no_route: r(&self.no_route),
             connections_refused: r(&self.connections_refused),
             connections_accepted: r(&self.connections_accepted),
+            tls_handshake_failures: r(&self.tls_handshake_failures),
         }
     }
 

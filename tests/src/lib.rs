@@ -1,6 +1,7 @@
 //! Test support: greeter backends, mesh-control and MeshChannel clients on loopback, and a
 //! bounded load generator; [`gocp`] runs the go-control-plane interop program.
 
+pub mod binaries;
 pub mod gocp;
 pub mod server;
 

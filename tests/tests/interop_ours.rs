@@ -11,7 +11,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use mesh_control::{ControlPlane, MeshConfig, RunningControlPlane};
@@ -29,32 +28,8 @@ use xds_proto::grpc_testing::{
 };
 
 /// `target/debug`, after building the interop binaries there (once per test process).
-fn bin_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let deps = exe.parent().expect("deps dir");
-        let dir = deps.parent().expect("target/debug").to_path_buf();
-        if std::env::var_os("MESH_INTEROP_SKIP_BUILD").is_none() {
-            let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("workspace root")
-                .to_path_buf();
-            let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "-p", "mesh-examples", "--bins"])
-                .current_dir(workspace)
-                .status()
-                .expect("run cargo build");
-            assert!(
-                status.success(),
-                "cargo build -p mesh-examples --bins failed"
-            );
-        }
-        for bin in ["interop-server", "interop-client"] {
-            assert!(dir.join(bin).exists(), "{bin} not found in {dir:?}");
-        }
-        dir
-    })
+fn bin_dir() -> PathBuf {
+    mesh_tests::binaries::our_bin_dir().expect("our interop binaries")
 }
 
 /// Distinct free loopback ports (bound together, then released).

@@ -105,13 +105,15 @@ struct Member {
 }
 
 impl ClusterPool {
-    /// Builds the pool of `cla` under `policy`, reusing connections from `conns` by address.
+    /// Builds the pool of `cla` under `policy`, reusing connections from `conns` by address
+    /// (and security settings: `tls` for mTLS clusters).
     /// Endpoints that are not UNKNOWN/HEALTHY and localities of weight 0 are left out.
     pub fn build(
         name: &str,
         policy: &LbPolicy,
         cla: &ClusterLoadAssignment,
         conns: &ConnectionSet,
+        tls: Option<&crate::transport::TlsClient>,
     ) -> Self {
         let mut by_priority: BTreeMap<u32, Vec<Member>> = BTreeMap::new();
         for loc in &cla.localities {
@@ -133,7 +135,7 @@ impl ClusterPool {
             for e in usable {
                 let w = u64::from(loc.weight) * u64::from(e.weight) * 1000 / endpoint_total.max(1);
                 entry.push(Member {
-                    conn: conns.get_or_connect(e.address),
+                    conn: conns.get_or_connect_with(e.address, tls),
                     rr_weight: w.max(1),
                     ring_weight: u64::from(loc.weight) * u64::from(e.weight),
                     hash_key: e

@@ -31,6 +31,7 @@
 pub mod bundle;
 pub mod config;
 pub mod provider;
+pub mod registry;
 pub mod spiffe;
 pub mod verify;
 
@@ -48,6 +49,7 @@ pub use provider::{
     CertMaterial, FileWatcherConfig, FileWatcherProvider, Identity, MaterialWatch, ProviderError,
     Roots,
 };
+pub use registry::ProviderRegistry;
 pub use spiffe::{SpiffeError, SpiffeId};
 pub use verify::{
     IdentityError, PeerValidation, SanMatcher, SanType, SpiffeClientVerifier, SpiffeServerVerifier,

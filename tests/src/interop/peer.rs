@@ -98,17 +98,14 @@ impl Impl {
     }
 }
 
-/// Our binaries are built by cargo (package mesh-examples) into `<target>/debug/`; the
-/// suite does not build them, it only looks.
+/// Our binaries, built by cargo (package mesh-examples) into `<target>/debug/` on first use
+/// ([`crate::binaries::our_bin_dir`]).
 fn ours(name: &str) -> Result<PathBuf, String> {
-    let path = gobuild::target_dir().join("debug").join(name);
+    let path = crate::binaries::our_bin_dir()?.join(name);
     if path.is_file() {
         Ok(path)
     } else {
-        Err(format!(
-            "missing binary {} (build it: cargo build -p mesh-examples --bin {name})",
-            path.display()
-        ))
+        Err(format!("missing binary {}", path.display()))
     }
 }
 
@@ -189,6 +186,9 @@ impl Process {
         cmd.args(args)
             .env("GRPC_XDS_BOOTSTRAP_CONFIG", bootstrap)
             .env_remove("GRPC_XDS_BOOTSTRAP")
+            // Keep error messages inside the log tail instead of backtraces.
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
             .env(
                 "GRPC_GO_LOG_SEVERITY_LEVEL",
                 std::env::var("GRPC_GO_LOG_SEVERITY_LEVEL").unwrap_or_else(|_| "warning".into()),
