@@ -19,6 +19,8 @@ pub mod inbound;
 #[cfg(test)]
 mod inbound_tests;
 pub mod model;
+#[cfg(test)]
+mod mtls_tests;
 pub mod raw;
 mod rbac;
 pub mod reload;
