@@ -7,6 +7,9 @@
 //! For the inbound listeners (gRFC A36) and their RBAC filter (gRFC A41): policy names unique
 //! per rule set, methods that are gRPC paths, CIDR ranges that parse, one path specifier per
 //! `per_route` entry, and one authorization per endpoint address shared by several services.
+//! For mTLS (gRFC A29): a SPIFFE trust domain, a `service_account` that is a SPIFFE path
+//! segment, a name whose namespace and short name make a SPIFFE ID when the service uses
+//! mTLS, and one mode per shared endpoint address.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
