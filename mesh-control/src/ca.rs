@@ -414,12 +414,7 @@ fn write_private(path: &Path, contents: &str) -> Result<(), CaError> {
 }
 
 fn check_trust_domain(trust_domain: &str) -> Result<(), CaError> {
-    let ok = !trust_domain.is_empty()
-        && trust_domain.len() <= 255
-        && trust_domain
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_'));
-    if ok {
+    if crate::spiffe::is_trust_domain(trust_domain) {
         Ok(())
     } else {
         Err(CaError::Invalid(format!(
@@ -471,13 +466,7 @@ pub fn issue_to_dir(
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), CaError> {
-    let ok = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    if ok {
+    if crate::spiffe::is_path_segment(name) {
         Ok(())
     } else {
         Err(CaError::Invalid(format!(

@@ -3,6 +3,8 @@
 use std::fmt::Write;
 
 use xds_proto::any::unpack;
+use xds_proto::envoy::envoy::config::cluster::v3::Cluster;
+use xds_proto::envoy::envoy::config::core::v3::{TransportSocket, transport_socket};
 use xds_proto::envoy::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_proto::envoy::envoy::config::listener::v3::{Listener, filter};
 use xds_proto::envoy::envoy::config::rbac::v3::Rbac as RbacRules;
@@ -11,14 +13,43 @@ use xds_proto::envoy::envoy::extensions::filters::http::rbac::v3::{Rbac, RbacPer
 use xds_proto::envoy::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager::RouteSpecifier, http_filter,
 };
+use xds_proto::envoy::envoy::extensions::transport_sockets::tls::v3::{
+    DownstreamTlsContext, UpstreamTlsContext, common_tls_context::ValidationContextType,
+};
+use xds_proto::envoy::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use xds_proto::type_url;
 
 use crate::inbound::INBOUND_LISTENER_PREFIX;
+use crate::model::MeshConfig;
 use crate::rbac::RBAC_FILTER_NAME;
 use crate::translate::Snapshot;
 
-/// Lists the client listeners, the inbound (server) listeners with their RBAC policy names,
-/// routes (match → clusters), clusters and endpoint counts.
+/// One line per service port: its mTLS mode and the SPIFFE ID its endpoints present,
+/// `greeter.default:8080: mtls STRICT, identity spiffe://cluster.local/ns/default/sa/greeter`.
+pub fn describe_services(config: &MeshConfig) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "services ({}), trust domain {}:",
+        config.services.len(),
+        config.trust_domain
+    );
+    for service in &config.services {
+        let _ = writeln!(
+            out,
+            "  {}:{}: mtls {}, identity {}",
+            service.name,
+            service.port,
+            service.mtls,
+            config.spiffe_id(service)
+        );
+    }
+    out
+}
+
+/// Lists the client listeners, the inbound (server) listeners with their filter chains
+/// (plaintext or mTLS) and RBAC policy names, routes (match → clusters), clusters with their
+/// endpoint counts and, for mTLS, the identity they expect.
 pub fn describe(snapshot: &Snapshot) -> String {
     let mut out = String::new();
     let (inbound, client): (Vec<_>, Vec<_>) = snapshot
@@ -61,9 +92,15 @@ pub fn describe(snapshot: &Snapshot) -> String {
                 (total, cla.endpoints.len())
             })
             .unwrap_or_default();
+        let mtls = snapshot
+            .get(type_url::CLUSTER, name)
+            .and_then(|any| unpack::<Cluster>(any).ok())
+            .and_then(|c| c.transport_socket)
+            .map(|ts| format!(", {}", upstream_summary(&ts)))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {name}: {total} endpoint(s) in {localities} locality group(s)"
+            "  {name}: {total} endpoint(s) in {localities} locality group(s){mtls}"
         );
     }
     out
@@ -92,7 +129,22 @@ fn describe_inbound(out: &mut String, listener: &Listener) {
             Some(RouteSpecifier::RouteConfig(rc)) => rc.name.as_str(),
             _ => "(not inline)",
         };
-        let _ = writeln!(out, "    chain {}: routes {route_name}", chain.name);
+        let transport = match &chain.transport_socket {
+            None => "plaintext".to_string(),
+            Some(ts) => downstream_summary(ts),
+        };
+        let protocol = chain
+            .filter_chain_match
+            .as_ref()
+            .map(|m| m.transport_protocol.as_str())
+            .filter(|p| !p.is_empty())
+            .map(|p| format!(" (transport_protocol {p})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "    chain {}{protocol}: {transport}, routes {route_name}",
+            chain.name
+        );
         match rbac {
             None => {
                 let _ = writeln!(out, "    rbac: none (every request allowed)");
@@ -180,4 +232,52 @@ fn route_target(r: &xds_proto::envoy::envoy::config::route::v3::Route) -> String
         let _ = write!(text, " timeout {}.{:03}s", d.seconds, d.nanos / 1_000_000);
     }
     text
+}
+
+/// `mtls, expects spiffe://…`: a cluster's TLS context and its SAN matchers.
+// match_subject_alt_names is deprecated in Envoy; it is what the translation writes.
+#[allow(deprecated)]
+fn upstream_summary(ts: &TransportSocket) -> String {
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type else {
+        return format!("transport socket {} (no config)", ts.name);
+    };
+    let Ok(tls) = unpack::<UpstreamTlsContext>(any) else {
+        return format!("transport socket {} ({})", ts.name, any.type_url);
+    };
+    let sans: Vec<String> = match tls
+        .common_tls_context
+        .and_then(|c| c.validation_context_type)
+    {
+        Some(ValidationContextType::CombinedValidationContext(c)) => c
+            .default_validation_context
+            .map(|v| v.match_subject_alt_names)
+            .unwrap_or_default(),
+        Some(ValidationContextType::ValidationContext(v)) => v.match_subject_alt_names,
+        _ => Vec::new(),
+    }
+    .iter()
+    .map(|m| match &m.match_pattern {
+        Some(MatchPattern::Exact(s)) => s.clone(),
+        other => format!("{other:?}"),
+    })
+    .collect();
+    if sans.is_empty() {
+        "mtls, any identity".to_string()
+    } else {
+        format!("mtls, expects {}", sans.join(" or "))
+    }
+}
+
+/// `mtls (client certificate required)`: a filter chain's TLS context.
+fn downstream_summary(ts: &TransportSocket) -> String {
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type else {
+        return format!("transport socket {} (no config)", ts.name);
+    };
+    match unpack::<DownstreamTlsContext>(any) {
+        Ok(tls) if tls.require_client_certificate.is_some_and(|b| b.value) => {
+            "mtls (client certificate required)".to_string()
+        }
+        Ok(_) => "tls (no client certificate)".to_string(),
+        Err(_) => format!("transport socket {} ({})", ts.name, any.type_url),
+    }
 }

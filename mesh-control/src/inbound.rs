@@ -3,10 +3,20 @@
 //! `xds.istio.io/grpc/lds/inbound/{ip}:{port}`, which is what a server subscribes to with the
 //! bootstrap template `xds.istio.io/grpc/lds/inbound/%s` and its bound address.
 //!
-//! Each has one plaintext filter chain (empty match) whose HttpConnectionManager carries an
-//! inline RouteConfiguration: `per_route` authorization overrides first, then a catch-all
-//! `/`, all with `non_forwarding_action`; its HTTP filters are RBAC (gRFC A41, only when the
-//! service has an `authorization` block) and the router.
+//! The filter chains follow the service's `mtls` mode (gRFC A29, Istio's inbound listeners):
+//!
+//! - `DISABLE`: one plaintext chain `inbound-plaintext` (empty match);
+//! - `STRICT`: one chain `inbound-mtls` (empty match) with a DownstreamTlsContext that requires
+//!   a client certificate, so a plaintext connection fails the TLS handshake;
+//! - `PERMISSIVE`: `inbound-mtls` matching `transport_protocol: tls` with that context, and
+//!   `inbound-plaintext` matching `transport_protocol: raw_buffer` without one; the server
+//!   tells them apart by sniffing the TLS ClientHello.
+//!
+//! Every chain has the same HttpConnectionManager, with an inline RouteConfiguration:
+//! `per_route` authorization overrides first, then a catch-all `/`, all with
+//! `non_forwarding_action`; its HTTP filters are RBAC (gRFC A41, only when the service has an
+//! `authorization` block; principals are matched against the peer's verified SPIFFE ID) and
+//! the router.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -19,16 +29,27 @@ use xds_proto::envoy::envoy::extensions::filters::network::http_connection_manag
 use xds_proto::protobuf::Any;
 
 use crate::error::ConfigError;
-use crate::model::{MeshConfig, PerRouteAuthorization, Service};
+use crate::model::{MeshConfig, MtlsMode, PerRouteAuthorization, Service};
 use crate::rbac::{RBAC_FILTER_NAME, rbac_filter_config, rbac_per_route};
+use crate::tls::downstream_transport_socket;
 use crate::translate::socket_address;
 
 /// The prefix of inbound listener names, Istio's `server_listener_resource_name_template`
 /// without its `%s`.
 pub const INBOUND_LISTENER_PREFIX: &str = "xds.istio.io/grpc/lds/inbound/";
 
-/// The name of the filter chain of an inbound listener (TLS chains come with mTLS).
+/// The name of the plaintext filter chain of an inbound listener (`DISABLE`, `PERMISSIVE`).
 pub const PLAINTEXT_FILTER_CHAIN: &str = "inbound-plaintext";
+
+/// The name of the mTLS filter chain of an inbound listener (`PERMISSIVE`, `STRICT`).
+pub const MTLS_FILTER_CHAIN: &str = "inbound-mtls";
+
+/// The `filter_chain_match.transport_protocol` of the mTLS chain of a `PERMISSIVE` listener.
+pub const TLS_TRANSPORT_PROTOCOL: &str = "tls";
+
+/// The `filter_chain_match.transport_protocol` of the plaintext chain of a `PERMISSIVE`
+/// listener.
+pub const RAW_BUFFER_TRANSPORT_PROTOCOL: &str = "raw_buffer";
 
 /// The inbound Listener name a server bound to `ip_port` subscribes to:
 /// `xds.istio.io/grpc/lds/inbound/{ip_port}`.
@@ -58,7 +79,7 @@ pub fn inbound_route_name(port: u16, service: &str) -> String {
 
 /// One inbound Listener per distinct endpoint address, in file order. An address listed by
 /// several services gets one listener, from the first of them (validation has checked that
-/// they agree on authorization).
+/// they agree on authorization and mTLS mode).
 pub(crate) fn inbound_listeners(config: &MeshConfig) -> Result<Vec<(String, Any)>, ConfigError> {
     let mut seen = BTreeSet::new();
     let mut listeners = Vec::new();
@@ -114,18 +135,32 @@ fn inbound_listener(
         http_filters,
         ..Default::default()
     };
+    let filters = vec![listener::Filter {
+        name: "envoy.filters.network.http_connection_manager".to_string(),
+        config_type: Some(listener::filter::ConfigType::TypedConfig(pack(&manager))),
+    }];
+    let chain = |name: &str, transport_protocol: &str, mtls: bool| listener::FilterChain {
+        name: name.to_string(),
+        filter_chain_match: Some(listener::FilterChainMatch {
+            transport_protocol: transport_protocol.to_string(),
+            ..Default::default()
+        }),
+        filters: filters.clone(),
+        transport_socket: mtls.then(downstream_transport_socket),
+        ..Default::default()
+    };
+    let filter_chains = match service.mtls {
+        MtlsMode::Disable => vec![chain(PLAINTEXT_FILTER_CHAIN, "", false)],
+        MtlsMode::Strict => vec![chain(MTLS_FILTER_CHAIN, "", true)],
+        MtlsMode::Permissive => vec![
+            chain(MTLS_FILTER_CHAIN, TLS_TRANSPORT_PROTOCOL, true),
+            chain(PLAINTEXT_FILTER_CHAIN, RAW_BUFFER_TRANSPORT_PROTOCOL, false),
+        ],
+    };
     Ok(listener::Listener {
         name: name.to_string(),
         address: Some(socket_address(address)),
-        filter_chains: vec![listener::FilterChain {
-            name: PLAINTEXT_FILTER_CHAIN.to_string(),
-            filter_chain_match: Some(listener::FilterChainMatch::default()),
-            filters: vec![listener::Filter {
-                name: "envoy.filters.network.http_connection_manager".to_string(),
-                config_type: Some(listener::filter::ConfigType::TypedConfig(pack(&manager))),
-            }],
-            ..Default::default()
-        }],
+        filter_chains,
         ..Default::default()
     })
 }

@@ -2,21 +2,27 @@
 //!
 //! - `serve --config mesh.yaml [--listen 127.0.0.1:18000]` (or `--raw FILE|DIR`): serves ADS
 //!   and hot-reloads the file when it changes;
-//! - `bootstrap --node ID [--server ADDR] [--out FILE]`: writes a gRPC bootstrap;
-//! - `validate mesh.yaml`: checks a file and prints what it would serve;
+//! - `bootstrap --node ID [--server ADDR] [--certs DIR [--refresh-interval 10s]] [--out FILE]`:
+//!   writes a gRPC bootstrap, with `--certs` one whose `file_watcher` certificate provider
+//!   reads the SVID `ca issue` wrote into DIR;
+//! - `validate mesh.yaml`: checks a file and prints what it would serve, with each service's
+//!   mTLS mode and SPIFFE ID;
 //! - `ca issue --trust-domain TD --ns NS --sa SA --out DIR [--ca-dir DIR]`: issues a SPIFFE
 //!   SVID from the development CA (created on first use) into Istio's file layout;
 //! - `ca rotate --ns NS --sa SA --out DIR [--ca-dir DIR]`: replaces it with a fresh one.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mesh_control::raw::load_raw;
 use mesh_control::reload::{self, Source};
-use mesh_control::{ControlPlane, MeshConfig, bootstrap_json, describe, translate};
+use mesh_control::{
+    ControlPlane, MeshConfig, bootstrap_json_with_cert_refresh, describe, describe_services,
+    translate,
+};
 use tracing::{error, info};
 
 /// A small development xDS control plane for proxyless gRPC meshes.
@@ -50,6 +56,14 @@ enum Command {
         /// The control plane address (`host:port`).
         #[arg(long, default_value = "127.0.0.1:18000")]
         server: String,
+        /// Add the `file_watcher` certificate provider `default` reading Istio's file layout
+        /// (`cert-chain.pem`, `key.pem`, `root-cert.pem`) in this directory, for mTLS.
+        #[arg(long)]
+        certs: Option<PathBuf>,
+        /// How often the certificate provider rereads the files (with `--certs`).
+        #[arg(long, default_value = "10s", requires = "certs",
+              value_parser = mesh_control::duration::parse_duration)]
+        refresh_interval: Duration,
         /// Write to this file instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -115,7 +129,13 @@ async fn main() -> ExitCode {
             init_logging();
             serve(config, raw, listen).await
         }
-        Command::Bootstrap { node, server, out } => bootstrap(&node, &server, out),
+        Command::Bootstrap {
+            node,
+            server,
+            certs,
+            refresh_interval,
+            out,
+        } => bootstrap(&node, &server, certs.as_deref(), refresh_interval, out),
         Command::Validate { config } => validate(config),
         Command::Ca { command } => ca(command),
     }
@@ -207,8 +227,14 @@ async fn serve(config: Option<PathBuf>, raw: Option<PathBuf>, listen: SocketAddr
     ExitCode::SUCCESS
 }
 
-fn bootstrap(node: &str, server: &str, out: Option<PathBuf>) -> ExitCode {
-    let json = bootstrap_json(server, node);
+fn bootstrap(
+    node: &str,
+    server: &str,
+    certs: Option<&Path>,
+    refresh_interval: Duration,
+    out: Option<PathBuf>,
+) -> ExitCode {
+    let json = bootstrap_json_with_cert_refresh(server, node, certs, refresh_interval);
     let text = match serde_json::to_string_pretty(&json) {
         Ok(text) => text + "\n",
         Err(e) => {
@@ -232,10 +258,12 @@ fn bootstrap(node: &str, server: &str, out: Option<PathBuf>) -> ExitCode {
 }
 
 fn validate(path: PathBuf) -> ExitCode {
-    let result = MeshConfig::from_file(&path).and_then(|config| translate(&config));
+    let result = MeshConfig::from_file(&path)
+        .and_then(|config| translate(&config).map(|snapshot| (config, snapshot)));
     match result {
-        Ok(snapshot) => {
+        Ok((config, snapshot)) => {
             println!("{}: valid", path.display());
+            print!("{}", describe_services(&config));
             print!("{}", describe(&snapshot));
             ExitCode::SUCCESS
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
+use crate::spiffe::{DEFAULT_NAMESPACE, DEFAULT_TRUST_DOMAIN, spiffe_id};
 
 /// A whole mesh: the services clients can dial as `xds:///{name}:{port}`.
 ///
@@ -20,13 +21,37 @@ use crate::error::ConfigError;
 /// ).unwrap();
 /// assert_eq!(config.services[0].endpoints.len(), 1);
 /// ```
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeshConfig {
+    /// The SPIFFE trust domain of every workload's identity; default `cluster.local`.
+    #[serde(
+        default = "default_trust_domain",
+        skip_serializing_if = "is_default_trust_domain"
+    )]
+    pub trust_domain: String,
     /// The services, each with one port. A host may be listed more than once with
     /// different ports.
     #[serde(default)]
     pub services: Vec<Service>,
+}
+
+impl Default for MeshConfig {
+    /// No services, trust domain `cluster.local`.
+    fn default() -> Self {
+        MeshConfig {
+            trust_domain: default_trust_domain(),
+            services: Vec::new(),
+        }
+    }
+}
+
+fn default_trust_domain() -> String {
+    DEFAULT_TRUST_DOMAIN.to_string()
+}
+
+fn is_default_trust_domain(trust_domain: &str) -> bool {
+    trust_domain == DEFAULT_TRUST_DOMAIN
 }
 
 /// One service port: a host name, a port, its endpoints, subsets and routes.
@@ -50,10 +75,18 @@ pub struct Service {
     /// `None`: no RBAC filter, every request is allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
+    /// The peer-authentication mode of the service's endpoints (Istio's PeerAuthentication
+    /// modes); it also decides whether clients dial them with mTLS. Default `DISABLE`.
+    #[serde(default, skip_serializing_if = "MtlsMode::is_disable")]
+    pub mtls: MtlsMode,
+    /// The service account in the endpoints' SPIFFE ID; default: the short name (the part
+    /// of `name` before the first dot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
 }
 
 impl Service {
-    /// A service with no endpoints, subsets or routes.
+    /// A service with no endpoints, subsets or routes, mTLS `DISABLE`.
     pub fn new(name: impl Into<String>, port: u16) -> Service {
         Service {
             name: name.into(),
@@ -62,7 +95,90 @@ impl Service {
             subsets: Vec::new(),
             routes: Vec::new(),
             authorization: None,
+            mtls: MtlsMode::Disable,
+            service_account: None,
         }
+    }
+
+    /// The short name: the part of `name` before the first dot (`greeter` for
+    /// `greeter.default`).
+    pub fn short_name(&self) -> &str {
+        self.name.split('.').next().unwrap_or(&self.name)
+    }
+
+    /// The namespace: the part of `name` after the first dot up to the next one
+    /// (`prod` for `greeter.prod.svc.cluster.local`), `default` when there is none.
+    pub fn namespace(&self) -> &str {
+        match self.name.split('.').nth(1) {
+            Some(ns) if !ns.is_empty() => ns,
+            _ => DEFAULT_NAMESPACE,
+        }
+    }
+
+    /// The service account: `service_account`, or the short name.
+    pub fn service_account(&self) -> &str {
+        self.service_account
+            .as_deref()
+            .unwrap_or_else(|| self.short_name())
+    }
+
+    /// The SPIFFE ID of the service's endpoints in `trust_domain`:
+    /// `spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}`.
+    ///
+    /// ```
+    /// let service = mesh_control::Service::new("greeter.prod", 8080);
+    /// assert_eq!(
+    ///     service.spiffe_id("cluster.local"),
+    ///     "spiffe://cluster.local/ns/prod/sa/greeter"
+    /// );
+    /// ```
+    pub fn spiffe_id(&self, trust_domain: &str) -> String {
+        spiffe_id(trust_domain, self.namespace(), self.service_account())
+    }
+}
+
+/// How a service's endpoints authenticate their peers, as Istio's PeerAuthentication
+/// `mtls.mode`. In YAML: `DISABLE`, `PERMISSIVE` or `STRICT` (lower case is accepted too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum MtlsMode {
+    /// Plaintext only: the inbound listener has one plaintext chain and clients dial
+    /// without TLS.
+    #[default]
+    #[serde(rename = "DISABLE", alias = "disable")]
+    Disable,
+    /// Both: the inbound listener tells mTLS from plaintext by sniffing the TLS
+    /// ClientHello; clients dial with mTLS (as Istio's auto-mTLS does).
+    #[serde(rename = "PERMISSIVE", alias = "permissive")]
+    Permissive,
+    /// mTLS only: the inbound listener requires a client certificate; clients dial with mTLS.
+    #[serde(rename = "STRICT", alias = "strict")]
+    Strict,
+}
+
+impl MtlsMode {
+    /// Whether clients of the service dial it with mTLS (`PERMISSIVE` or `STRICT`).
+    pub fn is_enabled(self) -> bool {
+        !self.is_disable()
+    }
+
+    /// The YAML spelling: `DISABLE`, `PERMISSIVE` or `STRICT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MtlsMode::Disable => "DISABLE",
+            MtlsMode::Permissive => "PERMISSIVE",
+            MtlsMode::Strict => "STRICT",
+        }
+    }
+
+    // `&self` because serde's `skip_serializing_if` passes a reference.
+    fn is_disable(&self) -> bool {
+        *self == MtlsMode::Disable
+    }
+}
+
+impl std::fmt::Display for MtlsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -392,6 +508,11 @@ impl MeshConfig {
     /// Serializes back to YAML (round-trips through [`MeshConfig::from_yaml`]).
     pub fn to_yaml(&self) -> Result<String, ConfigError> {
         serde_yaml::to_string(self).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// The SPIFFE ID of `service`'s endpoints in this mesh's trust domain.
+    pub fn spiffe_id(&self, service: &Service) -> String {
+        service.spiffe_id(&self.trust_domain)
     }
 
     /// The first listed service with this host name.

@@ -2,7 +2,9 @@
 //! proxyless gRPC (gRFC A27): per service port, a Listener and a RouteConfiguration
 //! `{host}:{port}`, and Clusters / ClusterLoadAssignments `outbound|{port}|{subset}|{host}`;
 //! per endpoint address, a server-side Listener `xds.istio.io/grpc/lds/inbound/{ip}:{port}`
-//! (gRFC A36, A41; see [`crate::inbound`]).
+//! (gRFC A36, A41; see [`crate::inbound`]). The clusters of `PERMISSIVE` and `STRICT`
+//! services carry an mTLS transport socket expecting the service's SPIFFE ID (gRFC A29; see
+//! [`crate::tls`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -23,6 +25,7 @@ use xds_proto::type_url;
 use crate::error::ConfigError;
 use crate::inbound::inbound_listeners;
 use crate::model::{Destination, HeaderMatch, Health, MeshConfig, Route, RouteMatch, Service};
+use crate::tls::upstream_transport_socket;
 
 /// The xDS resources for one configuration, by type URL, each as `(name, resource)`.
 ///
@@ -86,9 +89,14 @@ pub fn translate(config: &MeshConfig) -> Result<Snapshot, ConfigError> {
             .subsets
             .iter()
             .map(|s| (Some(s.name.as_str()), Some(&s.labels)));
+        // Clients dial PERMISSIVE and STRICT services with mTLS and expect their identity.
+        let peer_identity = service.mtls.is_enabled().then(|| config.spiffe_id(service));
         for (subset, labels) in whole.chain(subsets) {
             let cluster = cluster_name(&service.name, service.port, subset);
-            clusters.push((cluster.clone(), pack(&eds_cluster(&cluster))));
+            clusters.push((
+                cluster.clone(),
+                pack(&eds_cluster(&cluster, peer_identity.as_deref())),
+            ));
             let cla = load_assignment(&cluster, service, labels)?;
             assignments.push((cluster, pack(&cla)));
         }
@@ -331,8 +339,11 @@ fn proto_duration(d: std::time::Duration) -> ProtoDuration {
     }
 }
 
-fn eds_cluster(name: &str) -> cluster::Cluster {
+/// An EDS cluster; with `peer_identity`, its connections use mTLS and the endpoints must
+/// present that SPIFFE ID.
+fn eds_cluster(name: &str, peer_identity: Option<&str>) -> cluster::Cluster {
     cluster::Cluster {
+        transport_socket: peer_identity.map(upstream_transport_socket),
         name: name.to_string(),
         cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
             cluster::cluster::DiscoveryType::Eds as i32,

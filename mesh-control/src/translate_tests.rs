@@ -449,3 +449,30 @@ fn example_file_is_valid() {
         3
     );
 }
+
+#[test]
+fn example_file_is_valid_with_its_mtls_lines_uncommented() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mesh.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut uncommented = text.clone();
+    for line in [
+        "# trust_domain: cluster.local",
+        "# mtls: PERMISSIVE",
+        "# service_account: greeter",
+    ] {
+        assert!(uncommented.contains(line), "{line:?} not in the example");
+        uncommented = uncommented.replace(line, line.trim_start_matches("# "));
+    }
+    let config = MeshConfig::from_yaml(&uncommented).unwrap();
+    assert_eq!(config.services[0].mtls, crate::MtlsMode::Permissive);
+    assert_eq!(
+        config.spiffe_id(&config.services[0]),
+        "spiffe://cluster.local/ns/default/sa/greeter"
+    );
+    let s = translate(&config).unwrap();
+    for (name, any) in s.of_type(type_url::CLUSTER) {
+        let c: xds_proto::envoy::envoy::config::cluster::v3::Cluster =
+            xds_proto::any::unpack(any).unwrap();
+        assert!(c.transport_socket.is_some(), "{name}");
+    }
+}

@@ -7,6 +7,9 @@
 //! For the inbound listeners (gRFC A36) and their RBAC filter (gRFC A41): policy names unique
 //! per rule set, methods that are gRPC paths, CIDR ranges that parse, one path specifier per
 //! `per_route` entry, and one authorization per endpoint address shared by several services.
+//! For mTLS (gRFC A29): a SPIFFE trust domain, a `service_account` that is a SPIFFE path
+//! segment, a name whose namespace and short name make a SPIFFE ID when the service uses
+//! mTLS, and one mode per shared endpoint address.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -16,11 +19,22 @@ use crate::model::{
     AuthorizationPolicy, Destination, HeaderMatch, MeshConfig, PerRouteAuthorization, Route,
     Service,
 };
+use crate::spiffe;
 
 impl MeshConfig {
     /// Checks the whole configuration; the error names the first offending field, e.g.
     /// `services[1].routes[0].split[1].subset: no subset "v3" in service greeter.default`.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !spiffe::is_trust_domain(&self.trust_domain) {
+            return Err(ConfigError::invalid(
+                "trust_domain",
+                format!(
+                    "{:?} is not a SPIFFE trust domain: 1 to 255 lowercase letters, digits, \
+                     '.', '-' and '_' (e.g. cluster.local)",
+                    self.trust_domain
+                ),
+            ));
+        }
         let mut seen = BTreeSet::new();
         for (i, service) in self.services.iter().enumerate() {
             let at = format!("services[{i}]");
@@ -56,6 +70,17 @@ impl MeshConfig {
                 let Some(other) = self.services.get(owner) else {
                     continue;
                 };
+                if owner != i && other.mtls != service.mtls {
+                    return Err(ConfigError::invalid(
+                        format!("services[{i}].mtls"),
+                        format!(
+                            "{} differs from {} of services[{owner}] ({}:{}), which also lists \
+                             the endpoint {address}; one server address has one inbound \
+                             listener, so give both services the same mtls mode",
+                            service.mtls, other.mtls, other.name, other.port
+                        ),
+                    ));
+                }
                 if owner != i && other.authorization != service.authorization {
                     return Err(ConfigError::invalid(
                         format!("services[{i}].endpoints[{j}].address"),
@@ -220,6 +245,7 @@ fn validate_service(service: &Service, at: &str) -> Result<(), ConfigError> {
             ));
         }
     }
+    validate_identity(service, at)?;
     let mut names = BTreeSet::new();
     for (j, subset) in service.subsets.iter().enumerate() {
         let sub_at = format!("{at}.subsets[{j}].name");
@@ -251,6 +277,53 @@ fn validate_service(service: &Service, at: &str) -> Result<(), ConfigError> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// The parts of the service's SPIFFE ID must be SPIFFE path segments: an explicit
+/// `service_account` always, the namespace and the default service account (both taken
+/// from `name`) when the service uses mTLS.
+fn validate_identity(service: &Service, at: &str) -> Result<(), ConfigError> {
+    const SEGMENT: &str = "letters, digits, '.', '-' and '_', not \".\" or \"..\"";
+    if let Some(sa) = &service.service_account {
+        if sa.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{at}.service_account"),
+                "must not be empty (remove it to use the service's short name)",
+            ));
+        }
+        if !spiffe::is_path_segment(sa) {
+            return Err(ConfigError::invalid(
+                format!("{at}.service_account"),
+                format!("{sa:?} cannot be part of a SPIFFE ID; use {SEGMENT}"),
+            ));
+        }
+    }
+    if !service.mtls.is_enabled() {
+        return Ok(());
+    }
+    let namespace = service.namespace();
+    if !spiffe::is_path_segment(namespace) {
+        return Err(ConfigError::invalid(
+            format!("{at}.name"),
+            format!(
+                "the namespace {namespace:?} (after the first '.') cannot be part of the SPIFFE \
+                 ID that mtls: {} needs; use {SEGMENT}",
+                service.mtls
+            ),
+        ));
+    }
+    if service.service_account.is_none() && !spiffe::is_path_segment(service.short_name()) {
+        return Err(ConfigError::invalid(
+            format!("{at}.name"),
+            format!(
+                "the short name {:?} (before the first '.') cannot be the service account of \
+                 the SPIFFE ID that mtls: {} needs; set service_account or use {SEGMENT}",
+                service.short_name(),
+                service.mtls
+            ),
+        ));
     }
     Ok(())
 }

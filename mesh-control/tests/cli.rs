@@ -20,6 +20,17 @@ fn validate_prints_what_would_be_served() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("listeners (1)"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "greeter.default:8080: mtls DISABLE, identity spiffe://cluster.local/ns/default/sa/greeter"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("chain inbound-plaintext: plaintext, routes inbound|50051||greeter.default"),
+        "{stdout}"
+    );
     assert!(stdout.contains("greeter.default:8080"), "{stdout}");
     assert!(
         stdout.contains("outbound|8080|v1|greeter.default"),
@@ -101,4 +112,67 @@ fn bootstrap_writes_json_to_stdout_and_file() {
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(written["node"]["id"], "n2");
     assert_eq!(written["xds_servers"][0]["server_uri"], "127.0.0.1:18000");
+}
+
+#[test]
+fn bootstrap_with_certs_adds_the_file_watcher_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let out = bin()
+        .args(["bootstrap", "--node", "n3", "--certs"])
+        .arg(&certs)
+        .args(["--refresh-interval", "1500ms"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json,
+        mesh_control::bootstrap_json_with_cert_refresh(
+            "127.0.0.1:18000",
+            "n3",
+            Some(&certs),
+            std::time::Duration::from_millis(1500)
+        )
+    );
+    let config = &json["certificate_providers"]["default"]["config"];
+    assert_eq!(
+        json["certificate_providers"]["default"]["plugin_name"],
+        "file_watcher"
+    );
+    assert_eq!(
+        config["certificate_file"],
+        certs.join("cert-chain.pem").to_str().unwrap()
+    );
+    assert_eq!(
+        config["private_key_file"],
+        certs.join("key.pem").to_str().unwrap()
+    );
+    assert_eq!(
+        config["ca_certificate_file"],
+        certs.join("root-cert.pem").to_str().unwrap()
+    );
+    assert_eq!(config["refresh_interval"], "1.5s");
+
+    let default = bin()
+        .args(["bootstrap", "--node", "n3", "--certs"])
+        .arg(&certs)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&default.stdout).unwrap();
+    assert_eq!(
+        json["certificate_providers"]["default"]["config"]["refresh_interval"],
+        "10s"
+    );
+
+    // A refresh interval without certificates is a usage error.
+    let alone = bin()
+        .args(["bootstrap", "--node", "n3", "--refresh-interval", "5s"])
+        .output()
+        .unwrap();
+    assert_eq!(alone.status.code(), Some(2));
 }
