@@ -16,6 +16,11 @@ use xds_proto::helloworld::HelloRequest;
 use xds_proto::helloworld::greeter_client::GreeterClient;
 use xds_proto::type_url;
 
+/// Resources of one type: `(name, resource)`.
+type Named = Vec<(String, xds_proto::protobuf::Any)>;
+/// Resources by type URL.
+type ByType = Vec<(String, Named)>;
+
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 fn certs(ca: &DevCa, dir: &Path, sa: &str) -> String {
@@ -73,10 +78,10 @@ fn inbound(
 }
 
 fn merge(
-    sets: Vec<Vec<(String, Vec<(String, xds_proto::protobuf::Any)>)>>,
+    sets: Vec<ByType>,
     server: (String, xds_proto::protobuf::Any),
-) -> std::collections::BTreeMap<String, Vec<(String, xds_proto::protobuf::Any)>> {
-    let mut out: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+) -> std::collections::BTreeMap<String, Named> {
+    let mut out: std::collections::BTreeMap<String, Named> = Default::default();
     for set in sets {
         for (t, v) in set {
             out.entry(t).or_default().extend(v);
