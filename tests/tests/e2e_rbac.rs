@@ -17,8 +17,37 @@ struct Rig {
     channel: MeshChannel,
 }
 
+/// Everything the servers log at info and above, for asserting shadow-decision logs.
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "warn,mesh_server::rbac::shadow=info",
+        ))
+        .with_ansi(false)
+        .with_writer(|| LogWriter)
+        .try_init();
+}
+
+fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
 async fn rig(authorization: &str) -> Rig {
-    init_tracing();
+    capture_logs();
     let listener = MeshGreeter::bind().await;
     let addr = listener.local_addr().unwrap();
     let yaml = format!(
@@ -150,4 +179,9 @@ async fn shadow_rule_is_counted_but_not_enforced() {
     assert_eq!(s.shadow_denied, 1, "{s:?}");
     assert_eq!(s.shadow_allowed, 1, "{s:?}");
     assert_eq!(s.rbac_denied, 0, "{s:?}");
+    let logs = logs();
+    assert!(
+        logs.contains("RBAC shadow decision") && logs.contains("would-deny-mallory"),
+        "the shadow decision is logged: {logs}"
+    );
 }

@@ -309,6 +309,12 @@ impl CellRun<'_> {
                             for idx in 0..self.servers.len() {
                                 self.start_server(idx, ads)?;
                             }
+                            // Like the interop framework's backend health checks: traffic
+                            // starts once every backend reports SERVING (bounded).
+                            for server in &self.servers {
+                                wait_healthy(server.maintenance_port, Duration::from_secs(20))
+                                    .await;
+                            }
                             self.start_client(ads, stats_port)?;
                             stats = Some(self.connect_stats(stats_port).await?);
                         }
@@ -638,4 +644,32 @@ fn render_report(s: &Suite) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Waits (at most `limit`) until the `grpc.health.v1` service on `127.0.0.1:port` reports
+/// SERVING; a server that never does is left to fail the scenario's checks.
+async fn wait_healthy(port: u16, limit: Duration) {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let endpoint =
+            match tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")) {
+                Ok(e) => e
+                    .connect_timeout(Duration::from_secs(1))
+                    .timeout(Duration::from_secs(1)),
+                Err(_) => return,
+            };
+        if let Ok(channel) = endpoint.connect().await {
+            let serving = HealthClient::new(channel)
+                .check(HealthCheckRequest::default())
+                .await
+                .is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving);
+            if serving {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
