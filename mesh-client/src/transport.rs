@@ -264,7 +264,32 @@ async fn run_connection(
             _ = stop.changed() => return,
         };
         match result {
-            Ok(Ok((sender, conn))) => {
+            Ok(Ok((sender, conn, spoke))) => {
+                let mut conn = Box::pin(conn);
+                // Ready only once the server has spoken (its SETTINGS come first), as gRPC
+                // does: a server that accepts and closes (an xDS server that is not serving,
+                // gRFC A36) must not look ready and fail the RPCs sent to it.
+                let greeted = tokio::select! {
+                    _ = spoke.notified() => Ok(()),
+                    r = &mut conn => Err(match r {
+                        Ok(()) => "the server closed the connection before its HTTP/2 preface (is it serving?)".to_string(),
+                        Err(e) => format!("connection failed before the server's HTTP/2 preface: {}", error_chain(&e)),
+                    }),
+                    _ = tokio::time::sleep(settings.connect_timeout) => Err(format!(
+                        "no HTTP/2 preface from the server within {:?}",
+                        settings.connect_timeout
+                    )),
+                    _ = stop.changed() => return,
+                };
+                if let Err(e) = greeted {
+                    record_failure(&inner, e);
+                    failures = failures.saturating_add(1);
+                    tokio::select! {
+                        _ = tokio::time::sleep(settings.backoff(failures - 1)) => {}
+                        _ = stop.changed() => return,
+                    }
+                    continue;
+                }
                 failures = 0;
                 if let Ok(mut e) = inner.last_error.lock() {
                     *e = None;
@@ -272,7 +297,6 @@ async fn run_connection(
                 inner.sender.store(Some(Arc::new(sender)));
                 inner.set_state(ConnectivityState::Ready);
                 tracing::debug!(addr = %inner.addr, "endpoint connected");
-                let mut conn = Box::pin(conn);
                 let stopped = tokio::select! {
                     r = &mut conn => {
                         if let Err(e) = r {
@@ -382,7 +406,82 @@ async fn tls_handshake(
     Ok(Box::new(stream))
 }
 
-async fn connect(inner: &ConnInner, settings: &ConnectSettings) -> Result<(Sender, Conn), String> {
+/// Signalled by [`Greeted`] when the server's first bytes arrive.
+#[derive(Default)]
+struct Spoke {
+    seen: std::sync::atomic::AtomicBool,
+    notify: Notify,
+}
+
+impl Spoke {
+    async fn notified(&self) {
+        loop {
+            let n = self.notify.notified();
+            if self.seen.load(Ordering::Acquire) {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+/// A byte stream that reports when the peer first sends something.
+struct Greeted {
+    inner: Box<dyn Io>,
+    spoke: Arc<Spoke>,
+}
+
+impl tokio::io::AsyncRead for Greeted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before && !self.spoke.seen.swap(true, Ordering::AcqRel) {
+            self.spoke.notify.notify_waiters();
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Greeted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+async fn connect(
+    inner: &ConnInner,
+    settings: &ConnectSettings,
+) -> Result<(Sender, Conn, Arc<Spoke>), String> {
     let tcp = tokio::net::TcpStream::connect(inner.addr)
         .await
         .map_err(|e| format!("connect {}: {e}", inner.addr))?;
@@ -391,6 +490,11 @@ async fn connect(inner: &ConnInner, settings: &ConnectSettings) -> Result<(Sende
         None => Box::new(tcp),
         Some(tls) => tls_handshake(tls, inner.addr, tcp).await?,
     };
+    let spoke = Arc::new(Spoke::default());
+    let io: Box<dyn Io> = Box::new(Greeted {
+        inner: io,
+        spoke: spoke.clone(),
+    });
     let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -401,6 +505,7 @@ async fn connect(inner: &ConnInner, settings: &ConnectSettings) -> Result<(Sende
     builder
         .handshake(TokioIo::new(io))
         .await
+        .map(|(sender, conn)| (sender, conn, spoke))
         .map_err(|e| format!("HTTP/2 handshake with {}: {e}", inner.addr))
 }
 

@@ -391,3 +391,51 @@ async fn missing_listener_template_fails_at_start() {
         "{err}"
     );
 }
+
+/// A client never mistakes a NOT_SERVING server (which accepts and closes, gRFC A36) for a
+/// ready one: its RPCs fail with that reason, and succeed once the server serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_waits_for_the_server_preface() {
+    init_tracing();
+    let tcp = MeshGreeter::bind().await;
+    let addr = tcp.local_addr().unwrap();
+    let snapshot = mesh_control::translate(
+        &mesh_control::MeshConfig::from_yaml(&greeter_yaml(&[addr])).unwrap(),
+    )
+    .unwrap();
+    let control = ControlPlane::raw(snapshot.resources.clone());
+    let client_listeners: Vec<_> = snapshot
+        .of_type(type_url::LISTENER)
+        .iter()
+        .filter(|(n, _)| !n.starts_with("xds.istio.io/"))
+        .cloned()
+        .collect();
+    control.set_resources(type_url::LISTENER, client_listeners.clone());
+    let cp = control.listen(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let server = MeshGreeter::start(
+        tcp,
+        "late",
+        server_bootstrap(cp.local_addr(), "srv-late", false),
+    )
+    .await;
+    let mut client = greeter_client(bootstrap_for(cp.local_addr(), "cli-late")).await;
+    let early = spread(&mut client, 1).await.unwrap_err();
+    assert_eq!(early.code(), tonic::Code::Unavailable, "{early:?}");
+    assert!(early.message().contains("preface"), "{early:?}");
+
+    let mut all = client_listeners;
+    all.push((inbound_name(addr), inbound_listener(addr, "r", vec![])));
+    control.set_resources(type_url::LISTENER, all);
+    assert!(server.wait_health("SERVING", Duration::from_secs(10)).await);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if spread(&mut client, 1).await.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ok = spread(&mut client, 50).await.unwrap();
+    assert_eq!(ok.values().sum::<usize>(), 50);
+    server.stop().await;
+}
