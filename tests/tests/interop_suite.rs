@@ -1,10 +1,12 @@
 //! The xDS interop matrix (issue 4): every scenario under `tests/interop/scenarios/` for
 //! every (client, server, control plane) row; writes and prints `target/interop/report.md`.
 //!
-//! Needs Go (it builds grpc-go's interop peers, json2pb and the go-control-plane program).
-//! Our `interop-client` / `interop-server` are taken from `target/debug/` when built; their
-//! cells report MISSING otherwise (which fails the suite unless
-//! `MESH_INTEROP_ALLOW_MISSING=1`). See `tests/interop/README.md`.
+//! Needs Go (it builds grpc-go's interop peers, json2pb and the go-control-plane program)
+//! and, for the `python/*/*` rows, `python3` and PyPI (it makes a venv with grpcio).
+//! Our `interop-client` / `interop-server` are built on demand into `target/debug/` (set
+//! `MESH_INTEROP_SKIP_BUILD=1` to use what is there); a cell whose peer cannot be had
+//! reports MISSING, which fails the suite unless `MESH_INTEROP_ALLOW_MISSING=1`. See
+//! `tests/interop/README.md`.
 
 use mesh_tests::interop::runner::{self, Outcome};
 

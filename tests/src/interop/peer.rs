@@ -3,12 +3,12 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
@@ -27,6 +27,9 @@ pub enum Impl {
     Ours,
     /// grpc-go's `interop/xds/client` and `interop/xds/server`.
     GrpcGo,
+    /// Python grpcio (gRPC C-core): `tests/interop/python/xds_interop_client.py`, run in a
+    /// venv the harness makes ([`python_venv`]). A client only.
+    PythonGrpcio,
 }
 
 /// A control plane.
@@ -47,14 +50,17 @@ pub struct Row {
     pub server: Impl,
     /// Which control plane.
     pub cp: Cp,
+    /// The only scenarios this row runs (by name); `None` runs every scenario.
+    pub scenarios: Option<&'static [&'static str]>,
 }
 
 impl Impl {
-    /// `ours` or `grpc-go`.
+    /// `ours`, `grpc-go` or `python`.
     pub fn name(self) -> &'static str {
         match self {
             Impl::Ours => "ours",
             Impl::GrpcGo => "grpc-go",
+            Impl::PythonGrpcio => "python",
         }
     }
 
@@ -62,7 +68,7 @@ impl Impl {
     /// server listens on `:PORT` (tcp4, so `0.0.0.0`); ours on loopback.
     pub fn server_listen_host(self) -> &'static str {
         match self {
-            Impl::Ours => "127.0.0.1",
+            Impl::Ours | Impl::PythonGrpcio => "127.0.0.1",
             Impl::GrpcGo => "0.0.0.0",
         }
     }
@@ -74,16 +80,55 @@ impl Impl {
         match self {
             Impl::Ours => &["--bind_host=127.0.0.1"],
             Impl::GrpcGo => &["--secure_mode=true"],
+            Impl::PythonGrpcio => &[],
         }
     }
 
     /// The client binary, or why it is not there.
     pub fn client_binary(self) -> Result<PathBuf, String> {
+        self.client_command().map(|(bin, _)| bin)
+    }
+
+    /// The client program and the arguments that come before its flags (for Python, the
+    /// venv's interpreter and the script), or why it is not there.
+    pub fn client_command(self) -> Result<(PathBuf, Vec<String>), String> {
         match self {
-            Impl::Ours => ours("interop-client"),
+            Impl::Ours => ours("interop-client").map(|bin| (bin, Vec::new())),
             Impl::GrpcGo => gobuild::grpc_go_peers()
-                .map(|p| p.client)
+                .map(|p| (p.client, Vec::new()))
                 .map_err(|e| format!("building grpc-go peers: {e:#}")),
+            Impl::PythonGrpcio => {
+                let script = python_dir().join("xds_interop_client.py");
+                if !script.is_file() {
+                    return Err(format!("missing script {}", script.display()));
+                }
+                let python = python_venv().map_err(|e| format!("python venv: {e:#}"))?;
+                Ok((python, vec!["-u".into(), script.display().to_string()]))
+            }
+        }
+    }
+
+    /// The client's RPC timeout flag for a Go duration (`"5s"`, `"500ms"`): grpc-go and ours
+    /// take `--rpc_timeout=5s`, the Python client `--rpc_timeout_sec=5`.
+    pub fn rpc_timeout_arg(self, go_duration: &str) -> anyhow::Result<String> {
+        match self {
+            Impl::Ours | Impl::GrpcGo => Ok(format!("--rpc_timeout={go_duration}")),
+            Impl::PythonGrpcio => {
+                let d = go_duration.trim();
+                let (number, scale) = if let Some(n) = d.strip_suffix("ms") {
+                    (n, 0.001)
+                } else if let Some(n) = d.strip_suffix('s') {
+                    (n, 1.0)
+                } else if let Some(n) = d.strip_suffix('m') {
+                    (n, 60.0)
+                } else {
+                    bail!("rpc_timeout {go_duration:?}: want a number with ms, s or m");
+                };
+                let secs: f64 = number
+                    .parse()
+                    .map_err(|_| anyhow!("rpc_timeout {go_duration:?} is not a duration"))?;
+                Ok(format!("--rpc_timeout_sec={}", secs * scale))
+            }
         }
     }
 
@@ -94,6 +139,7 @@ impl Impl {
             Impl::GrpcGo => gobuild::grpc_go_peers()
                 .map(|p| p.server)
                 .map_err(|e| format!("building grpc-go peers: {e:#}")),
+            Impl::PythonGrpcio => Err("python grpcio is a client only here (no server)".into()),
         }
     }
 }
@@ -130,20 +176,169 @@ impl Row {
         )
     }
 
-    /// The rows of the matrix: issue 4's four, and grpc-go against itself on
-    /// go-control-plane as a sanity row for the harness and the resources.
+    /// Whether this row runs the scenario named `scenario`.
+    pub fn runs(&self, scenario: &str) -> bool {
+        self.scenarios.is_none_or(|names| names.contains(&scenario))
+    }
+
+    /// The rows of the matrix: issue 4's four, grpc-go against itself on go-control-plane
+    /// as a sanity row for the harness and the resources, and Python grpcio as the client
+    /// against mesh-control for the basic scenarios ([`PYTHON_SCENARIOS`]).
     pub fn matrix() -> Vec<Row> {
         use Cp::*;
         use Impl::*;
-        let row = |client, server, cp| Row { client, server, cp };
+        let row = |client, server, cp| Row {
+            client,
+            server,
+            cp,
+            scenarios: None,
+        };
+        let only = |client, server, cp, scenarios| Row {
+            client,
+            server,
+            cp,
+            scenarios: Some(scenarios),
+        };
         vec![
             row(Ours, GrpcGo, GoControlPlane),
             row(GrpcGo, Ours, GoControlPlane),
             row(GrpcGo, GrpcGo, MeshControl),
             row(Ours, Ours, MeshControl),
             row(GrpcGo, GrpcGo, GoControlPlane),
+            only(PythonGrpcio, Ours, MeshControl, PYTHON_SCENARIOS),
+            only(PythonGrpcio, GrpcGo, MeshControl, PYTHON_SCENARIOS),
         ]
     }
+}
+
+/// The scenarios the Python grpcio rows run (issue 4: "the basic scenarios").
+pub const PYTHON_SCENARIOS: &[&str] = &["ping_pong", "round_robin"];
+
+/// `tests/interop/python`: the Python client and its `requirements.txt`.
+pub fn python_dir() -> PathBuf {
+    gobuild::tests_dir().join("interop/python")
+}
+
+/// Bound on `python3 -m venv` and on `pip install` (each).
+const VENV_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The interpreter of `<target>/interop/python-venv`, a venv with
+/// `tests/interop/python/requirements.txt` installed: made once per process, and kept
+/// across runs while the requirements it was made from (`requirements.installed` in it)
+/// are unchanged. Needs `python3` (with its `venv` module) and PyPI.
+pub fn python_venv() -> anyhow::Result<PathBuf> {
+    static MADE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    MADE.get_or_init(|| make_venv().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e: String| anyhow!(e))
+}
+
+fn make_venv() -> anyhow::Result<PathBuf> {
+    let requirements_path = python_dir().join("requirements.txt");
+    let requirements = std::fs::read_to_string(&requirements_path)
+        .with_context(|| format!("reading {}", requirements_path.display()))?;
+    let venv = gobuild::interop_dir().join("python-venv");
+    let up_to_date = |dir: &Path| {
+        dir.join("bin/python").is_file()
+            && std::fs::read_to_string(dir.join("requirements.installed")).ok()
+                == Some(requirements.clone())
+    };
+    if up_to_date(&venv) {
+        return Ok(venv.join("bin/python"));
+    }
+    match std::process::Command::new("python3")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => bail!("`python3 --version` failed ({})", o.status),
+        Err(e) => bail!(
+            "`python3` is needed for the Python grpcio interop rows (python/*/*; \
+             MESH_INTEROP_ROWS selects rows): {e}"
+        ),
+    }
+    // Made beside the final name and renamed (a venv run as `bin/python -m …` does not
+    // mind), so a concurrent process never uses a half-installed one.
+    let tmp = gobuild::interop_dir().join(format!("python-venv.tmp.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(gobuild::interop_dir())?;
+    let started = Instant::now();
+    let made = (|| {
+        run_bounded(
+            std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&tmp),
+            "python3 -m venv (on Debian/Ubuntu the venv module is package python3-venv)",
+        )?;
+        run_bounded(
+            std::process::Command::new(tmp.join("bin/python"))
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "-r",
+                ])
+                .arg(&requirements_path),
+            "pip install -r tests/interop/python/requirements.txt (needs PyPI)",
+        )?;
+        std::fs::write(tmp.join("requirements.installed"), &requirements)?;
+        anyhow::Ok(())
+    })();
+    if let Err(e) = made {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    if let Err(e) = std::fs::rename(&tmp, &venv) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !up_to_date(&venv) {
+            bail!("moving {} to {}: {e}", tmp.display(), venv.display());
+        }
+    }
+    eprintln!(
+        "interop: made {} in {:.1?}",
+        venv.display(),
+        started.elapsed()
+    );
+    Ok(venv.join("bin/python"))
+}
+
+/// Runs `cmd` to completion within [`VENV_TIMEOUT`], its output in a log file (so a full pipe
+/// cannot stall it) that the error quotes.
+fn run_bounded(cmd: &mut std::process::Command, what: &str) -> anyhow::Result<()> {
+    let log_path = gobuild::interop_dir().join(format!("python-venv.{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("running {what}"))?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > VENV_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{what} did not finish within {VENV_TIMEOUT:?} (log: {})",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    if !status.success() {
+        bail!("{what} failed ({status}):\n{text}");
+    }
+    Ok(())
 }
 
 /// The bootstrap JSON every peer gets (through `GRPC_XDS_BOOTSTRAP_CONFIG`).
@@ -162,8 +357,22 @@ pub fn bootstrap(ads: SocketAddr, node_id: &str) -> String {
 
 /// A free loopback port (bound and released; the peer binds it right after).
 pub fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
+    // The kernel may hand the same ephemeral port out again once it is released, so two
+    // calls in a row could collide (a server's port and its maintenance port): never give
+    // out a port twice in this process.
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    for _ in 0..64 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+        let port = l.local_addr()?.port();
+        let mut given = GIVEN
+            .lock()
+            .map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no fresh free port after 64 tries")
 }
 
 /// A peer process; dropping it kills it.
@@ -291,4 +500,41 @@ fn keep_tail(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_rows_run_only_their_scenarios() {
+        let python: Vec<Row> = Row::matrix()
+            .into_iter()
+            .filter(|r| r.client == Impl::PythonGrpcio)
+            .collect();
+        assert_eq!(python.len(), 2);
+        for r in &python {
+            assert_eq!(r.cp, Cp::MeshControl);
+            assert!(r.runs("ping_pong") && r.runs("round_robin"));
+            assert!(!r.runs("traffic_splitting"));
+        }
+        assert!(Row::matrix()[0].runs("traffic_splitting"));
+        assert!(Impl::PythonGrpcio.server_binary().is_err());
+    }
+
+    #[test]
+    fn rpc_timeout_flags() {
+        assert_eq!(
+            Impl::Ours.rpc_timeout_arg("5s").unwrap(),
+            "--rpc_timeout=5s"
+        );
+        let py = Impl::PythonGrpcio;
+        assert_eq!(py.rpc_timeout_arg("5s").unwrap(), "--rpc_timeout_sec=5");
+        assert_eq!(
+            py.rpc_timeout_arg("500ms").unwrap(),
+            "--rpc_timeout_sec=0.5"
+        );
+        assert_eq!(py.rpc_timeout_arg("2m").unwrap(), "--rpc_timeout_sec=120");
+        assert!(py.rpc_timeout_arg("5").is_err());
+    }
 }
