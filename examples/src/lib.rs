@@ -9,7 +9,7 @@ use xds_proto::helloworld::{HelloReply, HelloRequest};
 
 /// A greeter that says which backend answered: `Hello NAME from ID`. A name of
 /// `sleep-<ms>` delays the reply, for timeout tests; `whoami` answers with the caller's
-/// address from the [`mesh_server::PeerIdentity`] extension.
+/// address and, over mTLS, its SPIFFE ID, from the [`mesh_server::PeerIdentity`] extension.
 #[derive(Debug, Clone)]
 pub struct NamedGreeter {
     /// The backend's id, echoed in every reply.
@@ -25,12 +25,18 @@ impl Greeter for NamedGreeter {
         let peer = request
             .extensions()
             .get::<mesh_server::PeerIdentity>()
-            .map(|p| p.addr);
+            .cloned();
         let name = request.into_inner().name;
         if name == "whoami" {
-            let peer = peer.map_or("unknown".to_string(), |p| p.to_string());
+            let who = match &peer {
+                Some(p) => match &p.spiffe_id {
+                    Some(id) => format!("{} ({id})", p.addr),
+                    None => p.addr.to_string(),
+                },
+                None => "unknown".to_string(),
+            };
             return Ok(Response::new(HelloReply {
-                message: format!("Hello {peer} from {}", self.id),
+                message: format!("Hello {who} from {}", self.id),
             }));
         }
         // `sleep-<ms>` makes the call slow, for timeout tests (bounded to 60 s).
