@@ -153,9 +153,11 @@ async fn connect_tls(
     let handshake = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
         tcp.set_nodelay(true)?;
+        // Flattened (an io::Error wrapping a rustls::Error shows the cause twice in chains).
         tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
+            .map_err(|e| std::io::Error::other(format!("TLS handshake with {host:?}: {e}")))
     };
     let tls = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
         .await
@@ -304,6 +306,46 @@ mod tests {
                 "{bad:?} gave {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn tls_files_need_a_ca_and_are_read_per_config() {
+        let err =
+            tls_files(&serde_json::json!({"certificate_file": "/c", "private_key_file": "/k"}));
+        assert!(
+            matches!(&err, Err(XdsError::UnsupportedChannelCreds(m)) if m.contains("no system roots")),
+            "{err:?}"
+        );
+        let files = tls_files(&serde_json::json!({
+            "ca_certificate_file": "/nonexistent/ca.pem",
+            "spiffe_trust_bundle_map_file": "/ignored.json",
+        }));
+        let files = match files {
+            Ok(files) => files,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(files.spiffe_trust_bundle_map_file, None);
+        let err = tls_client_config(&files).err().unwrap_or_default();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca = mesh_control::ca::DevCa::generate("cluster.local").unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.root_cert_pem()).unwrap();
+        let files = tls_files(&serde_json::json!({"ca_certificate_file": ca_file}));
+        let config = files
+            .map_err(|e| e.to_string())
+            .and_then(|f| tls_client_config(&f));
+        match config {
+            Ok(config) => assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]),
+            Err(e) => panic!("{e}"),
+        }
+        std::fs::write(&ca_file, "not pem").unwrap();
+        let files = tls_files(&serde_json::json!({"ca_certificate_file": ca_file}));
+        let err = files
+            .map_err(|e| e.to_string())
+            .and_then(|f| tls_client_config(&f));
+        assert!(err.is_err(), "a CA file without certificates is refused");
     }
 
     #[test]
