@@ -213,10 +213,9 @@ impl XdsClient {
             .cloned()
             .ok_or(XdsError::NoXdsServers)?;
         transport::parse_server_uri(&server.server_uri)?;
-        if let ChannelCreds::Tls(_) = server.channel_creds {
-            return Err(XdsError::UnsupportedChannelCreds(
-                "tls (not yet supported; use insecure)".to_string(),
-            ));
+        if let ChannelCreds::Tls(config) = &server.channel_creds {
+            // gRFC A65: reject unusable tls config at creation, not on every reconnect.
+            transport::tls_files(config)?;
         }
         let (commands, receiver) = mpsc::unbounded_channel();
         let node = bootstrap.node_proto();
@@ -1209,11 +1208,24 @@ mod tests {
 
     #[tokio::test]
     async fn rejected_bootstraps() {
-        let mut tls = bootstrap_for("127.0.0.1:1");
-        tls.xds_servers[0].channel_creds = ChannelCreds::Tls(serde_json::Value::Null);
-        assert!(
-            matches!(XdsClient::new(tls), Err(XdsError::UnsupportedChannelCreds(m)) if m.contains("tls"))
-        );
+        let with_tls = |config: serde_json::Value| {
+            let mut b = bootstrap_for("127.0.0.1:1");
+            b.xds_servers[0].channel_creds = ChannelCreds::Tls(config);
+            XdsClient::new(b)
+        };
+        for no_ca in [
+            serde_json::Value::Null,
+            serde_json::json!({}),
+            serde_json::json!({"certificate_file": "/c.pem", "private_key_file": "/k.pem"}),
+        ] {
+            assert!(
+                matches!(with_tls(no_ca.clone()), Err(XdsError::UnsupportedChannelCreds(m)) if m.contains("ca_certificate_file") && m.contains("no system roots")),
+                "{no_ca}"
+            );
+        }
+        // Files are read on connect (so rotation works), not at creation.
+        assert!(with_tls(serde_json::json!({"ca_certificate_file": "/ca.pem"})).is_ok());
+        assert!(with_tls(serde_json::json!({"ca_certificate_file": "/ca.pem", "refresh_interval": "5s", "certificate_file": "/c.pem", "private_key_file": "/k.pem"})).is_ok());
         let mut none = bootstrap_for("127.0.0.1:1");
         none.xds_servers.clear();
         assert_eq!(XdsClient::new(none).err(), Some(XdsError::NoXdsServers));
