@@ -22,15 +22,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-/// Bound on `go build`; from a cold module cache it downloads and compiles
-/// go-control-plane, grpc and protobuf (about 80 s on two busy cores).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the program may take to print `LISTENING` (it has been built already).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an `UPDATE` may take to be answered.
@@ -54,19 +51,6 @@ fn binary_path() -> PathBuf {
         None => workspace.join("target"),
     };
     target.join("gocp").join("gocp")
-}
-
-/// The newest modification time among the program's sources (`*.go`, `go.mod`, `go.sum`).
-fn newest_source(dir: &Path) -> anyhow::Result<SystemTime> {
-    let mut newest = SystemTime::UNIX_EPOCH;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".go") || name == "go.mod" || name == "go.sum" {
-            newest = newest.max(std::fs::metadata(&path)?.modified()?);
-        }
-    }
-    Ok(newest)
 }
 
 /// Fails clearly when `go` is missing, even if a built binary is cached: CI and every
@@ -93,62 +77,7 @@ fn check_go() -> anyhow::Result<()> {
 
 fn build() -> anyhow::Result<PathBuf> {
     check_go()?;
-    let src = source_dir();
-    let bin = binary_path();
-    if let Ok(built) = std::fs::metadata(&bin).and_then(|m| m.modified())
-        && built > newest_source(&src)?
-    {
-        return Ok(bin);
-    }
-    let out_dir = bin.parent().ok_or_else(|| anyhow!("bad binary path"))?;
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    // Build beside the final name and rename, so a concurrent test process never runs a
-    // half-written binary.
-    let tmp = out_dir.join(format!("gocp.tmp.{}", std::process::id()));
-    // Output goes to a file, not a pipe, so the bounded wait below cannot fill a pipe and
-    // stall the build.
-    let log_path = out_dir.join(format!("build.{}.log", std::process::id()));
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
-    let mut child = std::process::Command::new("go")
-        .arg("build")
-        .arg("-o")
-        .arg(&tmp)
-        .arg(".")
-        .current_dir(&src)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("running `go build`")?;
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > BUILD_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "`go build` in {} did not finish within {BUILD_TIMEOUT:?} (log: {})",
-                src.display(),
-                log_path.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&log_path);
-    if !status.success() {
-        let _ = std::fs::remove_file(&tmp);
-        bail!(
-            "`go build` in {} failed ({status}):\n{output}",
-            src.display()
-        );
-    }
-    std::fs::rename(&tmp, &bin)
-        .with_context(|| format!("moving {} to {}", tmp.display(), bin.display()))?;
-    Ok(bin)
+    crate::interop::gobuild::go_build(&source_dir(), ".", &binary_path()).map_err(|e| anyhow!(e))
 }
 
 /// Builds the Go control plane (once per process; skipped when the binary is newer than its

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use mesh_client::xds::XdsClient;
@@ -18,8 +18,6 @@ use xds_proto::envoy::envoy::service::status::v3::{ClientConfig, ClientStatusReq
 use xds_proto::helloworld::HelloRequest;
 use xds_proto::type_url::{CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION};
 
-/// Bound on `go build` (a cold module cache downloads grpc-go and go-control-plane).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Bound on one run of the Go client.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on any other wait.
@@ -43,61 +41,8 @@ fn binary_path() -> PathBuf {
 
 /// Builds the Go CSDS client unless the binary is newer than every source.
 fn build() -> anyhow::Result<PathBuf> {
-    let src = source_dir();
-    let bin = binary_path();
-    let mut newest = std::time::SystemTime::UNIX_EPOCH;
-    for entry in std::fs::read_dir(&src).with_context(|| format!("reading {}", src.display()))? {
-        newest = newest.max(entry?.metadata()?.modified()?);
-    }
-    if std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .is_ok_and(|built| built > newest)
-    {
-        return Ok(bin);
-    }
-    let dir = bin.parent().ok_or_else(|| anyhow!("bad binary path"))?;
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("csds-go.tmp.{}", std::process::id()));
-    // Output to a file, not a pipe, so the bounded wait cannot stall on a full pipe.
-    let log_path = dir.join(format!("build.{}.log", std::process::id()));
-    let log = std::fs::File::create(&log_path)?;
-    let mut child = std::process::Command::new("go")
-        .arg("build")
-        .arg("-o")
-        .arg(&tmp)
-        .arg(".")
-        .current_dir(&src)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context(
-            "running `go build` (the admin e2e test needs the Go toolchain, see \
-             tests/interop/csds-go/go.mod)",
-        )?;
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > BUILD_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("`go build` in {} exceeded {BUILD_TIMEOUT:?}", src.display());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&log_path);
-    if !status.success() {
-        let _ = std::fs::remove_file(&tmp);
-        bail!(
-            "`go build` in {} failed ({status}):\n{output}",
-            src.display()
-        );
-    }
-    std::fs::rename(&tmp, &bin)?;
-    Ok(bin)
+    mesh_tests::interop::gobuild::go_build(&source_dir(), ".", &binary_path())
+        .map_err(|e| anyhow!(e))
 }
 
 /// The Go CSDS client, built once per test process.

@@ -97,7 +97,7 @@ fn newest_source(dir: &Path) -> anyhow::Result<SystemTime> {
 
 /// `go build -o output package` in `module`, unless `output` is newer than the sources.
 /// Errors are strings so a failed build is cached for the process like a good one.
-fn go_build(module: &Path, package: &str, output: &Path) -> Result<PathBuf, String> {
+pub fn go_build(module: &Path, package: &str, output: &Path) -> Result<PathBuf, String> {
     build_inner(module, package, output).map_err(|e| format!("{e:#}"))
 }
 
