@@ -73,23 +73,8 @@ async fn server_serves_only_with_a_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignore_resource_deletion_keeps_serving() {
     init_tracing();
-    let cp = ControlPlane::empty()
-        .listen(([127, 0, 0, 1], 0).into())
-        .await
-        .unwrap();
-    let listener = MeshGreeter::bind().await;
-    let addr = listener.local_addr().unwrap();
-    cp.control().set_resources(
-        type_url::LISTENER,
-        vec![(inbound_name(addr), inbound_listener(addr, "r1", vec![]))],
-    );
-    let server = MeshGreeter::start(
-        listener,
-        "s2",
-        server_bootstrap(cp.local_addr(), "srv-2", true),
-    )
-    .await;
-    assert!(server.wait_health("SERVING", Duration::from_secs(10)).await);
+    let (cp, server) = serving_greeter("s2", true, |a| inbound_listener(a, "r1", vec![])).await;
+    let addr = server.addr;
 
     cp.control().set_resources(type_url::LISTENER, vec![]);
     // Give the deletion time to arrive, then check the server still serves.
@@ -222,23 +207,8 @@ async fn settings_frame_carries_explicit_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_canonical_paths_are_refused() {
     init_tracing();
-    let cp = ControlPlane::empty()
-        .listen(([127, 0, 0, 1], 0).into())
-        .await
-        .unwrap();
-    let listener = MeshGreeter::bind().await;
-    let addr = listener.local_addr().unwrap();
-    cp.control().set_resources(
-        type_url::LISTENER,
-        vec![(inbound_name(addr), inbound_listener(addr, "r", vec![]))],
-    );
-    let server = MeshGreeter::start(
-        listener,
-        "paths",
-        server_bootstrap(cp.local_addr(), "srv-p", false),
-    )
-    .await;
-    assert!(server.wait_health("SERVING", Duration::from_secs(10)).await);
+    let (_cp, server) = serving_greeter("paths", false, |a| inbound_listener(a, "r", vec![])).await;
+    let addr = server.addr;
 
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http2::handshake(
@@ -315,26 +285,11 @@ async fn non_canonical_paths_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_stream_duration_bounds_calls() {
     init_tracing();
-    let cp = ControlPlane::empty()
-        .listen(([127, 0, 0, 1], 0).into())
-        .await
-        .unwrap();
-    let listener = MeshGreeter::bind().await;
-    let addr = listener.local_addr().unwrap();
-    cp.control().set_resources(
-        type_url::LISTENER,
-        vec![(
-            inbound_name(addr),
-            inbound_listener_with(addr, "r", vec![], Some(Duration::from_millis(300))),
-        )],
-    );
-    let server = MeshGreeter::start(
-        listener,
-        "slow",
-        server_bootstrap(cp.local_addr(), "srv-t", false),
-    )
+    let (_cp, server) = serving_greeter("slow", false, |a| {
+        inbound_listener_with(a, "r", vec![], Some(Duration::from_millis(300)))
+    })
     .await;
-    assert!(server.wait_health("SERVING", Duration::from_secs(10)).await);
+    let addr = server.addr;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
