@@ -6,6 +6,12 @@
 //! [`RouteTable`] and published with one `ArcSwap::store`. A request costs one `ArcSwap`
 //! load, a route match, a weighted cluster pick and a lock-free endpoint pick; it never
 //! waits on configuration unless no endpoint is ready yet.
+//!
+//! Around the attempts sit the route's policies ([`crate::resilience`]): fault injection
+//! (gRFC A33) first, the call deadline (A31) over everything, and per attempt the cluster's
+//! circuit breaker (A32); a Trailers-Only response or transport failure with a code in the
+//! route's `retry_on` is retried (A44) after a jittered backoff, within the cluster's retry
+//! budget, replaying the recorded body. A response with headers commits the call.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,8 +27,12 @@ use tokio::sync::Notify;
 
 use crate::balance::{InFlightGuard, PickContext, PickError};
 use crate::bootstrap::Bootstrap;
+use crate::config::{FaultInjection, RetryBudgetConfig, RetryPolicy};
+use crate::resilience::breaker::BreakerGuard;
 use crate::resilience::replay::{self, Replay, ReplayBody};
-use crate::route::{ClusterTarget, RouteTable};
+use crate::resilience::retry::{self, Backoff, Pushback};
+use crate::resilience::{fault, timeout};
+use crate::route::{ClusterTarget, RouteTable, Upstream};
 use crate::transport::{ConnectSettings, ConnectionSet, RequestBody, Sender, error_chain};
 use crate::xds::{TargetState, TargetWatch, XdsClient};
 
@@ -53,6 +63,8 @@ struct Shared {
     wait_limit: Duration,
     /// gRFC A42 `io.grpc.channel_id`: random, fixed for the channel's life.
     channel_id: u64,
+    /// The retry budget of clusters whose CDS resource sets none.
+    default_budget: RetryBudgetConfig,
 }
 
 #[derive(Debug)]
@@ -92,6 +104,7 @@ pub struct MeshChannelBuilder {
     bootstrap: Option<Bootstrap>,
     connect_timeout: Duration,
     settings: ConnectSettings,
+    default_budget: RetryBudgetConfig,
 }
 
 /// Why a channel could not be built.
@@ -145,6 +158,7 @@ impl MeshChannel {
             bootstrap: None,
             connect_timeout: Duration::from_secs(10),
             settings: ConnectSettings::default(),
+            default_budget: RetryBudgetConfig::default(),
         }
     }
 
@@ -190,6 +204,24 @@ impl MeshChannelBuilder {
     /// Endpoint connection settings (backoff, keepalive, limits).
     pub fn with_connect_settings(mut self, settings: ConnectSettings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// The retry budget of clusters whose CDS resource sets no `retry_budget` (default: 20 %
+    /// of requests plus 10 retries per second, over 10 s). Budgets are shared per cluster by
+    /// every channel in the process.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mesh_client::{MeshChannel, config::RetryBudgetConfig};
+    ///
+    /// let builder = MeshChannel::builder("xds:///greeter.default:8080").with_retry_budget(
+    ///     RetryBudgetConfig { ratio: 0.1, min_retries_per_second: 5, ttl: Duration::from_secs(10) },
+    /// );
+    /// # drop(builder);
+    /// ```
+    pub fn with_retry_budget(mut self, budget: RetryBudgetConfig) -> Self {
+        self.default_budget = budget;
         self
     }
 
@@ -261,6 +293,7 @@ impl MeshChannelBuilder {
             authority,
             wait_limit: self.connect_timeout,
             channel_id: rand::random(),
+            default_budget: self.default_budget,
         });
         let task = tokio::spawn(apply_updates(shared.clone(), watch, client)).abort_handle();
         Ok(MeshChannel {
@@ -282,7 +315,12 @@ async fn apply_updates(shared: Arc<Shared>, mut watch: TargetWatch, _client: Xds
                 }
             }
             TargetState::Ready(config) => {
-                let table = RouteTable::build(&config, shared.authority.as_str(), &shared.conns);
+                let table = RouteTable::build(
+                    &config,
+                    shared.authority.as_str(),
+                    &shared.conns,
+                    &shared.default_budget,
+                );
                 Some(ChannelState::Ready(table))
             }
             TargetState::Error { resource, message } => {
@@ -307,7 +345,23 @@ async fn apply_updates(shared: Arc<Shared>, mut watch: TargetWatch, _client: Xds
     }
 }
 
-/// The outcome of trying to route a request now.
+/// What routing decided for a call; fixed for the call's life (retries stay on the cluster).
+struct Routed {
+    upstream: Arc<Upstream>,
+    hash: Option<u64>,
+    retry: Option<Arc<RetryPolicy>>,
+    faults: Arc<[Arc<FaultInjection>]>,
+    timeout: Option<Duration>,
+}
+
+/// The outcome of trying to route a call now.
+enum Route {
+    Ready(Routed),
+    Wait,
+    Fail(tonic::Status),
+}
+
+/// The outcome of trying to pick an endpoint now.
 enum Pick {
     Send(Sender, std::net::SocketAddr, InFlightGuard),
     Wait,
@@ -319,42 +373,61 @@ impl Shared {
         tonic::Status::unavailable(format!("{what} (xDS node \"{}\")", self.node_id))
     }
 
-    fn pick(&self, path: &str, headers: &http::HeaderMap) -> Pick {
+    fn route(&self, path: &str, headers: &http::HeaderMap) -> Route {
         let state = self.state.load();
         match &**state {
-            ChannelState::Pending(_) => Pick::Wait,
-            ChannelState::Failed(e) => Pick::Fail(self.unavailable(e)),
+            ChannelState::Pending(_) => Route::Wait,
+            ChannelState::Failed(e) => Route::Fail(self.unavailable(e)),
             ChannelState::Ready(table) => match table.select(path, headers, self.channel_id) {
-                Err(e) => Pick::Fail(self.unavailable(e)),
+                Err(e) => Route::Fail(self.unavailable(e)),
                 Ok(sel) => match sel.cluster {
                     ClusterTarget::Unavailable { name, reason } => {
-                        Pick::Fail(self.unavailable(format!("cluster \"{name}\": {reason}")))
+                        Route::Fail(self.unavailable(format!("cluster \"{name}\": {reason}")))
                     }
-                    ClusterTarget::Pool(pool) => match pool.pick(&PickContext {
+                    ClusterTarget::Pool(upstream) => Route::Ready(Routed {
+                        upstream: upstream.clone(),
                         hash: sel.hash,
-                        headers: Some(headers),
-                    }) {
-                        Ok(ep) => match ep.sender() {
-                            Some(s) => Pick::Send(s, ep.addr(), ep.start_request()),
-                            None => Pick::Wait,
-                        },
-                        Err(PickError::Connecting) => Pick::Wait,
-                        Err(PickError::NoEndpoints) => Pick::Fail(self.unavailable(format!(
-                            "cluster \"{}\" has no healthy endpoints",
-                            pool.name()
-                        ))),
-                        Err(PickError::AllFailed { last_error }) => {
-                            Pick::Fail(self.unavailable(format!(
-                                "cluster \"{}\": no endpoint is reachable{}",
-                                pool.name(),
-                                last_error
-                                    .map(|e| format!(" (last error: {e})"))
-                                    .unwrap_or_default()
-                            )))
-                        }
-                    },
+                        retry: sel.retry.cloned(),
+                        faults: sel.faults.clone(),
+                        timeout: sel.timeout,
+                    }),
                 },
             },
+        }
+    }
+
+    /// The newest config's version of a cluster, when a config change replaced it.
+    fn latest(&self, upstream: &Arc<Upstream>) -> Arc<Upstream> {
+        if let ChannelState::Ready(table) = &**self.state.load()
+            && let Some(ClusterTarget::Pool(newer)) = table.cluster(upstream.pool.name())
+        {
+            return newer.clone();
+        }
+        upstream.clone()
+    }
+
+    fn pick(&self, upstream: &Upstream, hash: Option<u64>, headers: &http::HeaderMap) -> Pick {
+        let pool = &upstream.pool;
+        match pool.pick(&PickContext {
+            hash,
+            headers: Some(headers),
+        }) {
+            Ok(ep) => match ep.sender() {
+                Some(s) => Pick::Send(s, ep.addr(), ep.start_request()),
+                None => Pick::Wait,
+            },
+            Err(PickError::Connecting) => Pick::Wait,
+            Err(PickError::NoEndpoints) => Pick::Fail(self.unavailable(format!(
+                "cluster \"{}\" has no healthy endpoints",
+                pool.name()
+            ))),
+            Err(PickError::AllFailed { last_error }) => Pick::Fail(self.unavailable(format!(
+                "cluster \"{}\": no endpoint is reachable{}",
+                pool.name(),
+                last_error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            ))),
         }
     }
 
@@ -380,31 +453,87 @@ struct Resend {
 }
 
 impl Resend {
-    fn request(&self) -> Option<Request<RequestBody>> {
+    fn request(&self, headers: &http::HeaderMap) -> Option<Request<RequestBody>> {
         let body = self.replay.body()?;
         let mut req = Request::new(RequestBody::new(body));
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
-        *req.headers_mut() = self.headers.clone();
+        *req.headers_mut() = headers.clone();
         Some(req)
     }
 }
 
-async fn send(
-    shared: Arc<Shared>,
-    mut sender: Sender,
-    mut addr: std::net::SocketAddr,
-    // Counts the request on its endpoint until the response headers arrive (streaming
-    // bodies are not counted beyond that).
-    mut in_flight: InFlightGuard,
+/// Waits (bounded by `deadline`) until the call can be routed.
+async fn wait_for_route(
+    shared: &Shared,
+    path: &str,
+    headers: &http::HeaderMap,
+    deadline: tokio::time::Instant,
+) -> Result<Routed, tonic::Status> {
+    loop {
+        let config = shared.config_changed.notified();
+        match shared.route(path, headers) {
+            Route::Ready(r) => return Ok(r),
+            Route::Fail(status) => return Err(status),
+            Route::Wait => {}
+        }
+        if tokio::time::timeout_at(deadline, config).await.is_err() {
+            return Err(shared.unavailable(shared.pending_message()));
+        }
+    }
+}
+
+/// Picks an endpoint of the call's cluster until one is ready, the pick fails, or
+/// `deadline` passes. A config change moves the call to the cluster's newest pool.
+async fn wait_for_pick(
+    shared: &Shared,
+    upstream: &mut Arc<Upstream>,
+    hash: Option<u64>,
+    headers: &http::HeaderMap,
+    deadline: tokio::time::Instant,
+) -> Result<(Sender, std::net::SocketAddr, InFlightGuard), tonic::Status> {
+    loop {
+        let config = shared.config_changed.notified();
+        let conns = shared.conns.changed().notified();
+        match shared.pick(upstream, hash, headers) {
+            Pick::Send(sender, addr, guard) => return Ok((sender, addr, guard)),
+            Pick::Fail(status) => return Err(status),
+            Pick::Wait => {}
+        }
+        // Bounded: re-check at least every 100 ms, give up at the deadline.
+        let step = tokio::time::Instant::now() + Duration::from_millis(100);
+        tokio::select! {
+            _ = config => *upstream = shared.latest(upstream),
+            _ = conns => {}
+            _ = tokio::time::sleep_until(step.min(deadline)) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(shared.unavailable(shared.pending_message()));
+        }
+    }
+}
+
+/// One attempt: pick, send, and transparently re-send (at most
+/// [`MAX_TRANSPARENT_RETRIES`] times) while the server never processed the request.
+async fn attempt(
+    shared: &Shared,
+    upstream: &mut Arc<Upstream>,
+    hash: Option<u64>,
     mut req: Request<RequestBody>,
-    resend: Resend,
-) -> Result<Response<Incoming>, BoxError> {
+    resend: &Resend,
+) -> Result<Response<Incoming>, tonic::Status> {
     let deadline = tokio::time::Instant::now() + shared.wait_limit;
-    let mut attempt = 0;
+    let (mut sender, mut addr, mut in_flight) = match shared.pick(upstream, hash, req.headers()) {
+        Pick::Send(s, a, g) => (s, a, g),
+        Pick::Fail(status) => return Err(status),
+        Pick::Wait => wait_for_pick(shared, upstream, hash, req.headers(), deadline).await?,
+    };
+    let mut transparent = 0;
     loop {
         let failure = match sender.try_send_request(req).await {
             Ok(resp) => {
+                // Counts the request on its endpoint until the response headers arrive
+                // (streaming bodies are not counted beyond that).
                 in_flight.complete();
                 return Ok(resp);
             }
@@ -413,10 +542,12 @@ async fn send(
                 Some(unsent) => Ok((unsent, e.into_error())),
                 None => {
                     let err = e.into_error();
-                    // Reached the connection but the server never processed it (REFUSED_STREAM,
-                    // above a graceful GOAWAY's last stream): replay it if it was recorded.
+                    // Reached the connection but the server never processed it
+                    // (REFUSED_STREAM, above a graceful GOAWAY's last stream): replay it if
+                    // it was recorded.
+                    let headers = resend.headers.clone();
                     match replay::never_processed(&err)
-                        .then(|| resend.request())
+                        .then(|| resend.request(&headers))
                         .flatten()
                     {
                         Some(again) => Ok((again, err)),
@@ -427,54 +558,305 @@ async fn send(
         };
         match failure {
             Err(err) => {
-                return Err(Box::new(
-                    shared.unavailable(format!("endpoint {addr}: {}", error_chain(&err))),
-                ));
+                return Err(shared.unavailable(format!("endpoint {addr}: {}", error_chain(&err))));
             }
             Ok((again, err)) => {
-                attempt += 1;
+                transparent += 1;
                 shared.conns.connection_failed(addr);
-                if attempt > MAX_TRANSPARENT_RETRIES {
-                    return Err(Box::new(shared.unavailable(format!(
-                        "endpoint {addr}: {} (after {attempt} attempts the server never processed)",
+                if transparent > MAX_TRANSPARENT_RETRIES {
+                    return Err(shared.unavailable(format!(
+                        "endpoint {addr}: {} (after {transparent} attempts the server never processed)",
                         error_chain(&err)
-                    ))));
+                    )));
                 }
-                tracing::trace!(%addr, attempt, "request not processed; picking again");
+                tracing::trace!(%addr, transparent, "request not processed; picking again");
                 req = again;
                 (sender, addr, in_flight) =
-                    wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
+                    wait_for_pick(shared, upstream, hash, req.headers(), deadline).await?;
             }
         }
     }
 }
 
-/// Picks again until an endpoint is ready, the pick fails, or `deadline` passes.
-async fn wait_for_pick(
+/// The `grpc-status` of a Trailers-Only response (headers that end the stream).
+fn trailers_only_status(headers: &http::HeaderMap) -> Option<i32> {
+    headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()
+}
+
+/// A committed call's response, or the final failure.
+type CallResult = Result<(Response<Incoming>, Option<BreakerGuard>), tonic::Status>;
+
+/// Runs a routed call's attempts (gRFC A44): each passes the circuit breaker, then is sent;
+/// a failure before response headers with a retryable code is retried after backoff, within
+/// `max_attempts` and the cluster's retry budget, while the body can be replayed.
+async fn attempts(
     shared: &Shared,
-    path: &str,
-    headers: &http::HeaderMap,
-    deadline: tokio::time::Instant,
-) -> Result<(Sender, std::net::SocketAddr, InFlightGuard), BoxError> {
+    routed: &Routed,
+    mut first: Option<Request<RequestBody>>,
+    resend: &Resend,
+    deadline: Option<tokio::time::Instant>,
+) -> CallResult {
+    let policy = routed.retry.as_deref();
+    let mut backoff = policy.map(Backoff::new);
+    let mut upstream = routed.upstream.clone();
+    upstream.budget.deposit();
+    let mut tries: u32 = 0;
     loop {
-        let config = shared.config_changed.notified();
-        let conns = shared.conns.changed().notified();
-        match shared.pick(path, headers) {
-            Pick::Send(sender, addr, guard) => return Ok((sender, addr, guard)),
-            Pick::Fail(status) => return Err(Box::new(status)),
-            Pick::Wait => {}
+        tries += 1;
+        let mut headers = None;
+        if tries > 1 || deadline.is_some() {
+            let mut h = resend.headers.clone();
+            if tries > 1 {
+                h.insert(
+                    retry::PREVIOUS_ATTEMPTS_HEADER,
+                    http::HeaderValue::from(tries - 1),
+                );
+            }
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(tokio::time::Instant::now());
+                if let Ok(v) = http::HeaderValue::try_from(timeout::format_grpc_timeout(left)) {
+                    h.insert(timeout::GRPC_TIMEOUT, v);
+                }
+            }
+            headers = Some(h);
         }
-        // Bounded: re-check at least every 100 ms, give up at the deadline.
-        let step = tokio::time::Instant::now() + Duration::from_millis(100);
-        tokio::select! {
-            _ = config => {}
-            _ = conns => {}
-            _ = tokio::time::sleep_until(step.min(deadline)) => {}
+        let req = match (first.take(), headers) {
+            (Some(mut req), Some(h)) => {
+                *req.headers_mut() = h;
+                req
+            }
+            (Some(req), None) => req,
+            (None, h) => match resend.request(h.as_ref().unwrap_or(&resend.headers)) {
+                Some(req) => req,
+                None => unreachable_replay(shared)?,
+            },
+        };
+        let Some(guard) = upstream.breaker.try_acquire() else {
+            return Err(shared.unavailable(format!(
+                "cluster \"{}\": {} requests in flight (max_requests); dropped by the circuit breaker",
+                upstream.pool.name(),
+                upstream.breaker.max_requests()
+            )));
+        };
+        // The failure's code, and the pushback and response if it had one.
+        let (code, pushback, failure) =
+            match attempt(shared, &mut upstream, routed.hash, req, resend).await {
+                Ok(resp) => match trailers_only_status(resp.headers()) {
+                    None | Some(0) => return Ok((resp, Some(guard))),
+                    Some(code) => (code, retry::pushback(resp.headers()), Ok((resp, None))),
+                },
+                Err(status) => (status.code() as i32, Pushback::None, Err(status)),
+            };
+        drop(guard);
+        let Some(policy) = policy.filter(|p| retry::retryable(p, code, tries)) else {
+            return failure;
+        };
+        if resend.replay.body().is_none() {
+            // The body outgrew the replay buffer (or is still being sent): no retry.
+            return failure;
         }
-        if tokio::time::Instant::now() >= deadline {
-            let msg = shared.pending_message();
-            return Err(Box::new(shared.unavailable(msg)));
+        if !upstream.budget.try_withdraw() {
+            tracing::debug!(cluster = upstream.pool.name(), "retry budget exhausted");
+            return failure;
         }
+        let Some(wait) = backoff
+            .as_mut()
+            .and_then(|b| b.next(policy, pushback, rand::random::<f64>()))
+        else {
+            return failure;
+        };
+        tracing::trace!(code, tries, ?wait, "retrying");
+        tokio::time::sleep(wait).await;
+        upstream = shared.latest(&upstream);
+    }
+}
+
+/// A replay that vanished between the check and the use cannot happen (the recording is
+/// finished and never shrinks); fail the call cleanly if it ever does.
+fn unreachable_replay<T>(shared: &Shared) -> Result<T, tonic::Status> {
+    Err(shared.unavailable("request body can no longer be replayed"))
+}
+
+/// A call: route (waiting for config if needed), fault injection, then the attempts, all
+/// under the call's deadline.
+async fn run_call(
+    shared: Arc<Shared>,
+    req: Request<RequestBody>,
+    resend: Resend,
+) -> Result<Response<ResponseBody>, BoxError> {
+    let start = tokio::time::Instant::now();
+    let app_timeout = req
+        .headers()
+        .get(timeout::GRPC_TIMEOUT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(timeout::parse_grpc_timeout);
+    let routed = match shared.route(req.uri().path(), req.headers()) {
+        Route::Ready(r) => r,
+        Route::Fail(status) => return Err(Box::new(status)),
+        Route::Wait => {
+            let mut wait = start + shared.wait_limit;
+            if let Some(t) = app_timeout {
+                wait = wait.min(start + t);
+            }
+            wait_for_route(&shared, req.uri().path(), req.headers(), wait).await?
+        }
+    };
+    let limit = timeout::effective(app_timeout, routed.timeout);
+    let deadline = limit.map(|t| start + t);
+    let work = async {
+        // gRFC A33: faults are decided and applied before any byte is sent.
+        let mut _active = Vec::new();
+        for f in routed.faults.iter() {
+            let Some(injected) = fault::decide(f, req.headers(), rand::random::<u32>) else {
+                continue;
+            };
+            if let Some(d) = injected.delay {
+                tokio::time::sleep(d).await;
+            }
+            if let Some(code) = injected.abort {
+                return Ok(FaultOr::Abort(code));
+            }
+            _active.push(injected);
+        }
+        drop(_active);
+        attempts(&shared, &routed, Some(req), &resend, deadline)
+            .await
+            .map(FaultOr::Call)
+    };
+    let outcome = match deadline {
+        None => work.await,
+        Some(d) => match tokio::time::timeout_at(d, work).await {
+            Ok(r) => r,
+            Err(_) => Err(deadline_exceeded(limit)),
+        },
+    };
+    match outcome {
+        Err(status) => Err(Box::new(status)),
+        Ok(FaultOr::Abort(0)) => Ok(ResponseBody::trailers_only_ok()),
+        Ok(FaultOr::Abort(code)) => Err(Box::new(tonic::Status::new(
+            tonic::Code::from(code),
+            fault::ABORT_MESSAGE,
+        ))),
+        Ok(FaultOr::Call((resp, guard))) => {
+            Ok(resp.map(|body| ResponseBody::new(body, deadline.map(|d| (d, limit)), guard)))
+        }
+    }
+}
+
+enum FaultOr<T> {
+    Abort(i32),
+    Call(T),
+}
+
+fn deadline_exceeded(limit: Option<Duration>) -> tonic::Status {
+    tonic::Status::deadline_exceeded(format!(
+        "call exceeded its deadline of {:?} (grpc-timeout / max_stream_duration)",
+        limit.unwrap_or_default()
+    ))
+}
+
+/// The response body of a [`MeshChannel`] call: the endpoint's HTTP/2 body, ended with
+/// DEADLINE_EXCEEDED if the call's deadline passes while it streams. It holds the call's
+/// circuit-breaker slot until it ends or is dropped.
+pub struct ResponseBody {
+    inner: Option<Incoming>,
+    deadline: Option<(Pin<Box<tokio::time::Sleep>>, Option<Duration>)>,
+    breaker: Option<BreakerGuard>,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("ended", &self.inner.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseBody {
+    fn new(
+        inner: Incoming,
+        deadline: Option<(tokio::time::Instant, Option<Duration>)>,
+        breaker: Option<BreakerGuard>,
+    ) -> Self {
+        ResponseBody {
+            inner: Some(inner),
+            deadline: deadline.map(|(d, limit)| (Box::pin(tokio::time::sleep_until(d)), limit)),
+            breaker,
+        }
+    }
+
+    /// A Trailers-Only response with status OK (an injected abort with code 0, gRFC A33).
+    fn trailers_only_ok() -> Response<ResponseBody> {
+        let mut resp = Response::new(ResponseBody {
+            inner: None,
+            deadline: None,
+            breaker: None,
+        });
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        h.insert("grpc-status", http::HeaderValue::from_static("0"));
+        resp
+    }
+
+    fn finish(&mut self) {
+        self.inner = None;
+        self.deadline = None;
+        self.breaker = None;
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if let Some((sleep, limit)) = &mut this.deadline
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            let limit = *limit;
+            this.finish();
+            return Poll::Ready(Some(Err(Box::new(deadline_exceeded(limit)))));
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish();
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner
+            .as_ref()
+            .map(http_body::Body::size_hint)
+            .unwrap_or_else(|| http_body::SizeHint::with_exact(0))
     }
 }
 
@@ -483,7 +865,7 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<ResponseBody>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -510,17 +892,6 @@ where
             replay,
         };
         let req = Request::from_parts(parts, RequestBody::new(body));
-        match shared.pick(req.uri().path(), req.headers()) {
-            Pick::Send(sender, addr, guard) => {
-                Box::pin(send(shared, sender, addr, guard, req, resend))
-            }
-            Pick::Fail(status) => Box::pin(async move { Err(Box::new(status) as BoxError) }),
-            Pick::Wait => Box::pin(async move {
-                let deadline = tokio::time::Instant::now() + shared.wait_limit;
-                let (sender, addr, guard) =
-                    wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
-                send(shared, sender, addr, guard, req, resend).await
-            }),
-        }
+        Box::pin(run_call(shared, req, resend))
     }
 }

@@ -29,4 +29,4 @@ pub mod route;
 pub mod transport;
 pub mod xds;
 
-pub use channel::{MeshChannel, MeshChannelBuilder, MeshChannelError};
+pub use channel::{MeshChannel, MeshChannelBuilder, MeshChannelError, ResponseBody};

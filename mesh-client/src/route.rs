@@ -1,9 +1,12 @@
-//! Per-request route and cluster selection (gRFC A28).
+//! Per-request route and cluster selection (gRFC A28), with each route's policies resolved
+//! ahead of time: timeout (A31), retry policy (A44), fault injection (A33).
 //!
 //! A [`RouteTable`] is compiled from one [`TargetConfig`] when it is published: the virtual
 //! host is chosen once (by the target's authority, as gRPC does), each referenced cluster
-//! gets one shared [`ClusterPool`], and weighted clusters become cumulative weights. A
-//! request then costs one pass over the routes and, for a split, one random number.
+//! gets one shared [`Upstream`] (endpoint pool, circuit breaker, retry budget), weighted
+//! clusters become cumulative weights, and the HCM's fault filters are merged with the
+//! route's and virtual host's overrides (A39). A request then costs one pass over the
+//! routes and, for a split, one random number.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -11,7 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::balance::{ClusterPool, request_hash};
-use crate::config::{HashPolicy, RouteAction, RouteMatch, TargetConfig};
+use crate::config::{
+    FaultInjection, FilterOverride, HashPolicy, HttpFilterConfig, RetryBudgetConfig, RetryPolicy,
+    RouteAction, RouteMatch, TargetConfig,
+};
+use crate::resilience::breaker::CircuitBreaker;
+use crate::resilience::budget::RetryBudget;
 use crate::transport::ConnectionSet;
 
 /// Where a route sends a request.
@@ -24,15 +32,30 @@ enum Action {
         timeout: Option<Duration>,
         /// gRFC A42 request hash policies.
         hash_policy: Vec<HashPolicy>,
+        /// The route's retry policy, else the virtual host's (gRFC A44).
+        retry: Option<Arc<RetryPolicy>>,
+        /// The fault filters in HCM order, with overrides applied (gRFC A33, A39).
+        faults: Arc<[Arc<FaultInjection>]>,
     },
     Fail(Arc<str>),
+}
+
+/// A usable cluster: its endpoints and the limits that guard them.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The endpoint pool and picker.
+    pub pool: ClusterPool,
+    /// The cluster's circuit breaker (gRFC A32), shared process-wide.
+    pub breaker: CircuitBreaker,
+    /// The cluster's retry budget, shared process-wide.
+    pub budget: RetryBudget,
 }
 
 /// A cluster as seen by routing: its pool, or why it cannot be used.
 #[derive(Debug, Clone)]
 pub enum ClusterTarget {
     /// A usable cluster.
-    Pool(Arc<ClusterPool>),
+    Pool(Arc<Upstream>),
     /// A cluster whose resources are missing or invalid (gRFC A74: only RPCs routed to it fail).
     Unavailable {
         /// The cluster name.
@@ -53,10 +76,14 @@ struct CompiledRoute {
 pub struct Selection<'a> {
     /// The chosen cluster.
     pub cluster: &'a ClusterTarget,
-    /// The route's timeout, if any (gRFC A31).
+    /// The maximum call duration: the route's, else the HCM's (gRFC A31).
     pub timeout: Option<Duration>,
     /// The request hash from the route's `hash_policy` (gRFC A42), if any policy yielded one.
     pub hash: Option<u64>,
+    /// The retry policy (gRFC A44), if any.
+    pub retry: Option<&'a Arc<RetryPolicy>>,
+    /// The fault filters that apply (gRFC A33), in order.
+    pub faults: &'a Arc<[Arc<FaultInjection>]>,
 }
 
 /// The routes of one target, ready for per-request selection.
@@ -66,12 +93,20 @@ pub struct RouteTable {
     /// Set when no virtual host matches the target: every RPC fails with this.
     no_virtual_host: Option<Arc<str>>,
     addresses: HashSet<SocketAddr>,
+    /// Every cluster by name, so a retry can find its cluster in a newer table.
+    by_name: BTreeMap<Arc<str>, ClusterTarget>,
 }
 
 impl RouteTable {
     /// Compiles `config` for requests whose authority is `authority`, creating or reusing
-    /// endpoint connections in `conns`.
-    pub fn build(config: &TargetConfig, authority: &str, conns: &ConnectionSet) -> Self {
+    /// endpoint connections in `conns`; clusters without a `retry_budget` get
+    /// `default_budget`.
+    pub fn build(
+        config: &TargetConfig,
+        authority: &str,
+        conns: &ConnectionSet,
+        default_budget: &RetryBudgetConfig,
+    ) -> Self {
         let mut addresses = HashSet::new();
         let Some(vh) = config.route_config.find_virtual_host(authority) else {
             return RouteTable {
@@ -84,6 +119,7 @@ impl RouteTable {
                     .into(),
                 ),
                 addresses,
+                by_name: BTreeMap::new(),
             };
         };
         let mut pools: BTreeMap<&str, ClusterTarget> = BTreeMap::new();
@@ -113,7 +149,14 @@ impl RouteTable {
                                 tls.as_ref(),
                             );
                             addresses.extend(pool.endpoints().map(|e| e.addr()));
-                            ClusterTarget::Pool(Arc::new(pool))
+                            ClusterTarget::Pool(Arc::new(Upstream {
+                                pool,
+                                breaker: CircuitBreaker::for_cluster(name, cc.cluster.max_requests),
+                                budget: RetryBudget::for_cluster(
+                                    name,
+                                    cc.cluster.retry_budget.unwrap_or(*default_budget),
+                                ),
+                            }))
                         }
                     }
                 }
@@ -131,6 +174,8 @@ impl RouteTable {
             }
             t
         };
+        let http = &config.listener.http;
+        let vh_retry = vh.retry_policy.clone().map(Arc::new);
         let routes = vh
             .routes
             .iter()
@@ -140,6 +185,7 @@ impl RouteTable {
                         clusters,
                         timeout,
                         hash_policy,
+                        retry_policy,
                     } => {
                         let mut acc = 0u64;
                         let mut out = Vec::with_capacity(clusters.len());
@@ -150,11 +196,32 @@ impl RouteTable {
                         if acc == 0 {
                             Action::Fail("route has no cluster with a positive weight".into())
                         } else {
+                            // A39: a route's override wins over its virtual host's, which
+                            // wins over the filter's own config.
+                            let faults: Vec<Arc<FaultInjection>> = http
+                                .http_filters
+                                .iter()
+                                .filter_map(|f| {
+                                    let HttpFilterConfig::Fault(base) = &f.config else {
+                                        return None;
+                                    };
+                                    let over = r
+                                        .filter_overrides
+                                        .get(&f.name)
+                                        .or_else(|| vh.filter_overrides.get(&f.name));
+                                    Some(match over {
+                                        Some(FilterOverride::Fault(o)) => o.clone(),
+                                        _ => base.clone(),
+                                    })
+                                })
+                                .collect();
                             Action::Forward {
                                 clusters: out,
                                 total: acc,
-                                timeout: *timeout,
+                                timeout: timeout.or(http.max_stream_duration),
                                 hash_policy: hash_policy.clone(),
+                                retry: retry_policy.clone().map(Arc::new).or(vh_retry.clone()),
+                                faults: faults.into(),
                             }
                         }
                     }
@@ -171,11 +238,21 @@ impl RouteTable {
                 }
             })
             .collect();
+        let by_name = pools
+            .into_iter()
+            .map(|(name, t)| (Arc::<str>::from(name), t))
+            .collect();
         RouteTable {
             routes,
             no_virtual_host: None,
             addresses,
+            by_name,
         }
+    }
+
+    /// The cluster of this name, if some route of this table uses it.
+    pub fn cluster(&self, name: &str) -> Option<&ClusterTarget> {
+        self.by_name.get(name)
     }
 
     /// Every endpoint address the table can send to.
@@ -215,6 +292,8 @@ impl RouteTable {
                     total,
                     timeout,
                     hash_policy,
+                    retry,
+                    faults,
                 } => {
                     let cluster = if clusters.len() == 1 {
                         clusters.first().map(|(_, c)| c)
@@ -231,6 +310,8 @@ impl RouteTable {
                             } else {
                                 request_hash(hash_policy, headers, channel_id)
                             },
+                            retry: retry.as_ref(),
+                            faults,
                         }),
                         None => Err("route has no cluster".into()),
                     }

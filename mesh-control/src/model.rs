@@ -83,6 +83,48 @@ pub struct Service {
     /// of `name` before the first dot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+    /// Circuit breaking and retry budget of the service's clusters (gRFC A32; like an Istio
+    /// DestinationRule's `connectionPool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// Per-cluster limits, shared by every client process of the service's clusters.
+///
+/// ```yaml
+/// limits:
+///   max_requests: 100          # in flight per cluster, process-wide (default 1024)
+///   retry_budget: { percent: 20, min_per_second: 10, interval: 10s }
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// `circuit_breakers.thresholds[DEFAULT].max_requests`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
+    /// `circuit_breakers.thresholds[DEFAULT].retry_budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudget>,
+}
+
+/// A retry budget: retries may add `percent` % of the requests of the last `interval`,
+/// plus `min_per_second` retries per second.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudget {
+    /// Envoy's `budget_percent` (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// Envoy's `min_retry_concurrency`, read by our clients as retries per second (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_per_second: Option<u32>,
+    /// Envoy's `budget_interval` (default 10 s).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interval: Option<Duration>,
 }
 
 impl Service {
@@ -97,6 +139,7 @@ impl Service {
             authorization: None,
             mtls: MtlsMode::Disable,
             service_account: None,
+            limits: None,
         }
     }
 
@@ -284,6 +327,92 @@ pub struct Route {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
+    /// Retries of failed requests (gRFC A44).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<Retries>,
+    /// Faults injected into matching requests (gRFC A33), for testing resilience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+}
+
+/// A route's retry policy.
+///
+/// ```yaml
+/// retries: { attempts: 3, on: [unavailable, cancelled], backoff: 25ms, max_backoff: 250ms }
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retries {
+    /// Retries after the first attempt (`num_retries`, >= 1; clients cap attempts at 5).
+    pub attempts: u32,
+    /// The gRPC conditions retried: `cancelled`, `deadline-exceeded`, `internal`,
+    /// `resource-exhausted`, `unavailable` (default `[unavailable]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<String>,
+    /// Base backoff (default 25 ms).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backoff: Option<Duration>,
+    /// Maximum backoff (default 10 × base).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_backoff: Option<Duration>,
+}
+
+/// The retry conditions gRPC clients understand (gRFC A44).
+pub const RETRY_CONDITIONS: [&str; 5] = [
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
+/// Fault injection on a route.
+///
+/// ```yaml
+/// fault: { abort: { percent: 20, code: 14 }, delay: { percent: 10, duration: 50ms } }
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Abort a share of requests with a gRPC status code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<FaultAbort>,
+    /// Delay a share of requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<FaultDelay>,
+}
+
+/// An injected abort.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultAbort {
+    /// Share of requests, 0–100 (fractions allowed, in steps of 0.0001).
+    pub percent: f64,
+    /// The gRPC status code, 1–16.
+    pub code: u32,
+}
+
+/// An injected delay.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultDelay {
+    /// Share of requests, 0–100.
+    pub percent: f64,
+    /// How long (required).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub duration: Option<Duration>,
 }
 
 /// A request match: at most one of `prefix`, `path`, `regex` (none = prefix `/`), and

@@ -16,9 +16,11 @@ use xds_proto::envoy::envoy::config::core::v3 as core;
 use xds_proto::envoy::envoy::config::endpoint::v3 as endpoint;
 use xds_proto::envoy::envoy::config::listener::v3 as listener;
 use xds_proto::envoy::envoy::config::route::v3 as route;
+use xds_proto::envoy::envoy::extensions::filters::http::fault::v3::HttpFault;
 use xds_proto::envoy::envoy::extensions::filters::http::router::v3::Router;
 use xds_proto::envoy::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use xds_proto::envoy::envoy::r#type::matcher::v3 as matcher;
+use xds_proto::envoy::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use xds_proto::protobuf::{Any, Duration as ProtoDuration, UInt32Value};
 use xds_proto::type_url;
 
@@ -79,7 +81,8 @@ pub fn translate(config: &MeshConfig) -> Result<Snapshot, ConfigError> {
     let mut assignments = Vec::new();
     for service in &config.services {
         let name = listener_name(&service.name, service.port);
-        listeners.push((name.clone(), pack(&api_listener(&name))));
+        let faults = service.routes.iter().any(|r| r.fault.is_some());
+        listeners.push((name.clone(), pack(&api_listener(&name, faults))));
         routes.push((
             name.clone(),
             pack(&route_configuration(config, service, &name)?),
@@ -93,10 +96,9 @@ pub fn translate(config: &MeshConfig) -> Result<Snapshot, ConfigError> {
         let peer_identity = service.mtls.is_enabled().then(|| config.spiffe_id(service));
         for (subset, labels) in whole.chain(subsets) {
             let cluster = cluster_name(&service.name, service.port, subset);
-            clusters.push((
-                cluster.clone(),
-                pack(&eds_cluster(&cluster, peer_identity.as_deref())),
-            ));
+            let mut c = eds_cluster(&cluster, peer_identity.as_deref());
+            c.circuit_breakers = service.limits.as_ref().map(circuit_breakers);
+            clusters.push((cluster.clone(), pack(&c)));
             let cla = load_assignment(&cluster, service, labels)?;
             assignments.push((cluster, pack(&cla)));
         }
@@ -132,8 +134,29 @@ fn ads_config_source() -> core::ConfigSource {
     }
 }
 
-/// A client-side (API) listener whose HttpConnectionManager fetches its routes over RDS.
-fn api_listener(name: &str) -> listener::Listener {
+/// The name of the fault filter in client listeners; routes override its (empty) config.
+pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
+
+/// A client-side (API) listener whose HttpConnectionManager fetches its routes over RDS;
+/// with `faults`, a fault filter that injects nothing unless a route overrides it (A33).
+fn api_listener(name: &str, faults: bool) -> listener::Listener {
+    let mut http_filters = Vec::new();
+    if faults {
+        http_filters.push(hcm::HttpFilter {
+            name: FAULT_FILTER.to_string(),
+            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack(
+                &HttpFault::default(),
+            ))),
+            ..Default::default()
+        });
+    }
+    http_filters.push(hcm::HttpFilter {
+        name: "envoy.filters.http.router".to_string(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack(
+            &Router::default(),
+        ))),
+        ..Default::default()
+    });
     let manager = hcm::HttpConnectionManager {
         route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(
             hcm::Rds {
@@ -141,13 +164,7 @@ fn api_listener(name: &str) -> listener::Listener {
                 route_config_name: name.to_string(),
             },
         )),
-        http_filters: vec![hcm::HttpFilter {
-            name: "envoy.filters.http.router".to_string(),
-            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack(
-                &Router::default(),
-            ))),
-            ..Default::default()
-        }],
+        http_filters,
         ..Default::default()
     };
     listener::Listener {
@@ -242,16 +259,84 @@ fn route_entry(
         max_stream_duration: Some(proto_duration(t)),
         ..Default::default()
     });
+    let mut typed_per_filter_config = std::collections::HashMap::new();
+    if let Some(f) = &r.fault {
+        typed_per_filter_config.insert(FAULT_FILTER.to_string(), pack(&http_fault(f)));
+    }
     Ok(route::Route {
         name: format!("route-{index}"),
         r#match: Some(route_match(&r.r#match)),
         action: Some(route::route::Action::Route(route::RouteAction {
             cluster_specifier: Some(specifier),
             max_stream_duration,
+            retry_policy: r.retries.as_ref().map(retry_policy),
             ..Default::default()
         })),
+        typed_per_filter_config,
         ..Default::default()
     })
+}
+
+fn retry_policy(r: &crate::model::Retries) -> route::RetryPolicy {
+    let on = if r.on.is_empty() {
+        "unavailable".to_string()
+    } else {
+        r.on.join(",")
+    };
+    route::RetryPolicy {
+        retry_on: on,
+        num_retries: Some(UInt32Value { value: r.attempts }),
+        retry_back_off: r.backoff.map(|base| route::retry_policy::RetryBackOff {
+            base_interval: Some(proto_duration(base)),
+            max_interval: r.max_backoff.map(proto_duration),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A percentage as a fraction of a million (Envoy's finest denominator).
+fn per_million(percent: f64) -> FractionalPercent {
+    FractionalPercent {
+        numerator: (percent * 10_000.0).round().clamp(0.0, 1_000_000.0) as u32,
+        denominator: fractional_percent::DenominatorType::Million as i32,
+    }
+}
+
+fn http_fault(f: &crate::model::Fault) -> HttpFault {
+    use xds_proto::envoy::envoy::extensions::filters::common::fault::v3 as common;
+    use xds_proto::envoy::envoy::extensions::filters::http::fault::v3 as fault;
+    HttpFault {
+        abort: f.abort.as_ref().map(|a| fault::FaultAbort {
+            error_type: Some(fault::fault_abort::ErrorType::GrpcStatus(a.code)),
+            percentage: Some(per_million(a.percent)),
+            ..Default::default()
+        }),
+        delay: f.delay.as_ref().map(|d| common::FaultDelay {
+            fault_delay_secifier: d
+                .duration
+                .map(|t| common::fault_delay::FaultDelaySecifier::FixedDelay(proto_duration(t))),
+            percentage: Some(per_million(d.percent)),
+        }),
+        ..Default::default()
+    }
+}
+
+fn circuit_breakers(l: &crate::model::Limits) -> cluster::CircuitBreakers {
+    use cluster::circuit_breakers::{Thresholds, thresholds::RetryBudget};
+    cluster::CircuitBreakers {
+        thresholds: vec![Thresholds {
+            max_requests: l.max_requests.map(|value| UInt32Value { value }),
+            retry_budget: l.retry_budget.as_ref().map(|b| RetryBudget {
+                budget_percent: b
+                    .percent
+                    .map(|value| xds_proto::envoy::envoy::r#type::v3::Percent { value }),
+                min_retry_concurrency: b.min_per_second.map(|value| UInt32Value { value }),
+                budget_interval: b.interval.map(proto_duration),
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }
 
 /// The cluster a destination names; validation has already checked that it exists.

@@ -476,3 +476,78 @@ fn example_file_is_valid_with_its_mtls_lines_uncommented() {
         assert!(c.transport_socket.is_some(), "{name}");
     }
 }
+
+#[test]
+fn retries_faults_and_limits_translate() {
+    let s = snapshot(
+        r#"
+services:
+  - name: greeter.default
+    port: 8080
+    endpoints: [{ address: 127.0.0.1:50051 }]
+    limits:
+      max_requests: 7
+      retry_budget: { percent: 25, min_per_second: 2, interval: 5s }
+    routes:
+      - retries: { attempts: 2, on: [unavailable, internal], backoff: 10ms }
+        fault: { abort: { percent: 20, code: 14 }, delay: { percent: 0.5, duration: 50ms } }
+"#,
+    );
+    let rc = route_config(&s, "greeter.default:8080");
+    let r = &rc.virtual_hosts[0].routes[0];
+    let Some(route::Action::Route(ra)) = &r.action else {
+        panic!("not a route action");
+    };
+    let rp = ra.retry_policy.as_ref().unwrap();
+    assert_eq!(rp.retry_on, "unavailable,internal");
+    assert_eq!(rp.num_retries.unwrap().value, 2);
+    let backoff = rp.retry_back_off.as_ref().unwrap();
+    assert_eq!(backoff.base_interval.unwrap().nanos, 10_000_000);
+    use xds_proto::envoy::envoy::extensions::filters::http::fault::v3::HttpFault;
+    let fault: HttpFault =
+        unpack(&r.typed_per_filter_config[crate::translate::FAULT_FILTER]).unwrap();
+    let abort = fault.abort.unwrap();
+    assert_eq!(abort.percentage.unwrap().numerator, 200_000);
+    assert_eq!(fault.delay.unwrap().percentage.unwrap().numerator, 5_000);
+    // The listener carries the fault filter before the router.
+    let (_, l) = &s.resources[type_url::LISTENER][0];
+    let l: Listener = unpack(l).unwrap();
+    let hcm: HttpConnectionManager =
+        unpack(l.api_listener.unwrap().api_listener.as_ref().unwrap()).unwrap();
+    let names: Vec<_> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["envoy.filters.http.fault", "envoy.filters.http.router"]
+    );
+    let (_, c) = &s.resources[type_url::CLUSTER][0];
+    let c: Cluster = unpack(c).unwrap();
+    let t = &c.circuit_breakers.unwrap().thresholds[0];
+    assert_eq!(t.max_requests.unwrap().value, 7);
+    let b = t.retry_budget.unwrap();
+    assert_eq!(b.budget_percent.unwrap().value, 25.0);
+    assert_eq!(b.budget_interval.unwrap().seconds, 5);
+}
+
+#[test]
+fn bad_retries_and_faults_are_named() {
+    let base =
+        "services:\n  - name: g.default\n    port: 80\n    endpoints: [{ address: 127.0.0.1:1 }]\n";
+    let e = invalid(&format!(
+        "{base}    routes:\n      - retries: {{ attempts: 0 }}\n"
+    ));
+    assert!(e.contains("retries.attempts"), "{e}");
+    let e = invalid(&format!(
+        "{base}    routes:\n      - retries: {{ attempts: 1, on: [5xx] }}\n"
+    ));
+    assert!(e.contains("retries.on[0]") && e.contains("\"5xx\""), "{e}");
+    let e = invalid(&format!(
+        "{base}    routes:\n      - fault: {{ abort: {{ percent: 120, code: 14 }} }}\n"
+    ));
+    assert!(e.contains("fault.abort.percent"), "{e}");
+    let e = invalid(&format!(
+        "{base}    routes:\n      - fault: {{ abort: {{ percent: 10, code: 0 }} }}\n"
+    ));
+    assert!(e.contains("fault.abort.code"), "{e}");
+    let e = invalid(&format!("{base}    limits: {{ max_requests: 0 }}\n"));
+    assert!(e.contains("limits.max_requests"), "{e}");
+}

@@ -139,6 +139,63 @@ impl MeshConfig {
         for (k, header) in m.headers.iter().enumerate() {
             validate_header(header, &format!("{at}.match.headers[{k}]"))?;
         }
+        if let Some(r) = &route.retries {
+            if r.attempts == 0 {
+                return Err(ConfigError::invalid(
+                    format!("{at}.retries.attempts"),
+                    "must be at least 1 (the retries after the first attempt)",
+                ));
+            }
+            for (k, on) in r.on.iter().enumerate() {
+                if !crate::model::RETRY_CONDITIONS.contains(&on.as_str()) {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.retries.on[{k}]"),
+                        format!(
+                            "{on:?} is not one of {}",
+                            crate::model::RETRY_CONDITIONS.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if r.backoff.is_some_and(|b| b.is_zero()) || r.max_backoff.is_some_and(|b| b.is_zero())
+            {
+                return Err(ConfigError::invalid(
+                    format!("{at}.retries"),
+                    "backoff and max_backoff must be > 0",
+                ));
+            }
+        }
+        if let Some(f) = &route.fault {
+            let pct_ok = |p: f64| (0.0..=100.0).contains(&p);
+            if let Some(a) = &f.abort {
+                if !pct_ok(a.percent) {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.fault.abort.percent"),
+                        format!("{} is not in [0, 100]", a.percent),
+                    ));
+                }
+                if !(1..=16).contains(&a.code) {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.fault.abort.code"),
+                        format!("{} is not a gRPC error code (1-16)", a.code),
+                    ));
+                }
+            }
+            if let Some(d) = &f.delay {
+                if !pct_ok(d.percent) {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.fault.delay.percent"),
+                        format!("{} is not in [0, 100]", d.percent),
+                    ));
+                }
+                if d.duration.is_none() {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.fault.delay.duration"),
+                        "missing (e.g. 50ms)",
+                    ));
+                }
+            }
+        }
         if !route.split.is_empty() && route.destination.is_some() {
             return Err(ConfigError::invalid(
                 at.to_string(),
@@ -226,6 +283,22 @@ fn validate_service(service: &Service, at: &str) -> Result<(), ConfigError> {
             format!("{at}.port"),
             "must be 1..=65535",
         ));
+    }
+    if let Some(limits) = &service.limits {
+        if limits.max_requests == Some(0) {
+            return Err(ConfigError::invalid(
+                format!("{at}.limits.max_requests"),
+                "must be at least 1",
+            ));
+        }
+        if let Some(p) = limits.retry_budget.as_ref().and_then(|b| b.percent)
+            && !(0.0..=100.0).contains(&p)
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.limits.retry_budget.percent"),
+                format!("{p} is not in [0, 100]"),
+            ));
+        }
     }
     for (j, endpoint) in service.endpoints.iter().enumerate() {
         let ep_at = format!("{at}.endpoints[{j}]");

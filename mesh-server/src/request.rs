@@ -57,7 +57,8 @@ impl ConnContext {
             .iter()
             .filter_map(|f| match &f.config {
                 HttpFilterConfig::Rbac(r) => Some((f.name.clone(), r.clone())),
-                HttpFilterConfig::Router => None,
+                // Fault filters are dropped or NACKed on server listeners (gRFC A33).
+                HttpFilterConfig::Router | HttpFilterConfig::Fault(_) => None,
             })
             .collect();
         ConnContext {
@@ -144,7 +145,8 @@ impl ConnContext {
             let rbac = match overridden {
                 Some(FilterOverride::Rbac(None)) => continue,
                 Some(FilterOverride::Rbac(Some(r))) => r,
-                None => filter_rbac,
+                // An override of another filter's type under this RBAC filter's name.
+                Some(FilterOverride::Fault(_)) | None => filter_rbac,
             };
             let mut info = RequestInfo::new(path, req.headers());
             info.method = req.method().as_str();

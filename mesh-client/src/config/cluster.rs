@@ -15,8 +15,35 @@ pub struct Cluster {
     pub lb_policy: LbPolicy,
     /// `circuit_breakers.thresholds[DEFAULT].max_requests` (gRFC A32), if set.
     pub max_requests: Option<u32>,
+    /// `circuit_breakers.thresholds[DEFAULT].retry_budget`, if set; otherwise the channel's
+    /// default budget applies.
+    pub retry_budget: Option<RetryBudgetConfig>,
     /// `transport_socket` (gRFC A29): TLS to the cluster's endpoints; `None`: plaintext.
     pub tls: Option<UpstreamTls>,
+}
+
+/// A retry budget: retries may add at most `ratio` of the cluster's recent requests, plus a
+/// floor of `min_retries_per_second` (Finagle's and linkerd2-proxy's budget; Envoy's
+/// `retry_budget.budget_percent` sets the ratio).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudgetConfig {
+    /// Retries allowed per original request, in `0.0..=1.0` (Envoy's default: 20 %).
+    pub ratio: f64,
+    /// Retries always allowed per second, whatever the request rate.
+    pub min_retries_per_second: u32,
+    /// How long deposits count.
+    pub ttl: Duration,
+}
+
+impl Default for RetryBudgetConfig {
+    /// 20 % of requests, 10 per second, over 10 s (Finagle's defaults).
+    fn default() -> Self {
+        RetryBudgetConfig {
+            ratio: 0.2,
+            min_retries_per_second: 10,
+            ttl: Duration::from_secs(10),
+        }
+    }
 }
 
 /// How a cluster's endpoints are discovered.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Rbac, RouteConfig};
+use super::{FaultInjection, Rbac, RouteConfig};
 
 /// A validated client-side Listener (LDS resource).
 #[derive(Debug, Clone, PartialEq)]
@@ -52,4 +52,6 @@ pub enum HttpFilterConfig {
     Router,
     /// `envoy.extensions.filters.http.rbac.v3.RBAC` (server side, gRFC A41).
     Rbac(Arc<Rbac>),
+    /// `envoy.extensions.filters.http.fault.v3.HTTPFault` (client side, gRFC A33).
+    Fault(Arc<FaultInjection>),
 }

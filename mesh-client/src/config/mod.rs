@@ -8,6 +8,7 @@
 mod cidr;
 mod cluster;
 mod endpoint;
+mod fault;
 mod listener;
 mod rbac;
 mod route;
@@ -16,9 +17,13 @@ mod target;
 mod tls;
 
 pub use cidr::{Cidr, PrefixTooLong};
-pub use cluster::{Cluster, ClusterKind, LbPolicy};
+pub use cluster::{Cluster, ClusterKind, LbPolicy, RetryBudgetConfig};
 pub use endpoint::{
     ClusterLoadAssignment, Endpoint, HealthStatus, LocalityEndpoints, LocalityName,
+};
+pub use fault::{
+    AbortKind, DelayKind, FaultAbort, FaultDelay, FaultInjection, Fraction,
+    grpc_code_for_http_status,
 };
 pub use listener::HttpFilterConfig;
 pub use listener::{HttpConnectionManager, HttpFilter, Listener, RouteSource};
@@ -29,8 +34,9 @@ pub use rbac::{
 pub(crate) use route::joined_header_value;
 pub use route::{FilterOverride, FilterOverrides};
 pub use route::{
-    HashPolicy, HashPolicyKind, HeaderMatchKind, HeaderMatcher, PathMatcher, Route, RouteAction,
-    RouteConfig, RouteMatch, StringMatchKind, StringMatcher, VirtualHost, WeightedCluster,
+    HashPolicy, HashPolicyKind, HeaderMatchKind, HeaderMatcher, PathMatcher, RetryOn, RetryPolicy,
+    Route, RouteAction, RouteConfig, RouteMatch, StringMatchKind, StringMatcher, VirtualHost,
+    WeightedCluster,
 };
 pub use server_listener::{
     ConnectionInfo, FilterChain, FilterChainMatch, RAW_BUFFER, ServerListener, SourceType,

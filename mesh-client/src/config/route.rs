@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Rbac;
+use super::{FaultInjection, Rbac};
 
 /// A validated RouteConfiguration.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +27,8 @@ pub struct VirtualHost {
     /// `typed_per_filter_config`: per-filter overrides for every route of this virtual host
     /// (gRFC A39); a route's own override wins.
     pub filter_overrides: FilterOverrides,
+    /// `retry_policy` (gRFC A44): used by routes that have none of their own.
+    pub retry_policy: Option<RetryPolicy>,
 }
 
 /// One route: a match and an action.
@@ -48,6 +50,45 @@ pub type FilterOverrides = BTreeMap<String, FilterOverride>;
 pub enum FilterOverride {
     /// `RBACPerRoute` (gRFC A41): `None` disables RBAC for the route (its `rbac` is absent).
     Rbac(Option<Arc<Rbac>>),
+    /// `HTTPFault` (gRFC A33): replaces the filter's config for the route.
+    Fault(Arc<FaultInjection>),
+}
+
+/// A retry policy (gRFC A44), already in gRPC's form (gRFC A6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The gRPC codes that are retried.
+    pub retry_on: RetryOn,
+    /// `num_retries + 1`, capped at 5 (gRFC A6 caps `maxAttempts` at 5).
+    pub max_attempts: u32,
+    /// `retry_back_off.base_interval` (default 25 ms): A6's `initialBackoff`.
+    pub base_interval: Duration,
+    /// `retry_back_off.max_interval` (default 10 × base): A6's `maxBackoff`.
+    pub max_interval: Duration,
+}
+
+/// A set of gRPC status codes (`0..=16`), as a bit mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryOn(u32);
+
+impl RetryOn {
+    /// The set with `code` added (codes above 31 are ignored).
+    pub fn with(self, code: i32) -> Self {
+        match u32::try_from(code) {
+            Ok(c) if c < 32 => RetryOn(self.0 | (1 << c)),
+            _ => self,
+        }
+    }
+
+    /// Whether `code` is in the set.
+    pub fn contains(self, code: i32) -> bool {
+        matches!(u32::try_from(code), Ok(c) if c < 32 && self.0 & (1 << c) != 0)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
 }
 
 /// A route's match conditions; all must hold.
@@ -171,6 +212,8 @@ pub enum RouteAction {
         timeout: Option<Duration>,
         /// `hash_policy` (gRFC A42): how the request hash for ring hash is computed.
         hash_policy: Vec<HashPolicy>,
+        /// `retry_policy` (gRFC A44); `None`: the virtual host's applies.
+        retry_policy: Option<RetryPolicy>,
     },
     /// `non_forwarding_action` (server side, gRFC A36).
     NonForwarding,
@@ -470,6 +513,7 @@ mod tests {
             domains: domains.iter().map(|d| d.to_string()).collect(),
             routes: vec![],
             filter_overrides: Default::default(),
+            retry_policy: None,
         }
     }
 

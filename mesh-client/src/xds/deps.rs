@@ -360,6 +360,7 @@ mod tests {
                     .collect(),
                 timeout: None,
                 hash_policy: Vec::new(),
+                retry_policy: None,
             },
             filter_overrides: Default::default(),
         }
@@ -371,6 +372,7 @@ mod tests {
             domains: domains.iter().map(|d| d.to_string()).collect(),
             routes,
             filter_overrides: Default::default(),
+            retry_policy: None,
         }
     }
 
@@ -389,6 +391,7 @@ mod tests {
             },
             lb_policy: LbPolicy::RoundRobin,
             max_requests: None,
+            retry_budget: None,
             tls: None,
         }))
     }

@@ -120,18 +120,51 @@ pub fn validate(c: &ClusterProto, ctx: &ValidationContext) -> Result<config::Clu
         None => None,
     };
     // A32: the DEFAULT-priority threshold's max_requests (1024 applies when unset).
-    let max_requests = c.circuit_breakers.as_ref().and_then(|cb| {
+    let default_threshold = c.circuit_breakers.as_ref().and_then(|cb| {
         cb.thresholds
             .iter()
             .find(|t| t.priority == RoutingPriority::Default as i32)
-            .and_then(|t| t.max_requests.map(|v| v.value))
     });
+    let max_requests = default_threshold.and_then(|t| t.max_requests.map(|v| v.value));
+    let retry_budget = default_threshold
+        .and_then(|t| t.retry_budget.as_ref())
+        .map(retry_budget)
+        .transpose()
+        .map_err(|e| format!("circuit_breakers.thresholds[DEFAULT].retry_budget.{e}"))?;
     Ok(config::Cluster {
         name: c.name.clone(),
         kind,
         lb_policy,
         max_requests,
+        retry_budget,
         tls,
+    })
+}
+
+/// Envoy's `retry_budget`, read as our ratio budget: `budget_percent` (default 20 %) is the
+/// ratio, `budget_interval` (default and 0: 10 s) the window, `min_retry_concurrency`
+/// (default 3) the retries per second always allowed. gRPC ignores retry budgets; since we
+/// enforce them, an out-of-range percentage is NACKed rather than guessed at.
+fn retry_budget(
+    b: &xds_proto::envoy::envoy::config::cluster::v3::circuit_breakers::thresholds::RetryBudget,
+) -> Result<config::RetryBudgetConfig, String> {
+    let default = config::RetryBudgetConfig::default();
+    let ratio = match &b.budget_percent {
+        None => default.ratio,
+        Some(p) if (0.0..=100.0).contains(&p.value) => p.value / 100.0,
+        Some(p) => return Err(format!("budget_percent: {} is not in [0, 100]", p.value)),
+    };
+    let ttl = match &b.budget_interval {
+        None => default.ttl,
+        Some(d) => {
+            let d = super::duration(d).map_err(|e| format!("budget_interval: {e}"))?;
+            if d.is_zero() { default.ttl } else { d }
+        }
+    };
+    Ok(config::RetryBudgetConfig {
+        ratio,
+        min_retries_per_second: b.min_retry_concurrency.map(|v| v.value).unwrap_or(3),
+        ttl,
     })
 }
 
@@ -337,7 +370,7 @@ pub(crate) mod tests {
         LeastRequestLbConfig, RingHashLbConfig,
     };
     use xds_proto::envoy::envoy::extensions::load_balancing_policies::client_side_weighted_round_robin::v3::ClientSideWeightedRoundRobin;
-    use xds_proto::protobuf::{Any, UInt32Value, UInt64Value};
+    use xds_proto::protobuf::{Any, Duration as PbDuration, UInt32Value, UInt64Value};
 
     fn legacy_ring(min: Option<u64>, max: Option<u64>, f: LegacyHashFunction) -> RingHashLbConfig {
         RingHashLbConfig {
@@ -879,9 +912,62 @@ pub(crate) mod tests {
                         ..Default::default()
                     })
                 }),
-                Accepted(|c| c.max_requests == Some(42)),
+                Accepted(|c| c.max_requests == Some(42) && c.retry_budget.is_none()),
+            ),
+            (
+                // Ours: Envoy's retry_budget, read as a ratio budget.
+                "retry budget",
+                with(|c| c.circuit_breakers = budget(Some(25.0), Some(5), None)),
+                Accepted(|c| {
+                    c.retry_budget
+                        == Some(config::RetryBudgetConfig {
+                            ratio: 0.25,
+                            min_retries_per_second: 5,
+                            ttl: Duration::from_secs(10),
+                        })
+                }),
+            ),
+            (
+                "retry budget defaults",
+                with(|c| c.circuit_breakers = budget(None, None, Some(3))),
+                Accepted(|c| {
+                    c.retry_budget
+                        == Some(config::RetryBudgetConfig {
+                            ratio: 0.2,
+                            min_retries_per_second: 3,
+                            ttl: Duration::from_secs(3),
+                        })
+                }),
+            ),
+            (
+                "retry budget percent out of range",
+                with(|c| c.circuit_breakers = budget(Some(120.0), None, None)),
+                Nack(
+                    "circuit_breakers.thresholds[DEFAULT].retry_budget.budget_percent: 120 is not in [0, 100]",
+                ),
             ),
         ]
+    }
+
+    fn budget(
+        percent: Option<f64>,
+        min: Option<u32>,
+        secs: Option<i64>,
+    ) -> Option<CircuitBreakers> {
+        use xds_proto::envoy::envoy::config::cluster::v3::circuit_breakers::thresholds::RetryBudget;
+        use xds_proto::envoy::envoy::r#type::v3::Percent;
+        Some(CircuitBreakers {
+            thresholds: vec![Thresholds {
+                priority: RoutingPriority::Default as i32,
+                retry_budget: Some(RetryBudget {
+                    budget_percent: percent.map(|value| Percent { value }),
+                    min_retry_concurrency: min.map(|value| UInt32Value { value }),
+                    budget_interval: secs.map(|seconds| PbDuration { seconds, nanos: 0 }),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
     }
 
     #[test]

@@ -57,25 +57,50 @@ pub fn validate(l: ListenerProto) -> Result<config::Listener, String> {
     Ok(config::Listener { name: l.name, http })
 }
 
-/// A39: a filter that does not run on clients NACKs a client Listener unless optional (then
-/// it is dropped), as in grpc-go and C-core. RBAC is server-side only (A41).
-fn client_side_filters(hcm: &HcmProto, http: &mut HttpConnectionManager) -> Result<(), String> {
+/// A39: a filter that does not run on this side NACKs the Listener unless optional (then it
+/// is dropped), as in grpc-go and C-core. RBAC is server-side only (A41), fault injection
+/// client-side only (A33).
+fn side_filters(
+    hcm: &HcmProto,
+    http: &mut HttpConnectionManager,
+    foreign: &str,
+    why: &str,
+) -> Result<(), String> {
     for (i, f) in hcm.http_filters.iter().enumerate() {
         let Some(ConfigType::TypedConfig(any)) = &f.config_type else {
             continue;
         };
-        if filter_type_url(any).as_deref() != Ok(type_url::RBAC) {
+        if filter_type_url(any).as_deref() != Ok(foreign) {
             continue;
         }
         if !f.is_optional {
-            return Err(format!(
-                "http_filters[{i}] ({:?}): the RBAC filter is not supported on clients (gRFC A41)",
-                f.name
-            ));
+            return Err(format!("http_filters[{i}] ({:?}): {why}", f.name));
         }
         http.http_filters.retain(|kept| kept.name != f.name);
     }
     Ok(())
+}
+
+fn client_side_filters(hcm: &HcmProto, http: &mut HttpConnectionManager) -> Result<(), String> {
+    side_filters(
+        hcm,
+        http,
+        type_url::RBAC,
+        "the RBAC filter is not supported on clients (gRFC A41)",
+    )
+}
+
+/// The server-side counterpart of the client check: fault injection runs on clients only.
+pub(crate) fn server_side_filters(
+    hcm: &HcmProto,
+    http: &mut HttpConnectionManager,
+) -> Result<(), String> {
+    side_filters(
+        hcm,
+        http,
+        type_url::FAULT,
+        "the fault injection filter is not supported on servers (gRFC A33)",
+    )
 }
 
 pub(crate) fn http_connection_manager(hcm: &HcmProto) -> Result<HttpConnectionManager, String> {
@@ -135,12 +160,12 @@ pub(crate) fn filter_type_url(any: &Any) -> Result<String, String> {
     Ok(any.type_url.clone())
 }
 
-/// Filter types we implement (A39), and whether each is terminal: the router, and RBAC
-/// (A41, server side only; see [`validate`]).
+/// Filter types we implement (A39), and whether each is terminal: the router, RBAC
+/// (A41, server side only; see [`validate`]) and fault injection (A33, client side).
 fn is_terminal_known(type_url: &str) -> Option<bool> {
     match type_url {
         type_url::ROUTER => Some(true),
-        type_url::RBAC => Some(false),
+        type_url::RBAC | type_url::FAULT => Some(false),
         _ => None,
     }
 }
@@ -156,6 +181,12 @@ fn filter_config(ty: &str, any: Option<&Any>) -> Result<HttpFilterConfig, String
             .map_err(|e| format!("cannot decode RBAC: {e}"))?;
         return Ok(HttpFilterConfig::Rbac(Arc::new(
             super::rbac::validate_rbac(&proto)?,
+        )));
+    }
+    if ty == type_url::FAULT {
+        let any = any.ok_or("HTTPFault: missing typed_config")?;
+        return Ok(HttpFilterConfig::Fault(Arc::new(
+            super::fault::validate_any(any)?,
         )));
     }
     Ok(HttpFilterConfig::Router)

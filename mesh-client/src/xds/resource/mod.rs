@@ -29,6 +29,7 @@ use crate::config;
 
 pub mod cluster;
 pub mod endpoint;
+mod fault;
 pub mod listener;
 pub mod matcher;
 pub mod rbac;

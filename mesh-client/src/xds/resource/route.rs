@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use prost::{Message, Name};
 
@@ -76,6 +77,13 @@ pub fn validate(rc: &RouteConfigurationProto) -> Result<config::RouteConfig, Str
             routes,
             filter_overrides: filter_overrides(&vh.typed_per_filter_config)
                 .map_err(|e| format!("virtual_hosts[{i}].{e}"))?,
+            retry_policy: vh
+                .retry_policy
+                .as_ref()
+                .map(retry_policy)
+                .transpose()
+                .map_err(|e| format!("virtual_hosts[{i}].retry_policy.{e}"))?
+                .flatten(),
         });
     }
     Ok(config::RouteConfig {
@@ -183,6 +191,11 @@ fn filter_overrides(map: &HashMap<String, Any>) -> Result<FilterOverrides, Strin
                 let rbac = super::rbac::validate_rbac_per_route(&proto).map_err(at)?;
                 out.insert(name.clone(), FilterOverride::Rbac(rbac.map(Arc::new)));
             }
+            // A33: an HTTPFault override replaces the filter's config.
+            type_url::FAULT => {
+                let fault = super::fault::validate_any(&any).map_err(at)?;
+                out.insert(name.clone(), FilterOverride::Fault(Arc::new(fault)));
+            }
             // A filter we know, with a config that is not its override type.
             type_url::RBAC | type_url::ROUTER => {
                 return Err(at(format!("{ty:?} is not a per-route override type")));
@@ -269,10 +282,77 @@ fn route_action(
         .enumerate()
         .map(|(k, h)| hash_policy(h).map_err(|e| format!("route.hash_policy[{k}].{e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let retry_policy = ra
+        .retry_policy
+        .as_ref()
+        .map(retry_policy)
+        .transpose()
+        .map_err(|e| format!("route.retry_policy.{e}"))?
+        .flatten();
     Ok(Some(RouteAction::Forward {
         clusters,
         timeout,
         hash_policy,
+        retry_policy,
+    }))
+}
+
+/// gRFC A44: `retry_on` keeps only the gRPC conditions (`cancelled`, `deadline-exceeded`,
+/// `internal`, `resource-exhausted`, `unavailable`); none left means no policy (`Ok(None)`).
+/// `num_retries` defaults to 1 and must be >= 1; `retry_back_off.base_interval` must be set
+/// and > 0 when `retry_back_off` is (default 25 ms), `max_interval` > 0 (default 10 × base).
+/// Everything else (per_try_timeout, hedging, host predicates) is ignored.
+fn retry_policy(
+    rp: &xds_proto::envoy::envoy::config::route::v3::RetryPolicy,
+) -> Result<Option<config::RetryPolicy>, String> {
+    let mut retry_on = config::RetryOn::default();
+    for cond in rp.retry_on.split(',') {
+        let code = match cond.trim().to_ascii_lowercase().as_str() {
+            "cancelled" => 1,
+            "deadline-exceeded" => 4,
+            "internal" => 13,
+            "resource-exhausted" => 8,
+            "unavailable" => 14,
+            _ => continue,
+        };
+        retry_on = retry_on.with(code);
+    }
+    let num_retries = match rp.num_retries {
+        None => 1,
+        Some(n) if n.value >= 1 => n.value,
+        Some(n) => return Err(format!("num_retries: {} must be >= 1", n.value)),
+    };
+    let (base_interval, max_interval) =
+        match &rp.retry_back_off {
+            None => (Duration::from_millis(25), Duration::from_millis(250)),
+            Some(b) => {
+                let base = match &b.base_interval {
+                    None => return Err("retry_back_off.base_interval: missing".into()),
+                    Some(d) => super::duration(d)
+                        .map_err(|e| format!("retry_back_off.base_interval: {e}"))?,
+                };
+                if base.is_zero() {
+                    return Err("retry_back_off.base_interval: must be > 0".into());
+                }
+                let max = match &b.max_interval {
+                    None => base.saturating_mul(10),
+                    Some(d) => super::duration(d)
+                        .map_err(|e| format!("retry_back_off.max_interval: {e}"))?,
+                };
+                if max.is_zero() {
+                    return Err("retry_back_off.max_interval: must be > 0".into());
+                }
+                (base, max.max(base))
+            }
+        };
+    if retry_on.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(config::RetryPolicy {
+        retry_on,
+        max_attempts: num_retries.saturating_add(1).min(5),
+        base_interval,
+        max_interval,
     }))
 }
 
@@ -365,8 +445,9 @@ mod tests {
     };
     use xds_proto::envoy::envoy::config::route::v3::{
         ClusterSpecifierPlugin, HeaderMatcher, NonForwardingAction, QueryParameterMatcher,
-        RedirectAction, RouteMatch as RouteMatchProto, VirtualHost as VhProto, WeightedCluster,
-        header_matcher::HeaderMatchSpecifier, route_action::MaxStreamDuration,
+        RedirectAction, RetryPolicy as RetryPolicyProto, RouteMatch as RouteMatchProto,
+        VirtualHost as VhProto, WeightedCluster, header_matcher::HeaderMatchSpecifier,
+        retry_policy::RetryBackOff, route_action::MaxStreamDuration,
         weighted_cluster::ClusterWeight,
     };
     use xds_proto::envoy::envoy::extensions::filters::http::rbac::v3::{
@@ -854,7 +935,130 @@ mod tests {
                     "route.cluster_specifier_plugin: \"nope\" is not in cluster_specifier_plugins",
                 ),
             ),
+            (
+                // A44: only gRPC conditions count; num_retries + 1 attempts; default backoff.
+                "retry policy",
+                with_action(RouteActionProto {
+                    retry_policy: Some(retry("5xx, Unavailable ,cancelled", Some(2), None)),
+                    ..to_cluster_action("c1")
+                }),
+                Accepted(|rc| {
+                    retry_of(rc).is_some_and(|p| {
+                        p.max_attempts == 3
+                            && p.retry_on.contains(14)
+                            && p.retry_on.contains(1)
+                            && !p.retry_on.contains(13)
+                            && p.base_interval == Duration::from_millis(25)
+                            && p.max_interval == Duration::from_millis(250)
+                    })
+                }),
+            ),
+            (
+                // A44: no supported condition: no retry policy at all.
+                "retry_on without grpc codes",
+                with_action(RouteActionProto {
+                    retry_policy: Some(retry("5xx,reset", Some(2), None)),
+                    ..to_cluster_action("c1")
+                }),
+                Accepted(|rc| retry_of(rc).is_none()),
+            ),
+            (
+                // A6: maxAttempts above 5 is treated as 5.
+                "num_retries capped",
+                with_action(RouteActionProto {
+                    retry_policy: Some(retry("unavailable", Some(10), None)),
+                    ..to_cluster_action("c1")
+                }),
+                Accepted(|rc| retry_of(rc).is_some_and(|p| p.max_attempts == 5)),
+            ),
+            (
+                "num_retries 0",
+                with_action(RouteActionProto {
+                    retry_policy: Some(retry("unavailable", Some(0), None)),
+                    ..to_cluster_action("c1")
+                }),
+                Nack("route.retry_policy.num_retries: 0 must be >= 1"),
+            ),
+            (
+                "backoff without base_interval",
+                with_action(RouteActionProto {
+                    retry_policy: Some(retry("unavailable", None, Some((None, Some(1))))),
+                    ..to_cluster_action("c1")
+                }),
+                Nack("route.retry_policy.retry_back_off.base_interval: missing"),
+            ),
+            (
+                "backoff base 0",
+                with_action(RouteActionProto {
+                    retry_policy: Some(retry("unavailable", None, Some((Some(0), None)))),
+                    ..to_cluster_action("c1")
+                }),
+                Nack("route.retry_policy.retry_back_off.base_interval: must be > 0"),
+            ),
+            (
+                "backoff base, max defaults to 10x",
+                with_action(RouteActionProto {
+                    retry_policy: Some(retry("unavailable", None, Some((Some(100), None)))),
+                    ..to_cluster_action("c1")
+                }),
+                Accepted(|rc| {
+                    retry_of(rc).is_some_and(|p| {
+                        p.max_attempts == 2 && p.max_interval == Duration::from_secs(1)
+                    })
+                }),
+            ),
+            (
+                // A44: the virtual host's policy is kept for routes without one.
+                "virtual host retry policy",
+                pack(&RouteConfigurationProto {
+                    virtual_hosts: vec![VhProto {
+                        name: "vh".into(),
+                        domains: vec!["*".into()],
+                        routes: vec![route_with(
+                            Some(prefix_match("/")),
+                            Some(Action::Route(to_cluster_action("c1"))),
+                        )],
+                        retry_policy: Some(retry("internal", None, None)),
+                        ..Default::default()
+                    }],
+                    ..rc_of(vec![])
+                }),
+                Accepted(|rc| {
+                    rc.virtual_hosts[0]
+                        .retry_policy
+                        .as_ref()
+                        .is_some_and(|p| p.retry_on.contains(13))
+                        && retry_of(rc).is_none()
+                }),
+            ),
         ]
+    }
+
+    fn retry(
+        on: &str,
+        n: Option<u32>,
+        backoff_ms: Option<(Option<u64>, Option<u64>)>,
+    ) -> RetryPolicyProto {
+        let ms = |v: u64| PbDuration {
+            seconds: (v / 1000) as i64,
+            nanos: ((v % 1000) * 1_000_000) as i32,
+        };
+        RetryPolicyProto {
+            retry_on: on.into(),
+            num_retries: n.map(|value| UInt32Value { value }),
+            retry_back_off: backoff_ms.map(|(base, max)| RetryBackOff {
+                base_interval: base.map(ms),
+                max_interval: max.map(ms),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn retry_of(rc: &RouteConfig) -> Option<&config::RetryPolicy> {
+        match first(rc).map(|r| &r.action) {
+            Some(RouteAction::Forward { retry_policy, .. }) => retry_policy.as_ref(),
+            _ => None,
+        }
     }
 
     fn per_route(rbac: Option<RbacProto>) -> Any {

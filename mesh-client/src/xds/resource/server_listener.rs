@@ -151,7 +151,9 @@ fn filter_chain(fc: &FilterChainProto, ctx: &ValidationContext) -> Result<Filter
     }
     let hcm = HcmProto::decode(any.value.as_slice())
         .map_err(|e| format!(".filters[0].typed_config: cannot decode: {e}"))?;
-    let http = super::listener::http_connection_manager(&hcm)
+    let mut http = super::listener::http_connection_manager(&hcm)
+        .map_err(|e| format!(".filters[0].typed_config.{e}"))?;
+    super::listener::server_side_filters(&hcm, &mut http)
         .map_err(|e| format!(".filters[0].typed_config.{e}"))?;
     let transport = transport_socket(fc.transport_socket.as_ref(), ctx)
         .map_err(|e| format!(".transport_socket{e}"))?;
