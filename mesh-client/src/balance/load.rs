@@ -35,6 +35,8 @@ pub struct EndpointLoad {
     stamp_ns: AtomicU64,
     decay_ns: AtomicU64,
     default_rtt_ns: AtomicU64,
+    /// Client-side WRR weight from ORCA reports (gRFC A58).
+    wrr: super::wrr::WrrWeight,
 }
 
 impl Default for EndpointLoad {
@@ -45,6 +47,7 @@ impl Default for EndpointLoad {
             stamp_ns: AtomicU64::new(0),
             decay_ns: AtomicU64::new(duration_ns(DEFAULT_EWMA_DECAY)),
             default_rtt_ns: AtomicU64::new(duration_ns(DEFAULT_RTT)),
+            wrr: Default::default(),
         }
     }
 }
@@ -54,6 +57,11 @@ fn duration_ns(d: Duration) -> u64 {
 }
 
 impl EndpointLoad {
+    /// The endpoint's client-side WRR weight (gRFC A58).
+    pub fn wrr(&self) -> &super::wrr::WrrWeight {
+        &self.wrr
+    }
+
     /// Requests currently in flight.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)

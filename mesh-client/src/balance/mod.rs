@@ -22,6 +22,7 @@ pub mod load;
 mod p2c_ewma;
 pub mod ring_hash;
 mod round_robin;
+pub mod wrr;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,6 +62,7 @@ enum Picker {
     LeastRequest { choice_count: u32 },
     RingHash(ring_hash::Ring),
     PeakEwma,
+    Wrr(wrr::Wrr),
 }
 
 /// One priority level's endpoints and its picker.
@@ -177,6 +179,7 @@ impl ClusterPool {
                             request_hash_header.as_deref(),
                         ))
                     }
+                    LbPolicy::WeightedRoundRobin(params) => Picker::Wrr(wrr::Wrr::new(*params)),
                     LbPolicy::PeakEwma { decay, default_rtt } => {
                         for m in &members {
                             m.conn.load().configure_ewma(*decay, *default_rtt);
@@ -237,6 +240,7 @@ impl ClusterPool {
                     least_request::pick(eps, *choice_count, rng).into()
                 }
                 Picker::PeakEwma => p2c_ewma::pick(eps, now, rng).into(),
+                Picker::Wrr(w) => w.pick(eps, now).into(),
                 Picker::RingHash(ring) => ring.pick(eps, ctx.hash, ctx.headers, rng),
             };
             match outcome {

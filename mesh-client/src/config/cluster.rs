@@ -59,7 +59,7 @@ pub enum ClusterKind {
 
 /// The endpoint-picking policy of a cluster, applied within the highest priority that has a
 /// ready endpoint (gRFC A27/A56 priorities; A42, A48, A52 for the policies).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LbPolicy {
     /// Weighted round robin across endpoints (`ROUND_ROBIN`, `round_robin`, optionally inside
     /// `wrr_locality`).
@@ -79,6 +79,9 @@ pub enum LbPolicy {
         /// `RingHash` has no such field, so xDS leaves it `None` (as gRPC does).
         request_hash_header: Option<String>,
     },
+    /// Client-side weighted round robin from ORCA load reports (gRFC A58, A51), inside
+    /// `wrr_locality`.
+    WeightedRoundRobin(crate::balance::wrr::WrrParams),
     /// Power of two choices by peak-EWMA latency × (in flight + 1), as linkerd2-proxy and
     /// Finagle do it (our extension `type.googleapis.com/mesh.lb.v1.PeakEwma`).
     PeakEwma {

@@ -26,6 +26,7 @@ use xds_proto::envoy::envoy::config::core::v3::{
     RoutingPriority, config_source::ConfigSourceSpecifier,
 };
 use xds_proto::envoy::envoy::extensions::load_balancing_policies::{
+    client_side_weighted_round_robin::v3::ClientSideWeightedRoundRobin,
     least_request::v3::LeastRequest,
     ring_hash::v3::{RingHash, ring_hash::HashFunction},
     round_robin::v3::RoundRobin,
@@ -166,6 +167,44 @@ fn retry_budget(
         min_retries_per_second: b.min_retry_concurrency.map(|v| v.value).unwrap_or(3),
         ttl,
     })
+}
+
+/// gRFC A58 as grpc-go reads it: unset durations take the defaults (blackout 10 s,
+/// expiration 3 min, update period 1 s, raised to at least 100 ms); a negative
+/// `error_utilization_penalty` NACKs (default 1.0). Out-of-band reporting is not
+/// implemented: `enable_oob_load_report` is ignored and per-call reports are used.
+fn client_side_wrr(w: &ClientSideWeightedRoundRobin) -> Result<LbPolicy, String> {
+    let d = |v: &Option<xds_proto::protobuf::Duration>, name: &str, default: Duration| match v {
+        None => Ok(default),
+        Some(v) => super::duration(v).map_err(|e| format!("{name}: {e}")),
+    };
+    let penalty = w.error_utilization_penalty.map(|v| v.value).unwrap_or(1.0);
+    if !(penalty >= 0.0) {
+        return Err(format!(
+            "error_utilization_penalty: {penalty} must be non-negative"
+        ));
+    }
+    Ok(LbPolicy::WeightedRoundRobin(
+        crate::balance::wrr::WrrParams {
+            blackout_period: d(
+                &w.blackout_period,
+                "blackout_period",
+                Duration::from_secs(10),
+            )?,
+            weight_expiration_period: d(
+                &w.weight_expiration_period,
+                "weight_expiration_period",
+                Duration::from_secs(180),
+            )?,
+            weight_update_period: d(
+                &w.weight_update_period,
+                "weight_update_period",
+                Duration::from_secs(1),
+            )?
+            .max(Duration::from_millis(100)),
+            error_utilization_penalty: penalty,
+        },
+    ))
 }
 
 /// The legacy `lb_policy` enum with its `lb_config` (gRFC A42 RING_HASH, A48 LEAST_REQUEST).
@@ -347,6 +386,12 @@ fn load_balancing_policy(p: &LoadBalancingPolicy, depth: usize) -> Result<LbPoli
         if url == PEAK_EWMA_TYPE_URL {
             return peak_ewma(any.value.as_slice()).map_err(at);
         }
+        if url == ClientSideWeightedRoundRobin::type_url() {
+            let w = ClientSideWeightedRoundRobin::decode(any.value.as_slice()).map_err(|e| {
+                format!(".policies[{i}]: cannot decode ClientSideWeightedRoundRobin: {e}")
+            })?;
+            return client_side_wrr(&w).map_err(at);
+        }
     }
     Err(": no supported policy (round_robin, wrr_locality, least_request, ring_hash, mesh.lb.v1.PeakEwma)".into())
 }
@@ -358,6 +403,9 @@ pub(crate) mod tests {
     use crate::xds::resource::testing::{Expect, Expect::*, run};
     use crate::xds::resource::{Resource, ResourceType};
     use xds_proto::any::pack;
+    use xds_proto::envoy::envoy::config::cluster::v3::cluster::{
+        LeastRequestLbConfig, RingHashLbConfig,
+    };
     use xds_proto::envoy::envoy::config::cluster::v3::{
         CircuitBreakers, circuit_breakers::Thresholds, cluster::CustomClusterType,
         cluster::EdsClusterConfig, load_balancing_policy::Policy,
@@ -366,10 +414,6 @@ pub(crate) mod tests {
         AggregatedConfigSource, ConfigSource, TransportSocket, TypedExtensionConfig,
         config_source::ConfigSourceSpecifier,
     };
-    use xds_proto::envoy::envoy::config::cluster::v3::cluster::{
-        LeastRequestLbConfig, RingHashLbConfig,
-    };
-    use xds_proto::envoy::envoy::extensions::load_balancing_policies::client_side_weighted_round_robin::v3::ClientSideWeightedRoundRobin;
     use xds_proto::protobuf::{Any, Duration as PbDuration, UInt32Value, UInt64Value};
 
     fn legacy_ring(min: Option<u64>, max: Option<u64>, f: LegacyHashFunction) -> RingHashLbConfig {
@@ -716,25 +760,57 @@ pub(crate) mod tests {
                 Nack("typed_config.minimum_ring_size: 64 is greater than maximum_ring_size 8"),
             ),
             (
-                // A52: client_side_weighted_round_robin (A58) is not supported: skipped, the
-                // next entry wins.
-                "load_balancing_policy cswrr falls through",
+                // A58: client_side_weighted_round_robin with its defaults.
+                "load_balancing_policy cswrr defaults",
                 with(|c| {
                     c.load_balancing_policy = policies(vec![
                         pack(&ClientSideWeightedRoundRobin::default()),
                         pack(&RingHash::default()),
                     ])
                 }),
-                Accepted(|c| matches!(c.lb_policy, LbPolicy::RingHash { .. })),
+                Accepted(|c| {
+                    c.lb_policy
+                        == LbPolicy::WeightedRoundRobin(crate::balance::wrr::WrrParams {
+                            blackout_period: Duration::from_secs(10),
+                            weight_expiration_period: Duration::from_secs(180),
+                            weight_update_period: Duration::from_secs(1),
+                            error_utilization_penalty: 1.0,
+                        })
+                }),
             ),
             (
-                // A52: cswrr alone is no supported policy.
-                "load_balancing_policy cswrr only",
+                // A58: the update period is at least 100 ms.
+                "load_balancing_policy cswrr update period floor",
                 with(|c| {
-                    c.load_balancing_policy =
-                        policies(vec![pack(&ClientSideWeightedRoundRobin::default())])
+                    c.load_balancing_policy = policies(vec![pack(&ClientSideWeightedRoundRobin {
+                        weight_update_period: Some(PbDuration {
+                            seconds: 0,
+                            nanos: 1_000_000,
+                        }),
+                        blackout_period: Some(PbDuration::default()),
+                        ..Default::default()
+                    })])
                 }),
-                Nack("load_balancing_policy: no supported policy"),
+                Accepted(|c| match &c.lb_policy {
+                    LbPolicy::WeightedRoundRobin(p) => {
+                        p.weight_update_period == Duration::from_millis(100)
+                            && p.blackout_period.is_zero()
+                    }
+                    _ => false,
+                }),
+            ),
+            (
+                // A58: a negative error_utilization_penalty is rejected.
+                "load_balancing_policy cswrr negative penalty",
+                with(|c| {
+                    c.load_balancing_policy = policies(vec![pack(&ClientSideWeightedRoundRobin {
+                        error_utilization_penalty: Some(xds_proto::protobuf::FloatValue {
+                            value: -1.0,
+                        }),
+                        ..Default::default()
+                    })])
+                }),
+                Nack("error_utilization_penalty: -1 must be non-negative"),
             ),
             (
                 // Ours: PeakEwma with an empty value takes the defaults.
@@ -858,9 +934,10 @@ pub(crate) mod tests {
                 "wrr_locality of unknown",
                 with(|c| {
                     c.load_balancing_policy = policies(vec![pack(&WrrLocality {
-                        endpoint_picking_policy: policies(vec![pack(
-                            &ClientSideWeightedRoundRobin::default(),
-                        )]),
+                        endpoint_picking_policy: policies(vec![Any {
+                            type_url: "type.googleapis.com/x.Unknown".into(),
+                            value: vec![],
+                        }]),
                     })])
                 }),
                 Nack(
