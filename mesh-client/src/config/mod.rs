@@ -17,6 +17,7 @@ mod tls;
 
 pub use cidr::{Cidr, PrefixTooLong};
 pub use cluster::{Cluster, ClusterKind, LbPolicy};
+pub use cluster::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
 pub use endpoint::{
     ClusterLoadAssignment, Endpoint, HealthStatus, LocalityEndpoints, LocalityName,
 };

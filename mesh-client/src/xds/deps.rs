@@ -390,6 +390,7 @@ mod tests {
             lb_policy: LbPolicy::RoundRobin,
             max_requests: None,
             tls: None,
+            outlier_detection: None,
         }))
     }
 
