@@ -53,6 +53,7 @@ struct Shared {
     wait_limit: Duration,
     /// gRFC A42 `io.grpc.channel_id`: random, fixed for the channel's life.
     channel_id: u64,
+    outliers: crate::balance::OutlierRegistry, // outlier: per-cluster detectors (gRFC A50)
 }
 
 #[derive(Debug)]
@@ -261,6 +262,7 @@ impl MeshChannelBuilder {
             authority,
             wait_limit: self.connect_timeout,
             channel_id: rand::random(),
+            outliers: Default::default(), // outlier:
         });
         let task = tokio::spawn(apply_updates(shared.clone(), watch, client)).abort_handle();
         Ok(MeshChannel {
@@ -282,7 +284,8 @@ async fn apply_updates(shared: Arc<Shared>, mut watch: TargetWatch, _client: Xds
                 }
             }
             TargetState::Ready(config) => {
-                let table = RouteTable::build(&config, shared.authority.as_str(), &shared.conns);
+                let (authority, conns) = (shared.authority.as_str(), &shared.conns); // outlier:
+                let table = RouteTable::build(&config, authority, conns, &shared.outliers); // outlier:
                 Some(ChannelState::Ready(table))
             }
             TargetState::Error { resource, message } => {
@@ -405,6 +408,9 @@ async fn send(
     loop {
         let failure = match sender.try_send_request(req).await {
             Ok(resp) => {
+                // outlier: gRFC A50 result; Trailers-Only carries grpc-status here, a normal
+                // outlier: response counts as success (limitation: record at the trailers).
+                in_flight.record_call(crate::balance::outlier::succeeded_at_headers(&resp)); // outlier:
                 in_flight.complete();
                 return Ok(resp);
             }

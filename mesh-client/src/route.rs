@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::balance::{ClusterPool, request_hash};
+use crate::balance::{ClusterPool, OutlierRegistry, request_hash};
 use crate::config::{HashPolicy, RouteAction, RouteMatch, TargetConfig};
 use crate::transport::ConnectionSet;
 
@@ -70,8 +70,14 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Compiles `config` for requests whose authority is `authority`, creating or reusing
-    /// endpoint connections in `conns`.
-    pub fn build(config: &TargetConfig, authority: &str, conns: &ConnectionSet) -> Self {
+    /// endpoint connections in `conns` and clusters' outlier detectors (gRFC A50) in
+    /// `outliers`, so that ejections survive config updates.
+    pub fn build(
+        config: &TargetConfig,
+        authority: &str,
+        conns: &ConnectionSet,
+        outliers: &OutlierRegistry,
+    ) -> Self {
         let mut addresses = HashSet::new();
         let Some(vh) = config.route_config.find_virtual_host(authority) else {
             return RouteTable {
@@ -111,6 +117,10 @@ impl RouteTable {
                                 &cc.endpoints,
                                 conns,
                                 tls.as_ref(),
+                                cc.cluster
+                                    .outlier_detection
+                                    .as_ref()
+                                    .and_then(|od| outliers.detector(name, od)),
                             );
                             addresses.extend(pool.endpoints().map(|e| e.addr()));
                             ClusterTarget::Pool(Arc::new(pool))
