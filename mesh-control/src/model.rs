@@ -1,5 +1,6 @@
-//! The `mesh.yaml` model: services, their endpoints, subsets, routes and the server-side
-//! authorization (RBAC, gRFC A41) of their endpoints.
+//! The `mesh.yaml` model: services, their endpoints, subsets, routes, the server-side
+//! authorization (RBAC, gRFC A41) of their endpoints and outlier detection (gRFC A50,
+//! [`crate::outlier`]).
 //!
 //! This is the input of the control plane; [`crate::translate()`] turns it into xDS resources.
 //! Unknown fields are rejected so that a typo (`prefx:`) is an error, not a silent default.
@@ -83,6 +84,9 @@ pub struct Service {
     /// of `name` before the first dot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+    /// Outlier detection of the service's clusters (gRFC A50); `None`: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<crate::outlier::OutlierDetection>,
 }
 
 impl Service {
@@ -97,6 +101,7 @@ impl Service {
             authorization: None,
             mtls: MtlsMode::Disable,
             service_account: None,
+            outlier_detection: None,
         }
     }
 

@@ -93,10 +93,10 @@ pub fn translate(config: &MeshConfig) -> Result<Snapshot, ConfigError> {
         let peer_identity = service.mtls.is_enabled().then(|| config.spiffe_id(service));
         for (subset, labels) in whole.chain(subsets) {
             let cluster = cluster_name(&service.name, service.port, subset);
-            clusters.push((
-                cluster.clone(),
-                pack(&eds_cluster(&cluster, peer_identity.as_deref())),
-            ));
+            let mut eds = eds_cluster(&cluster, peer_identity.as_deref());
+            // gRFC A50: every cluster of the service (whole and subsets) gets the same.
+            eds.outlier_detection = service.outlier_detection.as_ref().map(|od| od.to_proto());
+            clusters.push((cluster.clone(), pack(&eds)));
             let cla = load_assignment(&cluster, service, labels)?;
             assignments.push((cluster, pack(&cla)));
         }
