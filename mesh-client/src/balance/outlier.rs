@@ -20,7 +20,8 @@
 //!   ejected yet one can always be ejected, as Envoy documents.
 //! - An address that is already ejected is not ejected again by the same sweep's algorithms
 //!   (its counters are stale calls that were in flight when it was ejected).
-//! - The sweep interval is at least [`MIN_INTERVAL`], so an `interval` of 0 cannot spin.
+//! - The sweep interval is clamped to [`MIN_INTERVAL`]..=[`MAX_INTERVAL`], so an `interval`
+//!   of 0 cannot spin and a huge one cannot overflow the timer.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -37,6 +38,9 @@ use crate::config::OutlierDetection;
 
 /// The shortest sweep interval used, whatever the config says.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest sweep interval used (timers are not meant for centuries; protobuf durations
+/// go up to 10 000 years): a year without sweeps is no different in practice.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 const FAILURE: u64 = 1 << 32;
 const LOW: u64 = (1 << 32) - 1;
@@ -171,7 +175,7 @@ impl Core {
     }
 
     fn next_sweep(&self) -> Instant {
-        self.timer_start + self.config.interval.max(MIN_INTERVAL)
+        self.timer_start + self.config.interval.clamp(MIN_INTERVAL, MAX_INTERVAL)
     }
 
     fn ejected_count(&self) -> usize {
@@ -215,7 +219,7 @@ impl Core {
                 None => e.multiplier = e.multiplier.saturating_sub(1),
                 Some(at) => {
                     let time = base.saturating_mul(e.multiplier).min(cap);
-                    if now >= at + time {
+                    if at.checked_add(time).is_some_and(|end| now >= end) {
                         e.ejected_at = None;
                         e.shared.ejected.store(false, Ordering::Relaxed);
                         tracing::debug!(%addr, "outlier detection: returned to service");
@@ -732,6 +736,27 @@ mod tests {
         // A new detector starts from scratch.
         let fresh = registry.detector("c", &cfg).unwrap();
         assert!(fresh.ejected().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extreme_durations_do_not_overflow() {
+        let mut cfg = config();
+        cfg.failure_percentage = failure_pct(50, 1, 1);
+        cfg.interval = Duration::from_secs(315_576_000_000);
+        let d = OutlierDetector::start(cfg.clone(), 1);
+        let a = d.address(addr(0));
+        calls(&a, 0, 5);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!a.is_ejected(), "no sweep yet");
+        // A sweep with a 10 000-year ejection time never returns the address, nor panics.
+        cfg.interval = Duration::from_secs(1);
+        cfg.base_ejection_time = Duration::from_secs(315_576_000_000);
+        cfg.max_ejection_time = cfg.base_ejection_time;
+        let (mut c, s, t0) = core(cfg, 1);
+        calls(&s[0], 0, 5);
+        c.sweep(t0 + Duration::from_secs(1));
+        c.sweep(t0 + Duration::from_secs(2));
+        assert!(s[0].is_ejected());
     }
 
     #[test]

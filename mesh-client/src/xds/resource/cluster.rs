@@ -13,7 +13,7 @@
 //! `load_balancing_policy` it is skipped like any unknown type. `lrs_server` must be `self`.
 //! `transport_socket` (A29) must be an `UpstreamTlsContext`, validated by [`super::tls`];
 //! `transport_socket_matches` NACKs (A29: not supported). `outlier_detection` follows A50
-//! (see [`outlier_detection`]).
+//! (`outlier_detection()`: durations valid and non-negative, percentages at most 100).
 
 use prost::{Message, Name};
 use xds_proto::envoy::envoy::config::cluster::v3::cluster::{
