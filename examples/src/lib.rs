@@ -10,6 +10,8 @@ use xds_proto::helloworld::{HelloReply, HelloRequest};
 /// A greeter that says which backend answered: `Hello NAME from ID`. A name of
 /// `sleep-<ms>` delays the reply, for timeout tests; `whoami` answers with the caller's
 /// address and, over mTLS, its SPIFFE ID, from the [`mesh_server::PeerIdentity`] extension.
+/// A backend whose id starts with `fail-` answers every call with `UNAVAILABLE: {id} is
+/// failing` (a Trailers-Only response), for outlier-detection tests.
 #[derive(Debug, Clone)]
 pub struct NamedGreeter {
     /// The backend's id, echoed in every reply.
@@ -26,6 +28,9 @@ impl Greeter for NamedGreeter {
             .extensions()
             .get::<mesh_server::PeerIdentity>()
             .cloned();
+        if self.id.starts_with("fail-") {
+            return Err(Status::unavailable(format!("{} is failing", self.id)));
+        }
         let name = request.into_inner().name;
         if name == "whoami" {
             let who = match &peer {

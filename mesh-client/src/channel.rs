@@ -65,6 +65,8 @@ struct Shared {
     channel_id: u64,
     /// The retry budget of clusters whose CDS resource sets none.
     default_budget: RetryBudgetConfig,
+    /// Per-cluster outlier detectors (gRFC A50), kept across config updates.
+    outliers: crate::balance::OutlierRegistry,
 }
 
 #[derive(Debug)]
@@ -294,6 +296,7 @@ impl MeshChannelBuilder {
             wait_limit: self.connect_timeout,
             channel_id: rand::random(),
             default_budget: self.default_budget,
+            outliers: Default::default(),
         });
         let task = tokio::spawn(apply_updates(shared.clone(), watch, client)).abort_handle();
         Ok(MeshChannel {
@@ -320,6 +323,7 @@ async fn apply_updates(shared: Arc<Shared>, mut watch: TargetWatch, _client: Xds
                     shared.authority.as_str(),
                     &shared.conns,
                     &shared.default_budget,
+                    &shared.outliers,
                 );
                 Some(ChannelState::Ready(table))
             }
@@ -363,9 +367,52 @@ enum Route {
 
 /// The outcome of trying to pick an endpoint now.
 enum Pick {
-    Send(Sender, std::net::SocketAddr, InFlightGuard),
+    Send(Sender, std::net::SocketAddr, InFlightGuard, Option<Orca>),
     Wait,
     Fail(tonic::Status),
+}
+
+/// Where a weighted-round-robin cluster's endpoint takes its ORCA reports (gRFC A58).
+#[derive(Debug, Clone)]
+struct Orca {
+    load: Arc<crate::balance::EndpointLoad>,
+    penalty: f32,
+}
+
+/// What the call reports back about its endpoint when it ends: its result for outlier
+/// detection (gRFC A50) and the server's ORCA load report (A51) for weighted round robin.
+#[derive(Debug, Default)]
+struct Feedback {
+    outcome: Option<crate::balance::outlier::CallOutcome>,
+    orca: Option<Orca>,
+}
+
+impl Feedback {
+    /// The call ended with `status` (its `grpc-status`, trailers or Trailers-Only headers).
+    fn finish(&mut self, status: Option<i32>, metadata: Option<&http::HeaderMap>) {
+        if let Some(o) = self.outcome.take() {
+            o.record(status == Some(0));
+        }
+        if let (Some(orca), Some(md)) = (self.orca.take(), metadata)
+            && let Some(report) = md
+                .get(xds_proto::orca::ORCA_TRAILER)
+                .and_then(|v| decode_orca(v.as_bytes()))
+        {
+            orca.load
+                .wrr()
+                .record(&report, orca.penalty, crate::balance::now_ns());
+        }
+    }
+}
+
+/// Decodes a `-bin` metadata value (base64, padded or not) holding an OrcaLoadReport.
+fn decode_orca(value: &[u8]) -> Option<xds_proto::orca::OrcaLoadReport> {
+    use base64::Engine;
+    let trimmed: Vec<u8> = value.iter().copied().filter(|b| *b != b'=').collect();
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(trimmed)
+        .ok()?;
+    prost::Message::decode(bytes.as_slice()).ok()
 }
 
 impl Shared {
@@ -413,7 +460,16 @@ impl Shared {
             headers: Some(headers),
         }) {
             Ok(ep) => match ep.sender() {
-                Some(s) => Pick::Send(s, ep.addr(), ep.start_request()),
+                Some(s) => {
+                    let orca = match pool.policy() {
+                        crate::config::LbPolicy::WeightedRoundRobin(p) => Some(Orca {
+                            load: ep.load().clone(),
+                            penalty: p.error_utilization_penalty,
+                        }),
+                        _ => None,
+                    };
+                    Pick::Send(s, ep.addr(), ep.start_request(), orca)
+                }
                 None => Pick::Wait,
             },
             Err(PickError::Connecting) => Pick::Wait,
@@ -491,12 +547,12 @@ async fn wait_for_pick(
     hash: Option<u64>,
     headers: &http::HeaderMap,
     deadline: tokio::time::Instant,
-) -> Result<(Sender, std::net::SocketAddr, InFlightGuard), tonic::Status> {
+) -> Result<(Sender, std::net::SocketAddr, InFlightGuard, Option<Orca>), tonic::Status> {
     loop {
         let config = shared.config_changed.notified();
         let conns = shared.conns.changed().notified();
         match shared.pick(upstream, hash, headers) {
-            Pick::Send(sender, addr, guard) => return Ok((sender, addr, guard)),
+            Pick::Send(sender, addr, guard, orca) => return Ok((sender, addr, guard, orca)),
             Pick::Fail(status) => return Err(status),
             Pick::Wait => {}
         }
@@ -521,21 +577,28 @@ async fn attempt(
     hash: Option<u64>,
     mut req: Request<RequestBody>,
     resend: &Resend,
-) -> Result<Response<Incoming>, tonic::Status> {
+) -> Result<(Response<Incoming>, Feedback), tonic::Status> {
     let deadline = tokio::time::Instant::now() + shared.wait_limit;
-    let (mut sender, mut addr, mut in_flight) = match shared.pick(upstream, hash, req.headers()) {
-        Pick::Send(s, a, g) => (s, a, g),
-        Pick::Fail(status) => return Err(status),
-        Pick::Wait => wait_for_pick(shared, upstream, hash, req.headers(), deadline).await?,
-    };
+    let (mut sender, mut addr, mut in_flight, mut orca) =
+        match shared.pick(upstream, hash, req.headers()) {
+            Pick::Send(s, a, g, o) => (s, a, g, o),
+            Pick::Fail(status) => return Err(status),
+            Pick::Wait => wait_for_pick(shared, upstream, hash, req.headers(), deadline).await?,
+        };
     let mut transparent = 0;
     loop {
         let failure = match sender.try_send_request(req).await {
             Ok(resp) => {
+                // The call's result is known at its trailers: outlier detection (gRFC A50)
+                // counts it there, through the response body.
+                let feedback = Feedback {
+                    outcome: in_flight.take_call_outcome(),
+                    orca,
+                };
                 // Counts the request on its endpoint until the response headers arrive
                 // (streaming bodies are not counted beyond that).
                 in_flight.complete();
-                return Ok(resp);
+                return Ok((resp, feedback));
             }
             Err(mut e) => match e.take_message() {
                 // Never left the client: send it elsewhere.
@@ -571,7 +634,7 @@ async fn attempt(
                 }
                 tracing::trace!(%addr, transparent, "request not processed; picking again");
                 req = again;
-                (sender, addr, in_flight) =
+                (sender, addr, in_flight, orca) =
                     wait_for_pick(shared, upstream, hash, req.headers(), deadline).await?;
             }
         }
@@ -589,7 +652,7 @@ fn trailers_only_status(headers: &http::HeaderMap) -> Option<i32> {
 }
 
 /// A committed call's response, or the final failure.
-type CallResult = Result<(Response<Incoming>, Option<BreakerGuard>), tonic::Status>;
+type CallResult = Result<(Response<Incoming>, Option<BreakerGuard>, Feedback), tonic::Status>;
 
 /// Runs a routed call's attempts (gRFC A44): each passes the circuit breaker, then is sent;
 /// a failure before response headers with a retryable code is retried after backoff, within
@@ -646,9 +709,16 @@ async fn attempts(
         // The failure's code, and the pushback and response if it had one.
         let (code, pushback, failure) =
             match attempt(shared, &mut upstream, routed.hash, req, resend).await {
-                Ok(resp) => match trailers_only_status(resp.headers()) {
-                    None | Some(0) => return Ok((resp, Some(guard))),
-                    Some(code) => (code, retry::pushback(resp.headers()), Ok((resp, None))),
+                Ok((resp, mut feedback)) => match trailers_only_status(resp.headers()) {
+                    None => return Ok((resp, Some(guard), feedback)),
+                    Some(code) => {
+                        feedback.finish(Some(code), Some(resp.headers()));
+                        if code == 0 {
+                            return Ok((resp, None, Feedback::default()));
+                        }
+                        let pushback = retry::pushback(resp.headers());
+                        (code, pushback, Ok((resp, None, Feedback::default())))
+                    }
                 },
                 Err(status) => (status.code() as i32, Pushback::None, Err(status)),
             };
@@ -742,8 +812,9 @@ async fn run_call(
             tonic::Code::from(code),
             fault::ABORT_MESSAGE,
         ))),
-        Ok(FaultOr::Call((resp, guard))) => {
-            Ok(resp.map(|body| ResponseBody::new(body, deadline.map(|d| (d, limit)), guard)))
+        Ok(FaultOr::Call((resp, guard, feedback))) => {
+            Ok(resp
+                .map(|body| ResponseBody::new(body, deadline.map(|d| (d, limit)), guard, feedback)))
         }
     }
 }
@@ -767,6 +838,7 @@ pub struct ResponseBody {
     inner: Option<Incoming>,
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, Option<Duration>)>,
     breaker: Option<BreakerGuard>,
+    feedback: Feedback,
 }
 
 impl std::fmt::Debug for ResponseBody {
@@ -782,11 +854,13 @@ impl ResponseBody {
         inner: Incoming,
         deadline: Option<(tokio::time::Instant, Option<Duration>)>,
         breaker: Option<BreakerGuard>,
+        feedback: Feedback,
     ) -> Self {
         ResponseBody {
             inner: Some(inner),
             deadline: deadline.map(|(d, limit)| (Box::pin(tokio::time::sleep_until(d)), limit)),
             breaker,
+            feedback,
         }
     }
 
@@ -796,6 +870,7 @@ impl ResponseBody {
             inner: None,
             deadline: None,
             breaker: None,
+            feedback: Feedback::default(),
         });
         let h = resp.headers_mut();
         h.insert(
@@ -839,10 +914,18 @@ impl http_body::Body for ResponseBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
+                // A transport failure mid-stream: the call failed (gRFC A50 counts it).
+                this.feedback.finish(None, None);
                 this.finish();
                 Poll::Ready(Some(Err(Box::new(e))))
             }
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    let status = trailers_only_status(trailers);
+                    this.feedback.finish(status, Some(trailers));
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::balance::{ClusterPool, request_hash};
+use crate::balance::{ClusterPool, OutlierRegistry, request_hash};
 use crate::config::{
     FaultInjection, FilterOverride, HashPolicy, HttpFilterConfig, RetryBudgetConfig, RetryPolicy,
     RouteAction, RouteMatch, TargetConfig,
@@ -99,13 +99,15 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Compiles `config` for requests whose authority is `authority`, creating or reusing
-    /// endpoint connections in `conns`; clusters without a `retry_budget` get
-    /// `default_budget`.
+    /// endpoint connections in `conns` and clusters' outlier detectors (gRFC A50) in
+    /// `outliers`, so that ejections survive config updates; clusters without a
+    /// `retry_budget` get `default_budget`.
     pub fn build(
         config: &TargetConfig,
         authority: &str,
         conns: &ConnectionSet,
         default_budget: &RetryBudgetConfig,
+        outliers: &OutlierRegistry,
     ) -> Self {
         let mut addresses = HashSet::new();
         let Some(vh) = config.route_config.find_virtual_host(authority) else {
@@ -147,6 +149,10 @@ impl RouteTable {
                                 &cc.endpoints,
                                 conns,
                                 tls.as_ref(),
+                                cc.cluster
+                                    .outlier_detection
+                                    .as_ref()
+                                    .and_then(|od| outliers.detector(name, od)),
                             );
                             addresses.extend(pool.endpoints().map(|e| e.addr()));
                             ClusterTarget::Pool(Arc::new(Upstream {

@@ -21,6 +21,7 @@ mod inbound_tests;
 pub mod model;
 #[cfg(test)]
 mod mtls_tests;
+pub mod outlier;
 pub mod raw;
 mod rbac;
 pub mod reload;
@@ -42,5 +43,6 @@ pub use model::{
     Health, Locality, MeshConfig, MtlsMode, PerRouteAuthorization, RbacAction, Route, RouteMatch,
     Service, Subset, WeightedDestination,
 };
+pub use outlier::OutlierDetection;
 pub use server::{ControlPlane, RunningControlPlane};
 pub use translate::{Snapshot, cluster_name, listener_name, translate};

@@ -1,5 +1,6 @@
-//! The `mesh.yaml` model: services, their endpoints, subsets, routes and the server-side
-//! authorization (RBAC, gRFC A41) of their endpoints.
+//! The `mesh.yaml` model: services, their endpoints, subsets, routes, the server-side
+//! authorization (RBAC, gRFC A41) of their endpoints and outlier detection (gRFC A50,
+//! [`crate::outlier`]).
 //!
 //! This is the input of the control plane; [`crate::translate()`] turns it into xDS resources.
 //! Unknown fields are rejected so that a typo (`prefx:`) is an error, not a silent default.
@@ -87,6 +88,9 @@ pub struct Service {
     /// DestinationRule's `connectionPool`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// Outlier detection of the service's clusters (gRFC A50); `None`: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<crate::outlier::OutlierDetection>,
 }
 
 /// Per-cluster limits, shared by every client process of the service's clusters.
@@ -140,6 +144,7 @@ impl Service {
             mtls: MtlsMode::Disable,
             service_account: None,
             limits: None,
+            outlier_detection: None,
         }
     }
 

@@ -98,6 +98,8 @@ pub fn translate(config: &MeshConfig) -> Result<Snapshot, ConfigError> {
             let cluster = cluster_name(&service.name, service.port, subset);
             let mut c = eds_cluster(&cluster, peer_identity.as_deref());
             c.circuit_breakers = service.limits.as_ref().map(circuit_breakers);
+            // gRFC A50: every cluster of the service (whole and subsets) gets the same.
+            c.outlier_detection = service.outlier_detection.as_ref().map(|od| od.to_proto());
             clusters.push((cluster.clone(), pack(&c)));
             let cla = load_assignment(&cluster, service, labels)?;
             assignments.push((cluster, pack(&cla)));

@@ -319,6 +319,9 @@ fn validate_service(service: &Service, at: &str) -> Result<(), ConfigError> {
         }
     }
     validate_identity(service, at)?;
+    if let Some(od) = &service.outlier_detection {
+        od.validate(&format!("{at}.outlier_detection"))?;
+    }
     let mut names = BTreeSet::new();
     for (j, subset) in service.subsets.iter().enumerate() {
         let sub_at = format!("{at}.subsets[{j}].name");

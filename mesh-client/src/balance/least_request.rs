@@ -9,8 +9,8 @@
 
 use rand::Rng;
 
+use super::PoolEndpoint;
 use super::first_ready_from;
-use crate::transport::EndpointConnection;
 
 /// The A48 default `choice_count`.
 pub const DEFAULT_CHOICE_COUNT: u32 = 2;
@@ -19,15 +19,15 @@ pub const MAX_CHOICE_COUNT: u32 = 10;
 
 /// Picks among `eps` by fewest requests in flight over `choice_count` random samples.
 pub(super) fn pick<'a, R: Rng + ?Sized>(
-    eps: &'a [EndpointConnection],
+    eps: &'a [PoolEndpoint],
     choice_count: u32,
     rng: &mut R,
-) -> Option<&'a EndpointConnection> {
+) -> Option<&'a PoolEndpoint> {
     let n = eps.len();
     if n == 0 {
         return None;
     }
-    let mut best: Option<(&EndpointConnection, usize)> = None;
+    let mut best: Option<(&PoolEndpoint, usize)> = None;
     for _ in 0..choice_count.max(1) {
         let Some(ep) = eps.get(rng.random_range(0..n)) else {
             continue;

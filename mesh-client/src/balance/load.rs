@@ -83,6 +83,7 @@ impl EndpointLoad {
             load: Arc::clone(self),
             start_ns: now,
             done: false,
+            outcome: None,
         }
     }
 
@@ -160,9 +161,34 @@ pub struct InFlightGuard {
     load: Arc<EndpointLoad>,
     start_ns: u64,
     done: bool,
+    /// gRFC A50: where the call's result is counted, when the cluster has outlier detection.
+    outcome: Option<super::outlier::CallOutcome>,
 }
 
 impl InFlightGuard {
+    /// Attaches the endpoint's outlier-detection counter (gRFC A50).
+    pub(crate) fn with_outcome(mut self, outcome: Option<super::outlier::CallOutcome>) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// gRFC A50: records the call's result for outlier detection (`succeeded`: grpc-status
+    /// OK); only the first record counts, and nothing happens without outlier detection.
+    /// A guard dropped before [`InFlightGuard::complete`] without a record counts as a
+    /// failure (the call failed or was cancelled before its response headers, as grpc-go
+    /// counts it); a completed guard never recorded counts nothing.
+    pub fn record_call(&mut self, succeeded: bool) {
+        if let Some(o) = self.outcome.take() {
+            o.record(succeeded);
+        }
+    }
+
+    /// Takes the call's outlier-detection outcome slot, to record it later (at the
+    /// trailers); the guard then records nothing itself.
+    pub fn take_call_outcome(&mut self) -> Option<super::outlier::CallOutcome> {
+        self.outcome.take()
+    }
+
     /// The response headers arrived now: records the RTT and stops counting the request.
     pub fn complete(self) {
         self.complete_at(now_ns());
@@ -180,6 +206,7 @@ impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
         if !self.done {
+            self.record_call(false);
             let now = now_ns();
             self.load
                 .observe(now.saturating_sub(self.start_ns), now, true);

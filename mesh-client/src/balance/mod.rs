@@ -7,7 +7,9 @@
 //! Picking is lock-free and allocation-free: the highest priority with a ready endpoint is
 //! chosen and its picker runs over a precomputed structure (a weighted schedule, a ring) and
 //! the endpoints' atomics (readiness, requests in flight, RTT estimate, see [`load`]).
-//! Connectivity itself lives in [`crate::transport`].
+//! Connectivity itself lives in [`crate::transport`]. With outlier detection (gRFC A50,
+//! [`outlier`]), each endpoint also carries its address's ejection flag: an ejected endpoint
+//! reads as TRANSIENT_FAILURE to every picker, and the guard of a pick counts the call.
 //!
 //! Deviation from gRPC's tree: gRPC runs `weighted_target` over localities and one child
 //! policy per locality. We flatten a priority's localities into one endpoint list:
@@ -19,6 +21,7 @@
 
 mod least_request;
 pub mod load;
+pub mod outlier;
 mod p2c_ewma;
 pub mod ring_hash;
 mod round_robin;
@@ -31,6 +34,7 @@ use rand::Rng;
 
 pub use least_request::{DEFAULT_CHOICE_COUNT, MAX_CHOICE_COUNT};
 pub use load::{EndpointLoad, InFlightGuard, now_ns};
+pub use outlier::{OutlierDetector, OutlierRegistry};
 pub use ring_hash::request_hash;
 
 use crate::config::{ClusterLoadAssignment, LbPolicy};
@@ -49,7 +53,7 @@ pub struct PickContext<'a> {
 /// The result of one priority's picker.
 #[derive(Debug)]
 enum Outcome<'a> {
-    Picked(&'a EndpointConnection),
+    Picked(&'a PoolEndpoint),
     /// Wait: the endpoint this request belongs to is still connecting (ring hash).
     Queue,
     /// No endpoint of this priority is ready: try the next priority.
@@ -68,8 +72,60 @@ enum Picker {
 /// One priority level's endpoints and its picker.
 #[derive(Debug)]
 struct PriorityPool {
-    endpoints: Vec<EndpointConnection>,
+    endpoints: Vec<PoolEndpoint>,
     picker: Picker,
+}
+
+/// An endpoint as its pool sees it: the connection and, under outlier detection (gRFC A50),
+/// its address's ejection state. It derefs to the [`EndpointConnection`]; [`Self::state`],
+/// [`Self::is_ready`] and [`Self::start_request`] take the ejection into account.
+#[derive(Debug, Clone)]
+pub struct PoolEndpoint {
+    conn: EndpointConnection,
+    outlier: Option<Arc<outlier::AddressOutlier>>,
+}
+
+impl std::ops::Deref for PoolEndpoint {
+    type Target = EndpointConnection;
+
+    fn deref(&self) -> &EndpointConnection {
+        &self.conn
+    }
+}
+
+impl PoolEndpoint {
+    /// The connection.
+    pub fn connection(&self) -> &EndpointConnection {
+        &self.conn
+    }
+
+    /// Whether outlier detection has ejected the address (gRFC A50).
+    pub fn is_ejected(&self) -> bool {
+        self.outlier.as_ref().is_some_and(|o| o.is_ejected())
+    }
+
+    /// The connectivity the pickers see: TRANSIENT_FAILURE while ejected (A50), else the
+    /// connection's.
+    pub fn state(&self) -> ConnectivityState {
+        if self.is_ejected() {
+            ConnectivityState::TransientFailure
+        } else {
+            self.conn.state()
+        }
+    }
+
+    /// Whether a picker may choose the endpoint now: READY and not ejected.
+    pub fn is_ready(&self) -> bool {
+        !self.is_ejected() && self.conn.is_ready()
+    }
+
+    /// As [`EndpointConnection::start_request`]; under outlier detection the guard also
+    /// counts the call's result (see [`InFlightGuard::record_call`]).
+    pub fn start_request(&self) -> InFlightGuard {
+        self.conn
+            .start_request()
+            .with_outcome(self.outlier.clone().map(outlier::CallOutcome::new))
+    }
 }
 
 /// The usable endpoints of one cluster, grouped by priority, and its policy.
@@ -78,6 +134,8 @@ pub struct ClusterPool {
     name: Arc<str>,
     policy: LbPolicy,
     priorities: Vec<PriorityPool>,
+    /// gRFC A50: the cluster's detector, kept alive (and its timer running) by its pools.
+    outlier: Option<Arc<OutlierDetector>>,
 }
 
 /// Why no endpoint could be picked.
@@ -104,18 +162,23 @@ struct Member {
     ring_weight: u64,
     /// Ring-hash key: A76 `hash_key`, else the address.
     hash_key: String,
+    /// gRFC A50: the address's outlier state, under outlier detection.
+    outlier: Option<Arc<outlier::AddressOutlier>>,
 }
 
 impl ClusterPool {
     /// Builds the pool of `cla` under `policy`, reusing connections from `conns` by address
     /// (and security settings: `tls` for mTLS clusters).
     /// Endpoints that are not UNKNOWN/HEALTHY and localities of weight 0 are left out.
+    /// With `outlier` (gRFC A50), the detector's address map is synced to the pool's
+    /// addresses and each endpoint carries its address's ejection state.
     pub fn build(
         name: &str,
         policy: &LbPolicy,
         cla: &ClusterLoadAssignment,
         conns: &ConnectionSet,
         tls: Option<&crate::transport::TlsClient>,
+        outlier: Option<Arc<OutlierDetector>>,
     ) -> Self {
         let mut by_priority: BTreeMap<u32, Vec<Member>> = BTreeMap::new();
         for loc in &cla.localities {
@@ -145,10 +208,22 @@ impl ClusterPool {
                         .clone()
                         .filter(|k| !k.is_empty())
                         .unwrap_or_else(|| e.address.to_string()),
+                    outlier: outlier.as_ref().map(|d| d.address(e.address)),
                 });
             }
         }
-        Self::from_priorities(name, policy, by_priority.into_values().collect())
+        if let Some(d) = &outlier {
+            d.retain(
+                &by_priority
+                    .values()
+                    .flatten()
+                    .map(|m| m.conn.addr())
+                    .collect(),
+            );
+        }
+        let mut pool = Self::from_priorities(name, policy, by_priority.into_values().collect());
+        pool.outlier = outlier;
+        pool
     }
 
     fn from_priorities(name: &str, policy: &LbPolicy, priorities: Vec<Vec<Member>>) -> Self {
@@ -188,7 +263,13 @@ impl ClusterPool {
                     }
                 };
                 PriorityPool {
-                    endpoints: members.into_iter().map(|m| m.conn).collect(),
+                    endpoints: members
+                        .into_iter()
+                        .map(|m| PoolEndpoint {
+                            conn: m.conn,
+                            outlier: m.outlier,
+                        })
+                        .collect(),
                     picker,
                 }
             })
@@ -197,6 +278,7 @@ impl ClusterPool {
             name: name.into(),
             policy: policy.clone(),
             priorities,
+            outlier: None,
         }
     }
 
@@ -210,15 +292,20 @@ impl ClusterPool {
         &self.policy
     }
 
-    /// Every endpoint connection of the pool, highest priority first.
-    pub fn endpoints(&self) -> impl Iterator<Item = &EndpointConnection> {
+    /// Every endpoint of the pool, highest priority first.
+    pub fn endpoints(&self) -> impl Iterator<Item = &PoolEndpoint> {
         self.priorities.iter().flat_map(|p| p.endpoints.iter())
     }
 
+    /// The cluster's outlier detector (gRFC A50), if it has one.
+    pub fn outlier_detector(&self) -> Option<&Arc<OutlierDetector>> {
+        self.outlier.as_ref()
+    }
+
     /// Picks a ready endpoint: the first priority that has one, the cluster's policy within
-    /// it. Call [`EndpointConnection::start_request`] on the result and keep the guard until
+    /// it. Call [`PoolEndpoint::start_request`] on the result and keep the guard until
     /// the response headers arrive, so the load-aware policies see the request.
-    pub fn pick(&self, ctx: &PickContext<'_>) -> Result<&EndpointConnection, PickError> {
+    pub fn pick(&self, ctx: &PickContext<'_>) -> Result<&PoolEndpoint, PickError> {
         self.pick_with(ctx, &mut rand::rng(), now_ns())
     }
 
@@ -228,7 +315,7 @@ impl ClusterPool {
         ctx: &PickContext<'_>,
         rng: &mut R,
         now: u64,
-    ) -> Result<&EndpointConnection, PickError> {
+    ) -> Result<&PoolEndpoint, PickError> {
         if self.priorities.is_empty() {
             return Err(PickError::NoEndpoints);
         }
@@ -255,7 +342,11 @@ impl ClusterPool {
             match ep.state() {
                 ConnectivityState::TransientFailure => {
                     if last_error.is_none() {
-                        last_error = ep.last_error();
+                        last_error = if ep.is_ejected() {
+                            Some("ejected by outlier detection".to_string())
+                        } else {
+                            ep.last_error()
+                        };
                     }
                 }
                 _ => any_pending = true,
@@ -269,14 +360,14 @@ impl ClusterPool {
     }
 }
 
-impl<'a> From<Option<&'a EndpointConnection>> for Outcome<'a> {
-    fn from(ep: Option<&'a EndpointConnection>) -> Self {
+impl<'a> From<Option<&'a PoolEndpoint>> for Outcome<'a> {
+    fn from(ep: Option<&'a PoolEndpoint>) -> Self {
         ep.map_or(Outcome::NoneReady, Outcome::Picked)
     }
 }
 
 /// The first ready endpoint at or after `start`, wrapping around.
-fn first_ready_from(eps: &[EndpointConnection], start: usize) -> Option<&EndpointConnection> {
+fn first_ready_from(eps: &[PoolEndpoint], start: usize) -> Option<&PoolEndpoint> {
     let n = eps.len();
     (0..n)
         .filter_map(|i| eps.get((start + i) % n))

@@ -6,15 +6,15 @@
 
 use rand::Rng;
 
+use super::PoolEndpoint;
 use super::first_ready_from;
-use crate::transport::EndpointConnection;
 
 /// Picks the cheaper of two distinct random endpoints at time `now` (ns).
 pub(super) fn pick<'a, R: Rng + ?Sized>(
-    eps: &'a [EndpointConnection],
+    eps: &'a [PoolEndpoint],
     now: u64,
     rng: &mut R,
-) -> Option<&'a EndpointConnection> {
+) -> Option<&'a PoolEndpoint> {
     let n = eps.len();
     match n {
         0 => return None,

@@ -19,8 +19,9 @@ use rand::Rng;
 use xxhash_rust::xxh64::xxh64;
 
 use super::Outcome;
+use super::PoolEndpoint;
 use crate::config::{HashPolicy, HashPolicyKind};
-use crate::transport::{ConnectivityState, EndpointConnection};
+use crate::transport::ConnectivityState;
 
 /// Default `minimum_ring_size` (A42).
 pub const DEFAULT_MIN_RING: u64 = 1024;
@@ -154,7 +155,7 @@ impl Ring {
     /// not-ready entries are just skipped (A76).
     pub(super) fn pick<'a, R: Rng + ?Sized>(
         &self,
-        eps: &'a [EndpointConnection],
+        eps: &'a [PoolEndpoint],
         hash: Option<u64>,
         headers: Option<&HeaderMap>,
         rng: &mut R,

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::transport::EndpointConnection;
+use super::PoolEndpoint;
 
 /// The largest schedule built for one priority; larger weight sums are scaled down.
 pub(super) const MAX_SCHEDULE: u64 = 4096;
@@ -28,7 +28,7 @@ impl RoundRobin {
     }
 
     /// The next ready endpoint in the schedule, if any is ready.
-    pub(super) fn pick<'a>(&self, eps: &'a [EndpointConnection]) -> Option<&'a EndpointConnection> {
+    pub(super) fn pick<'a>(&self, eps: &'a [PoolEndpoint]) -> Option<&'a PoolEndpoint> {
         let n = self.schedule.len();
         if n == 0 {
             return None;

@@ -21,6 +21,7 @@ fn member(i: usize, weight: u64) -> Member {
         rr_weight: weight,
         ring_weight: weight,
         hash_key: addr(i).to_string(),
+        outlier: None,
     }
 }
 
@@ -450,4 +451,75 @@ fn route_hash_policy_a42() {
         request_hash(&[rw], &h, 9),
         Some(ring_hash::hash_bytes(b"blob"))
     );
+}
+
+/// gRFC A50: an address that failed its calls is ejected at the next sweep and skipped by
+/// every policy (it reads as TRANSIENT_FAILURE); the guards of picks count the calls.
+#[tokio::test(start_paused = true)]
+async fn ejected_endpoints_are_skipped_by_every_policy() {
+    use crate::config::{FailurePercentageEjection, OutlierDetection};
+    let od = OutlierDetection {
+        interval: Duration::from_secs(1),
+        base_ejection_time: Duration::from_secs(30),
+        max_ejection_time: Duration::from_secs(300),
+        max_ejection_percent: 50,
+        success_rate: None,
+        failure_percentage: Some(FailurePercentageEjection {
+            threshold: 50,
+            enforcement_percentage: 100,
+            minimum_hosts: 3,
+            request_volume: 10,
+        }),
+    };
+    for policy in [
+        LbPolicy::RoundRobin,
+        LbPolicy::LeastRequest { choice_count: 2 },
+        ring_policy(),
+        LbPolicy::PeakEwma {
+            decay: DEFAULT_EWMA_DECAY_FOR_TESTS,
+            default_rtt: Duration::from_millis(30),
+        },
+    ] {
+        let registry = OutlierRegistry::default();
+        let detector = registry.detector("c", &od).unwrap();
+        let members = (0..3)
+            .map(|i| Member {
+                outlier: Some(detector.address(addr(i))),
+                ..member(i, 1)
+            })
+            .collect();
+        let mut pool = ClusterPool::from_priorities("c", &policy, vec![members]);
+        pool.outlier = Some(detector);
+        // Endpoint 0 fails every call, the others succeed; the guards count them.
+        let mut rng = StdRng::seed_from_u64(3);
+        for ep in pool.endpoints() {
+            for _ in 0..20 {
+                let mut guard = ep.start_request();
+                if ep.addr() != addr(0) {
+                    guard.record_call(true);
+                    guard.complete();
+                }
+                // Endpoint 0's guard is dropped unrecorded: a failure.
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let ejected: Vec<bool> = pool.endpoints().map(|e| e.is_ejected()).collect();
+        assert_eq!(ejected, [true, false, false], "{policy:?}");
+        assert_eq!(
+            pool.endpoints().next().map(|e| e.state()),
+            Some(ConnectivityState::TransientFailure)
+        );
+        let ctx = PickContext::default();
+        for i in 0..300u64 {
+            let hashed = PickContext {
+                hash: Some(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                ..ctx
+            };
+            let ep = pool.pick_with(&hashed, &mut rng, 0).map(|e| e.addr());
+            assert!(
+                ep.as_ref().is_ok_and(|a| *a != addr(0)),
+                "{policy:?}: {ep:?}"
+            );
+        }
+    }
 }

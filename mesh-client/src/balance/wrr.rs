@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::transport::EndpointConnection;
+use super::PoolEndpoint;
 
 const MAX_WEIGHT: u64 = u16::MAX as u64;
 /// `offset_i = i × OFFSET`: staggers equal weights (a large odd number, as gRPC uses).
@@ -137,7 +137,7 @@ impl Wrr {
         }
     }
 
-    fn rebuild(&self, eps: &[EndpointConnection], now: u64) {
+    fn rebuild(&self, eps: &[PoolEndpoint], now: u64) {
         let ready: Vec<(usize, f64)> = eps
             .iter()
             .enumerate()
@@ -149,11 +149,7 @@ impl Wrr {
         }));
     }
 
-    pub(super) fn pick<'a>(
-        &self,
-        eps: &'a [EndpointConnection],
-        now: u64,
-    ) -> Option<&'a EndpointConnection> {
+    pub(super) fn pick<'a>(&self, eps: &'a [PoolEndpoint], now: u64) -> Option<&'a PoolEndpoint> {
         let due = self.next_build_ns.load(Ordering::Acquire);
         if now >= due
             && self

@@ -1,4 +1,5 @@
-//! Clusters (CDS resources, gRFC A27/A28; TLS per gRFC A29; LB policies per A42, A48, A52).
+//! Clusters (CDS resources, gRFC A27/A28; TLS per gRFC A29; LB policies per A42, A48, A52;
+//! outlier detection per A50).
 
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ pub struct Cluster {
     pub retry_budget: Option<RetryBudgetConfig>,
     /// `transport_socket` (gRFC A29): TLS to the cluster's endpoints; `None`: plaintext.
     pub tls: Option<UpstreamTls>,
+    /// `outlier_detection` (gRFC A50); `None` when the field is unset.
+    pub outlier_detection: Option<OutlierDetection>,
 }
 
 /// A retry budget: retries may add at most `ratio` of the cluster's recent requests, plus a
@@ -90,4 +93,67 @@ pub enum LbPolicy {
         /// RTT assumed for an endpoint until its first response.
         default_rtt: Duration,
     },
+}
+
+// ---- Outlier detection (gRFC A50) ----
+
+/// `Cluster.outlier_detection` as gRFC A50 uses it: the interval sweep, ejection times and
+/// the two supported algorithms (success rate, failure percentage). Every other Envoy field
+/// (consecutive 5xx, gateway failures, local-origin splitting) is ignored, as in gRPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlierDetection {
+    /// Time between ejection sweeps (default 10 s).
+    pub interval: Duration,
+    /// Base ejection time, multiplied by the address's ejection count (default 30 s).
+    pub base_ejection_time: Duration,
+    /// Longest ejection; the effective cap is `max(base_ejection_time, max_ejection_time)`
+    /// (default 300 s).
+    pub max_ejection_time: Duration,
+    /// The largest share (%) of the cluster's addresses ejected at once (default 10; at least
+    /// one address can always be ejected).
+    pub max_ejection_percent: u32,
+    /// Success-rate ejection; `None` when `enforcing_success_rate` is 0.
+    pub success_rate: Option<SuccessRateEjection>,
+    /// Failure-percentage ejection; `None` when `enforcing_failure_percentage` is 0 or unset.
+    pub failure_percentage: Option<FailurePercentageEjection>,
+}
+
+impl OutlierDetection {
+    /// Whether any algorithm is enabled. With neither, calls are not counted and no timer
+    /// runs (A50's no-op config).
+    pub fn is_enabled(&self) -> bool {
+        self.success_rate.is_some() || self.failure_percentage.is_some()
+    }
+}
+
+/// A50 success-rate ejection: an address whose success rate is below
+/// `mean - stdev × stdev_factor / 1000` of the addresses with enough requests is ejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuccessRateEjection {
+    /// The stdev factor × 1000 (`success_rate_stdev_factor`, default 1900, i.e. 1.9).
+    pub stdev_factor: u32,
+    /// Chance (%) that a detected outlier is ejected (`enforcing_success_rate`, default 100).
+    pub enforcement_percentage: u32,
+    /// Addresses with enough requests needed to run (`success_rate_minimum_hosts`, default 5).
+    pub minimum_hosts: u32,
+    /// Requests in an interval for an address to count (`success_rate_request_volume`,
+    /// default 100).
+    pub request_volume: u32,
+}
+
+/// A50 failure-percentage ejection: an address whose failure percentage is above
+/// `threshold` is ejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailurePercentageEjection {
+    /// Failure percentage above which an address is an outlier
+    /// (`failure_percentage_threshold`, default 85).
+    pub threshold: u32,
+    /// Chance (%) that a detected outlier is ejected (`enforcing_failure_percentage`).
+    pub enforcement_percentage: u32,
+    /// Addresses the cluster needs for the algorithm to run
+    /// (`failure_percentage_minimum_hosts`, default 5).
+    pub minimum_hosts: u32,
+    /// Requests in an interval for an address to count (`failure_percentage_request_volume`,
+    /// default 50).
+    pub request_volume: u32,
 }

@@ -18,6 +18,7 @@ mod tls;
 
 pub use cidr::{Cidr, PrefixTooLong};
 pub use cluster::{Cluster, ClusterKind, LbPolicy, RetryBudgetConfig};
+pub use cluster::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
 pub use endpoint::{
     ClusterLoadAssignment, Endpoint, HealthStatus, LocalityEndpoints, LocalityName,
 };

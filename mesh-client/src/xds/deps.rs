@@ -393,6 +393,7 @@ mod tests {
             max_requests: None,
             retry_budget: None,
             tls: None,
+            outlier_detection: None,
         }))
     }
 

@@ -12,7 +12,8 @@
 //! `client_side_weighted_round_robin` (A58) is not supported yet: inside
 //! `load_balancing_policy` it is skipped like any unknown type. `lrs_server` must be `self`.
 //! `transport_socket` (A29) must be an `UpstreamTlsContext`, validated by [`super::tls`];
-//! `transport_socket_matches` NACKs (A29: not supported).
+//! `transport_socket_matches` NACKs (A29: not supported). `outlier_detection` follows A50
+//! (`outlier_detection()`: durations valid and non-negative, percentages at most 100).
 
 use prost::{Message, Name};
 use xds_proto::envoy::envoy::config::cluster::v3::cluster::{
@@ -45,6 +46,7 @@ use crate::config::{self, ClusterKind, LbPolicy};
 
 /// The protobuf message validated here.
 pub use xds_proto::envoy::envoy::config::cluster::v3::Cluster as ClusterProto;
+use xds_proto::envoy::envoy::config::cluster::v3::OutlierDetection as OutlierDetectionProto;
 
 /// A52: the recursion limit of LB policy conversion.
 const MAX_LB_POLICY_DEPTH: usize = 16;
@@ -132,6 +134,10 @@ pub fn validate(c: &ClusterProto, ctx: &ValidationContext) -> Result<config::Clu
         .map(retry_budget)
         .transpose()
         .map_err(|e| format!("circuit_breakers.thresholds[DEFAULT].retry_budget.{e}"))?;
+    let outlier_detection = match &c.outlier_detection {
+        Some(od) => Some(outlier_detection(od).map_err(|e| format!("outlier_detection.{e}"))?),
+        None => None,
+    };
     Ok(config::Cluster {
         name: c.name.clone(),
         kind,
@@ -139,6 +145,7 @@ pub fn validate(c: &ClusterProto, ctx: &ValidationContext) -> Result<config::Clu
         max_requests,
         retry_budget,
         tls,
+        outlier_detection,
     })
 }
 
@@ -179,7 +186,7 @@ fn client_side_wrr(w: &ClientSideWeightedRoundRobin) -> Result<LbPolicy, String>
         Some(v) => super::duration(v).map_err(|e| format!("{name}: {e}")),
     };
     let penalty = w.error_utilization_penalty.map(|v| v.value).unwrap_or(1.0);
-    if !(penalty >= 0.0) {
+    if penalty.is_nan() || penalty < 0.0 {
         return Err(format!(
             "error_utilization_penalty: {penalty} must be non-negative"
         ));
@@ -205,6 +212,104 @@ fn client_side_wrr(w: &ClientSideWeightedRoundRobin) -> Result<LbPolicy, String>
             error_utilization_penalty: penalty,
         },
     ))
+}
+
+// ---- Outlier detection (gRFC A50) ----
+
+/// The largest `seconds` of a valid `google.protobuf.Duration` (10 000 years).
+const MAX_PROTO_DURATION_SECS: i64 = 315_576_000_000;
+
+/// Validates `Cluster.outlier_detection` (gRFC A50 "xDS Validation"): `interval`,
+/// `base_ejection_time` and `max_ejection_time` must be valid, non-negative
+/// `google.protobuf.Duration`s; `max_ejection_percent`, `enforcing_success_rate`,
+/// `failure_percentage_threshold` and `enforcing_failure_percentage` must be at most 100.
+/// Anything else NACKs nothing. Then (A50 "xDS Integration"): `enforcing_success_rate` of 0
+/// disables success-rate ejection (unset means 100); `enforcing_failure_percentage` of 0 or
+/// unset disables failure-percentage ejection; the disabled algorithm's other fields are
+/// ignored, and so is every field A50 does not map (consecutive 5xx and gateway failures,
+/// local-origin fields, jitter, monitors).
+pub(crate) fn outlier_detection(
+    od: &OutlierDetectionProto,
+) -> Result<config::OutlierDetection, String> {
+    let duration = |field: &str, d: Option<&xds_proto::protobuf::Duration>, default: Duration| {
+        d.map_or(Ok(default), |d| {
+            outlier_duration(d).map_err(|e| format!("{field}: {e}"))
+        })
+    };
+    let percent = |field: &str, v: Option<u32>, default: u32| {
+        let v = v.unwrap_or(default);
+        if v > 100 {
+            Err(format!("{field}: {v} is above 100"))
+        } else {
+            Ok(v)
+        }
+    };
+    let value = |v: Option<xds_proto::protobuf::UInt32Value>| v.map(|v| v.value);
+    let interval = duration("interval", od.interval.as_ref(), Duration::from_secs(10))?;
+    let base_ejection_time = duration(
+        "base_ejection_time",
+        od.base_ejection_time.as_ref(),
+        Duration::from_secs(30),
+    )?;
+    let max_ejection_time = duration(
+        "max_ejection_time",
+        od.max_ejection_time.as_ref(),
+        Duration::from_secs(300),
+    )?;
+    let max_ejection_percent = percent("max_ejection_percent", value(od.max_ejection_percent), 10)?;
+    let enforcing_success_rate = percent(
+        "enforcing_success_rate",
+        value(od.enforcing_success_rate),
+        100,
+    )?;
+    let failure_threshold = percent(
+        "failure_percentage_threshold",
+        value(od.failure_percentage_threshold),
+        85,
+    )?;
+    let enforcing_failure = percent(
+        "enforcing_failure_percentage",
+        value(od.enforcing_failure_percentage),
+        0,
+    )?;
+    let success_rate = (enforcing_success_rate > 0).then(|| config::SuccessRateEjection {
+        stdev_factor: value(od.success_rate_stdev_factor).unwrap_or(1900),
+        enforcement_percentage: enforcing_success_rate,
+        minimum_hosts: value(od.success_rate_minimum_hosts).unwrap_or(5),
+        request_volume: value(od.success_rate_request_volume).unwrap_or(100),
+    });
+    let failure_percentage = (enforcing_failure > 0).then(|| config::FailurePercentageEjection {
+        threshold: failure_threshold,
+        enforcement_percentage: enforcing_failure,
+        minimum_hosts: value(od.failure_percentage_minimum_hosts).unwrap_or(5),
+        request_volume: value(od.failure_percentage_request_volume).unwrap_or(50),
+    });
+    Ok(config::OutlierDetection {
+        interval,
+        base_ejection_time,
+        max_ejection_time,
+        max_ejection_percent,
+        success_rate,
+        failure_percentage,
+    })
+}
+
+/// A `google.protobuf.Duration` that obeys its documented range (|seconds| ≤ 315 576 000 000,
+/// |nanos| < 10⁹) and is not negative (A50).
+fn outlier_duration(d: &xds_proto::protobuf::Duration) -> Result<Duration, String> {
+    if d.seconds > MAX_PROTO_DURATION_SECS {
+        return Err(format!(
+            "{}s is above the google.protobuf.Duration range",
+            d.seconds
+        ));
+    }
+    if d.seconds < 0 || d.nanos < 0 {
+        return Err(format!(
+            "negative duration (seconds {}, nanos {})",
+            d.seconds, d.nanos
+        ));
+    }
+    super::duration(d)
 }
 
 /// The legacy `lb_policy` enum with its `lb_config` (gRFC A42 RING_HASH, A48 LEAST_REQUEST).
@@ -1045,6 +1150,228 @@ pub(crate) mod tests {
             }],
             ..Default::default()
         })
+    }
+
+    // ---- Outlier detection (gRFC A50) ----
+
+    fn od(f: impl FnOnce(&mut OutlierDetectionProto)) -> Any {
+        with(|c| {
+            let mut od = OutlierDetectionProto::default();
+            f(&mut od);
+            c.outlier_detection = Some(od);
+        })
+    }
+
+    fn u32v(value: u32) -> Option<UInt32Value> {
+        Some(UInt32Value { value })
+    }
+
+    fn pb_duration(seconds: i64, nanos: i32) -> Option<xds_proto::protobuf::Duration> {
+        Some(xds_proto::protobuf::Duration { seconds, nanos })
+    }
+
+    fn outlier(c: &Cluster) -> &config::OutlierDetection {
+        c.outlier_detection.as_ref().unwrap()
+    }
+
+    fn outlier_rows() -> Vec<(&'static str, Any, Expect<Cluster>)> {
+        vec![
+            (
+                // A50: no outlier_detection field, no detection (the no-op config).
+                "outlier_detection unset",
+                with(|_| {}),
+                Accepted(|c| c.outlier_detection.is_none()),
+            ),
+            (
+                // A50 defaults: interval 10 s, base 30 s, max 300 s, 10 %; success rate on
+                // (enforcing_success_rate unset = 100) with factor 1900, 5 hosts, volume 100;
+                // failure percentage off (enforcing_failure_percentage unset = 0).
+                "outlier_detection defaults",
+                od(|_| {}),
+                Accepted(|c| {
+                    let o = outlier(c);
+                    o.interval == Duration::from_secs(10)
+                        && o.base_ejection_time == Duration::from_secs(30)
+                        && o.max_ejection_time == Duration::from_secs(300)
+                        && o.max_ejection_percent == 10
+                        && o.success_rate
+                            == Some(config::SuccessRateEjection {
+                                stdev_factor: 1900,
+                                enforcement_percentage: 100,
+                                minimum_hosts: 5,
+                                request_volume: 100,
+                            })
+                        && o.failure_percentage.is_none()
+                        && o.is_enabled()
+                }),
+            ),
+            (
+                // A50: every mapped field is taken as given (stdev factor stays × 1000).
+                "outlier_detection all fields",
+                od(|o| {
+                    o.interval = pb_duration(1, 500_000_000);
+                    o.base_ejection_time = pb_duration(2, 0);
+                    o.max_ejection_time = pb_duration(3, 0);
+                    o.max_ejection_percent = u32v(50);
+                    o.success_rate_stdev_factor = u32v(1000);
+                    o.enforcing_success_rate = u32v(40);
+                    o.success_rate_minimum_hosts = u32v(3);
+                    o.success_rate_request_volume = u32v(20);
+                    o.failure_percentage_threshold = u32v(60);
+                    o.enforcing_failure_percentage = u32v(70);
+                    o.failure_percentage_minimum_hosts = u32v(2);
+                    o.failure_percentage_request_volume = u32v(10);
+                }),
+                Accepted(|c| {
+                    let o = outlier(c);
+                    o.interval == Duration::from_millis(1500)
+                        && o.base_ejection_time == Duration::from_secs(2)
+                        && o.max_ejection_time == Duration::from_secs(3)
+                        && o.max_ejection_percent == 50
+                        && o.success_rate
+                            == Some(config::SuccessRateEjection {
+                                stdev_factor: 1000,
+                                enforcement_percentage: 40,
+                                minimum_hosts: 3,
+                                request_volume: 20,
+                            })
+                        && o.failure_percentage
+                            == Some(config::FailurePercentageEjection {
+                                threshold: 60,
+                                enforcement_percentage: 70,
+                                minimum_hosts: 2,
+                                request_volume: 10,
+                            })
+                }),
+            ),
+            (
+                // A50: failure percentage with its defaults (85 %, 5 hosts, volume 50).
+                "failure percentage defaults",
+                od(|o| o.enforcing_failure_percentage = u32v(100)),
+                Accepted(|c| {
+                    outlier(c).failure_percentage
+                        == Some(config::FailurePercentageEjection {
+                            threshold: 85,
+                            enforcement_percentage: 100,
+                            minimum_hosts: 5,
+                            request_volume: 50,
+                        })
+                }),
+            ),
+            (
+                // A50: enforcing_success_rate 0 disables success rate; its fields are ignored.
+                "enforcing_success_rate 0",
+                od(|o| {
+                    o.enforcing_success_rate = u32v(0);
+                    o.success_rate_stdev_factor = u32v(5);
+                }),
+                Ignored("success_rate_*", |c| {
+                    outlier(c).success_rate.is_none() && !outlier(c).is_enabled()
+                }),
+            ),
+            (
+                // A50: enforcing_failure_percentage 0 disables failure percentage.
+                "enforcing_failure_percentage 0",
+                od(|o| {
+                    o.enforcing_failure_percentage = u32v(0);
+                    o.failure_percentage_minimum_hosts = u32v(1);
+                }),
+                Ignored("failure_percentage_*", |c| {
+                    outlier(c).failure_percentage.is_none()
+                }),
+            ),
+            (
+                // A50: the unsupported algorithms and fields are ignored.
+                "consecutive 5xx ignored",
+                od(|o| {
+                    o.consecutive_5xx = u32v(1);
+                    o.enforcing_consecutive_5xx = u32v(100);
+                    o.consecutive_gateway_failure = u32v(1);
+                    o.split_external_local_origin_errors = true;
+                    o.max_ejection_time_jitter = pb_duration(-1, 0);
+                }),
+                Ignored("consecutive_5xx, gateway, local origin, jitter", |c| {
+                    outlier(c).success_rate.is_some() && outlier(c).failure_percentage.is_none()
+                }),
+            ),
+            (
+                // A50: a percentage of exactly 100 is valid.
+                "percentages of 100",
+                od(|o| {
+                    o.max_ejection_percent = u32v(100);
+                    o.failure_percentage_threshold = u32v(100);
+                    o.enforcing_failure_percentage = u32v(100);
+                }),
+                Accepted(|c| {
+                    outlier(c).max_ejection_percent == 100
+                        && outlier(c)
+                            .failure_percentage
+                            .is_some_and(|f| f.threshold == 100)
+                }),
+            ),
+            (
+                // A50: max_ejection_percent must be <= 100.
+                "max_ejection_percent 101",
+                od(|o| o.max_ejection_percent = u32v(101)),
+                Nack("outlier_detection.max_ejection_percent: 101 is above 100"),
+            ),
+            (
+                // A50: enforcing_success_rate must be <= 100.
+                "enforcing_success_rate 101",
+                od(|o| o.enforcing_success_rate = u32v(101)),
+                Nack("outlier_detection.enforcing_success_rate: 101 is above 100"),
+            ),
+            (
+                // A50: failure_percentage_threshold must be <= 100, even with the algorithm off.
+                "failure_percentage_threshold 150",
+                od(|o| o.failure_percentage_threshold = u32v(150)),
+                Nack("outlier_detection.failure_percentage_threshold: 150 is above 100"),
+            ),
+            (
+                // A50: enforcing_failure_percentage must be <= 100.
+                "enforcing_failure_percentage 200",
+                od(|o| o.enforcing_failure_percentage = u32v(200)),
+                Nack("outlier_detection.enforcing_failure_percentage: 200 is above 100"),
+            ),
+            (
+                // A50: durations must not be negative.
+                "negative interval",
+                od(|o| o.interval = pb_duration(-1, 0)),
+                Nack("outlier_detection.interval: negative duration"),
+            ),
+            (
+                // A50: negative nanos are negative too.
+                "negative base_ejection_time nanos",
+                od(|o| o.base_ejection_time = pb_duration(0, -5)),
+                Nack("outlier_detection.base_ejection_time: negative duration"),
+            ),
+            (
+                // A50: google.protobuf.Duration's range is ±315 576 000 000 s.
+                "max_ejection_time out of range",
+                od(|o| o.max_ejection_time = pb_duration(315_576_000_001, 0)),
+                Nack("outlier_detection.max_ejection_time: 315576000001s is above"),
+            ),
+            (
+                // google.protobuf.Duration: nanos must be below 10^9.
+                "interval nanos out of range",
+                od(|o| o.interval = pb_duration(1, 1_000_000_000)),
+                Nack("outlier_detection.interval: invalid nanos"),
+            ),
+            (
+                // A50: a zero duration is valid.
+                "zero interval",
+                od(|o| o.interval = pb_duration(0, 0)),
+                Accepted(|c| outlier(c).interval == Duration::ZERO),
+            ),
+        ]
+    }
+
+    #[test]
+    fn cds_outlier_detection_table() {
+        run(ResourceType::Cluster, outlier_rows(), |r| match r {
+            Resource::Cluster(c) => Some(c),
+            _ => None,
+        });
     }
 
     #[test]
