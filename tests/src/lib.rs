@@ -3,6 +3,7 @@
 
 pub mod binaries;
 pub mod gocp;
+pub mod scripted;
 pub mod server;
 
 use std::collections::BTreeMap;

@@ -102,3 +102,123 @@ async fn ring_hash_keeps_each_user_on_one_backend() {
         "20 users should spread over the 4 backends: {per_backend:?}"
     );
 }
+
+fn wrr_yaml(ports: &[u16]) -> String {
+    let eps: String = ports
+        .iter()
+        .map(|p| {
+            format!(
+                "          - endpoint: {{ address: {{ socketAddress: {{ address: 127.0.0.1, portValue: {p} }} }} }}\n"
+            )
+        })
+        .collect();
+    format!(
+        r#"resources:
+  - "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+    name: wrr.default:9090
+    apiListener:
+      apiListener:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        rds: {{ configSource: {{ ads: {{}} }}, routeConfigName: wrr-route }}
+        httpFilters:
+          - name: envoy.filters.http.router
+            typedConfig: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  - "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
+    name: wrr-route
+    virtualHosts:
+      - name: wrr
+        domains: ["*"]
+        routes:
+          - match: {{ prefix: "" }}
+            route: {{ cluster: wrr-cluster }}
+  - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+    name: wrr-cluster
+    type: EDS
+    edsClusterConfig: {{ edsConfig: {{ ads: {{}} }} }}
+    loadBalancingPolicy:
+      policies:
+        - typedExtensionConfig:
+            name: envoy.load_balancing_policies.wrr_locality
+            typedConfig:
+              "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.wrr_locality.v3.WrrLocality
+              endpointPickingPolicy:
+                policies:
+                  - typedExtensionConfig:
+                      name: envoy.load_balancing_policies.client_side_weighted_round_robin
+                      typedConfig:
+                        "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin
+                        blackoutPeriod: 0s
+                        weightUpdatePeriod: 0.1s
+  - "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
+    clusterName: wrr-cluster
+    endpoints:
+      - locality: {{ region: r1 }}
+        loadBalancingWeight: 1
+        lbEndpoints:
+{eps}"#
+    )
+}
+
+/// gRFC A58: the three backends report the same qps at CPU 0.1, 0.2 and 0.4 in their ORCA
+/// trailers (A51), so their weights are 4 : 2 : 1 and so must be their traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_round_robin_follows_orca_weights() {
+    use mesh_tests::scripted::{Backend, Behaviour};
+    use xds_proto::orca::OrcaLoadReport;
+    init_tracing();
+    let mut backends = Vec::new();
+    for cpu in [0.1, 0.2, 0.4] {
+        let b = Backend::start(Behaviour::Ok).await;
+        *b.state.orca.lock().unwrap() = Some(OrcaLoadReport {
+            rps_fractional: 100.0,
+            cpu_utilization: cpu,
+            ..Default::default()
+        });
+        backends.push(b);
+    }
+    let ports: Vec<u16> = backends.iter().map(|b| b.addr.port()).collect();
+    let resources = mesh_control::raw::parse_raw(&wrr_yaml(&ports), false).unwrap();
+    let cp = ControlPlane::raw(resources)
+        .listen(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let channel = mesh_client::MeshChannel::builder("xds:///wrr.default:9090")
+        .with_bootstrap(bootstrap_for(cp.local_addr(), "wrr"))
+        .connect()
+        .await
+        .unwrap();
+    let mut client = GreeterClient::new(channel);
+    let hello = || HelloRequest { name: "w".into() };
+    // Warm up: every backend reports, and the schedule is rebuilt (every 100 ms).
+    for _ in 0..300 {
+        client.say_hello(hello()).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let before: Vec<u64> = backends.iter().map(|b| b.calls()).collect();
+    let n = 3000u64;
+    for _ in 0..n {
+        client.say_hello(hello()).await.unwrap();
+    }
+    let got: Vec<u64> = backends
+        .iter()
+        .zip(&before)
+        .map(|(b, was)| b.calls() - was)
+        .collect();
+    let want = [4.0 / 7.0, 2.0 / 7.0, 1.0 / 7.0];
+    let shares: Vec<String> = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| {
+            format!(
+                "{:.1} % (want {:.1} %)",
+                *g as f64 * 100.0 / n as f64,
+                w * 100.0
+            )
+        })
+        .collect();
+    println!("WRR over ORCA weights 4:2:1, {n} RPCs: {got:?} = {shares:?}");
+    for (g, w) in got.iter().zip(want) {
+        let share = *g as f64 / n as f64;
+        assert!((share - w).abs() / w <= 0.05, "{got:?} vs {want:?}");
+    }
+}
