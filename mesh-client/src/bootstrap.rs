@@ -58,6 +58,10 @@ pub struct Bootstrap {
     pub client_default_listener_resource_name_template: String,
     /// `authorities` (gRFC A47).
     pub authorities: BTreeMap<String, Authority>,
+    /// `mesh_cache_dir` (ours; gRPC ignores the field): where accepted resources are
+    /// persisted, so a process can boot from them while its xDS server is unreachable
+    /// ([`crate::xds::persist`]).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 /// One xDS server.
@@ -301,6 +305,9 @@ impl Bootstrap {
                 authorities.insert(name.clone(), parse_authority(name, entry, &path)?);
             }
         }
+        let cache_dir = get_string(root, "", "mesh_cache_dir")?
+            .filter(|d| !d.is_empty())
+            .map(std::path::PathBuf::from);
         Ok(Bootstrap {
             xds_servers,
             node,
@@ -308,6 +315,7 @@ impl Bootstrap {
             server_listener_resource_name_template,
             client_default_listener_resource_name_template,
             authorities,
+            cache_dir,
         })
     }
 

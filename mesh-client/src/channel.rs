@@ -67,6 +67,8 @@ struct Shared {
     default_budget: RetryBudgetConfig,
     /// Per-cluster outlier detectors (gRFC A50), kept across config updates.
     outliers: crate::balance::OutlierRegistry,
+    /// The xDS client, for whether a failure came from the server or from not reaching it.
+    xds: XdsClient,
 }
 
 #[derive(Debug)]
@@ -227,7 +229,9 @@ impl MeshChannelBuilder {
         self
     }
 
-    /// Builds the channel and waits until its first complete configuration arrives.
+    /// Builds the channel and waits until its first complete configuration arrives. An
+    /// error the xDS server reports (a NACKed or missing resource) ends the wait at once;
+    /// while the server cannot be reached the wait goes on, up to the connect timeout.
     pub async fn connect(self) -> Result<MeshChannel, MeshChannelError> {
         let timeout = self.connect_timeout;
         let channel = self.connect_lazy()?;
@@ -237,12 +241,21 @@ impl MeshChannelBuilder {
             let notified = shared.config_changed.notified();
             match &**shared.state.load() {
                 ChannelState::Ready(_) => return Ok(channel),
-                ChannelState::Failed(message) => {
+                // A failure the server reported (NACK, does not exist) is final; one from
+                // not reaching the server yet is waited out until the timeout, so a
+                // process that starts before its control plane still comes up.
+                ChannelState::Failed(message)
+                    if shared.xds.heard_from_server()
+                        || tokio::time::Instant::now() >= deadline =>
+                {
                     return Err(MeshChannelError::Config {
                         target: shared.target.clone(),
                         message: message.clone(),
                         node_id: shared.node_id.clone(),
                     });
+                }
+                ChannelState::Failed(_) => {
+                    let _ = tokio::time::timeout_at(deadline, notified).await;
                 }
                 ChannelState::Pending(waiting_for) => {
                     if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -297,6 +310,7 @@ impl MeshChannelBuilder {
             channel_id: rand::random(),
             default_budget: self.default_budget,
             outliers: Default::default(),
+            xds: client.clone(),
         });
         let task = tokio::spawn(apply_updates(shared.clone(), watch, client)).abort_handle();
         Ok(MeshChannel {

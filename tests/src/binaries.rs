@@ -1,4 +1,5 @@
-//! Our own interop binaries (`interop-client`, `interop-server`, package mesh-examples).
+//! Our own binaries used as separate processes (`interop-client`, `interop-server`,
+//! `greeter-client`, package mesh-examples).
 //!
 //! They live in another package, so `CARGO_BIN_EXE_*` cannot name them. The first test
 //! that needs them builds them with the same cargo that runs the tests (so they are never
@@ -26,6 +27,8 @@ pub fn our_bin_dir() -> Result<PathBuf, String> {
                     "interop-client",
                     "--bin",
                     "interop-server",
+                    "--bin",
+                    "greeter-client",
                 ])
                 .current_dir(workspace)
                 .status()
@@ -34,7 +37,7 @@ pub fn our_bin_dir() -> Result<PathBuf, String> {
                 return Err("cargo build -p mesh-examples (interop binaries) failed".into());
             }
         }
-        for bin in ["interop-server", "interop-client"] {
+        for bin in ["interop-server", "interop-client", "greeter-client"] {
             if !dir.join(bin).is_file() {
                 return Err(format!("{bin} not found in {}", dir.display()));
             }

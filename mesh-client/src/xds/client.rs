@@ -75,6 +75,10 @@ pub enum ResourceStatus {
     /// The last update of this resource was rejected (and NACKed); any earlier accepted
     /// value stays in force.
     Nacked,
+    /// Served from the persisted last-known-good cache ([`super::persist`]) because the xDS
+    /// server could not be reached; stale until the server sends the resource. CSDS shows it
+    /// as ACKED with an `error_state` saying so.
+    Cached,
 }
 
 impl ResourceStatus {
@@ -85,6 +89,7 @@ impl ResourceStatus {
             ResourceStatus::DoesNotExist => "DOES_NOT_EXIST",
             ResourceStatus::Acked => "ACKED",
             ResourceStatus::Nacked => "NACKED",
+            ResourceStatus::Cached => "CACHED",
         }
     }
 }
@@ -219,18 +224,29 @@ impl XdsClient {
         }
         let (commands, receiver) = mpsc::unbounded_channel();
         let node = bootstrap.node_proto();
+        let cache = Cache::new(
+            last_known_good(&bootstrap, &server),
+            ValidationContext::from_bootstrap(&bootstrap),
+        );
         Ok(XdsClient {
             inner: Arc::new(Inner {
                 bootstrap,
                 server,
                 node,
                 options,
-                cache: Arc::new(Mutex::new(Cache::default())),
+                cache: Arc::new(Mutex::new(cache)),
                 commands,
                 pending_task: Mutex::new(Some(receiver)),
                 runtime,
             }),
         })
+    }
+
+    /// Whether the xDS server has ever sent this client a resource. Until it has, resource
+    /// errors are connection errors (the server is unreachable), which a caller waiting for
+    /// its first configuration should wait out rather than report.
+    pub fn heard_from_server(&self) -> bool {
+        lock(&self.inner.cache).heard_from_server
     }
 
     /// The xDS node id, for error messages.
@@ -286,15 +302,15 @@ impl XdsClient {
                 entry.refs += 1;
                 entry.tx.subscribe()
             } else {
-                let (tx, rx) = watch::channel(ResourceState::Requested);
-                cache.entries.insert(
-                    key,
-                    Entry {
-                        tx,
-                        refs: 1,
-                        meta: Meta::default(),
-                    },
-                );
+                // While the server is unreachable, a resource it never sent us comes from the
+                // last-known-good cache, if there is one.
+                let (initial, meta) = cache
+                    .offline
+                    .clone()
+                    .and_then(|why| cache.load_cached(ty, name, &why))
+                    .unwrap_or_else(|| (ResourceState::Requested, Meta::default()));
+                let (tx, rx) = watch::channel(initial);
+                cache.entries.insert(key, Entry { tx, refs: 1, meta });
                 // Sent under the cache lock so commands stay in the order of the refcounts.
                 let _ = self
                     .inner
@@ -414,6 +430,31 @@ impl Drop for Subscription {
 #[derive(Default)]
 struct Cache {
     entries: HashMap<(ResourceType, String), Entry>,
+    /// The persisted last-known-good resources, when the bootstrap names a cache dir.
+    lkg: Option<super::persist::LastKnownGood>,
+    /// To re-validate cached resources as the stream would.
+    validation: ValidationContext,
+    /// Set while no stream has delivered anything since the last connection error: the
+    /// error, for the stale-state message.
+    offline: Option<String>,
+    /// Whether any stream has ever delivered a resource event.
+    heard_from_server: bool,
+}
+
+/// The cache dir of the bootstrap, opened for this server and node; a dir that cannot be
+/// created is logged and not used.
+fn last_known_good(
+    bootstrap: &Bootstrap,
+    server: &XdsServer,
+) -> Option<super::persist::LastKnownGood> {
+    let dir = bootstrap.cache_dir.as_ref()?;
+    match super::persist::LastKnownGood::open(dir, &server.server_uri, &bootstrap.node.id) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "xDS last-known-good cache disabled");
+            None
+        }
+    }
 }
 
 struct Entry {
@@ -487,7 +528,19 @@ impl Meta {
 }
 
 impl Cache {
+    fn new(lkg: Option<super::persist::LastKnownGood>, validation: ValidationContext) -> Self {
+        Cache {
+            entries: HashMap::new(),
+            lkg,
+            validation,
+            offline: None,
+            heard_from_server: false,
+        }
+    }
+
     fn apply(&mut self, event: ResourceEvent, at: SystemTime) {
+        self.offline = None;
+        self.heard_from_server = true;
         let ResourceEvent {
             ty,
             name,
@@ -495,6 +548,18 @@ impl Cache {
             version,
             raw,
         } = event;
+        if let Some(lkg) = &self.lkg {
+            let written = match (&kind, &raw) {
+                (ResourceEventKind::Changed(_), Some(raw)) => {
+                    lkg.store(ty.type_url(), &name, &version, raw)
+                }
+                (ResourceEventKind::DoesNotExist, _) => lkg.remove(ty.type_url(), &name),
+                _ => Ok(()),
+            };
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "xDS last-known-good cache: write failed");
+            }
+        }
         let Some(entry) = self.entries.get_mut(&(ty, name)) else {
             return;
         };
@@ -502,17 +567,89 @@ impl Cache {
         entry.tx.send_if_modified(|state| next_state(state, kind));
     }
 
+    /// The cached value of a resource, validated again, as a stale state; `None` (after a
+    /// warning for a bad file) when there is none to use.
+    fn load_cached(&self, ty: ResourceType, name: &str, why: &str) -> Option<(ResourceState, Meta)> {
+        let lkg = self.lkg.as_ref()?;
+        let cached = match lkg.load(ty.type_url(), name) {
+            Ok(c) => c?,
+            Err(e) => {
+                tracing::warn!(error = %e, "xDS last-known-good cache: ignoring file");
+                return None;
+            }
+        };
+        let resource = match super::resource::decode_with(ty, &cached.raw, &self.validation) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(
+                    file = %cached.path.display(), error = %e,
+                    "xDS last-known-good cache: cached resource no longer valid; ignored"
+                );
+                return None;
+            }
+        };
+        tracing::warn!(
+            resource = name, r#type = ty.type_url(), version = %cached.version,
+            file = %cached.path.display(),
+            "xDS server unreachable: serving the last-known-good resource from the cache (stale)"
+        );
+        let meta = Meta {
+            status: ResourceStatus::Cached,
+            version: cached.version.clone(),
+            last_updated: std::fs::metadata(&cached.path)
+                .and_then(|m| m.modified())
+                .ok(),
+            raw: Some(cached.raw),
+            error: Some(UpdateError {
+                version: cached.version,
+                details: format!(
+                    "stale: served from the last-known-good cache ({}) because the xDS server is unreachable: {why}",
+                    cached.path.display()
+                ),
+                time: SystemTime::now(),
+            }),
+        };
+        Some((ResourceState::Ready(resource), meta))
+    }
+
     /// A57: the stream failed before any response: resources with no value get the error;
     /// resources with one keep it (the error is only logged, an ambient error).
-    fn connection_error(&self, message: &str) {
-        for entry in self.entries.values() {
-            entry.tx.send_if_modified(|state| match state {
-                ResourceState::Requested => {
-                    *state = ResourceState::Error(message.to_string());
-                    true
+    ///
+    /// With a last-known-good cache, resources with no value are served from it instead
+    /// (stale), and so are resources subscribed until a stream delivers again.
+    fn connection_error(&mut self, message: &str) {
+        self.offline = Some(message.to_string());
+        let missing: Vec<(ResourceType, String)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                matches!(
+                    *e.tx.borrow(),
+                    ResourceState::Requested | ResourceState::Error(_)
+                )
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in missing {
+            let cached = self.load_cached(key.0, &key.1, message);
+            let Some(entry) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            match cached {
+                Some((state, meta)) => {
+                    entry.meta = meta;
+                    entry.tx.send_replace(state);
                 }
-                _ => false,
-            });
+                None => {
+                    entry.tx.send_if_modified(|state| match state {
+                        ResourceState::Requested => {
+                            *state = ResourceState::Error(message.to_string());
+                            true
+                        }
+                        _ => false,
+                    });
+                }
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod client;
 pub mod deps;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod persist;
 pub mod protocol;
 pub mod resource;
 pub mod server_watch;

@@ -237,6 +237,7 @@ pub(crate) fn bootstrap_for(uri: &str) -> Bootstrap {
             ..Default::default()
         },
         certificate_providers: Default::default(),
+        cache_dir: None,
         server_listener_resource_name_template: None,
         client_default_listener_resource_name_template: "%s".to_string(),
         authorities: Default::default(),
