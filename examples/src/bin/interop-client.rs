@@ -10,8 +10,16 @@
 //! `--fail_on_failed_rpc` it exits non-zero on the first failed RPC after one succeeded.
 //! Ends on SIGTERM / Ctrl-C.
 //!
-//! Not supported: `--secure_mode=true` (no TLS yet), grpc-go's CSM observability and
-//! payload-size flags, the admin (CSDS/channelz) and reflection services.
+//! `--secure_mode=true` is grpc-go's xDS client credentials with a plaintext fallback
+//! (gRFC A29): a cluster whose CDS `transport_socket` carries an `UpstreamTlsContext` is
+//! reached over TLS with the bootstrap's `certificate_providers` and its SAN matchers (and
+//! SPIFFE verification, A87); one without is plaintext. MeshChannel always does exactly
+//! that, so the flag changes nothing here. Difference from grpc-go: with
+//! `--secure_mode=false` grpc-go uses insecure credentials and ignores the CDS security
+//! config, while MeshChannel has no such switch and still honours it.
+//!
+//! Not supported: grpc-go's CSM observability and payload-size flags, the admin
+//! (CSDS/channelz) and reflection services.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -63,7 +71,8 @@ struct Args {
     #[arg(long = "print_response", action = ArgAction::Set, num_args = 0..=1,
           default_value_t = false, default_missing_value = "true")]
     print_response: bool,
-    /// Take security from xDS (not supported yet: only `false`).
+    /// Take security from xDS (CDS `UpstreamTlsContext`, plaintext without one); MeshChannel
+    /// always does, so `false` behaves the same (see the module docs).
     #[arg(long = "secure_mode", action = ArgAction::Set, num_args = 0..=1,
           default_value_t = false, default_missing_value = "true")]
     secure_mode: bool,
@@ -78,9 +87,6 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    if args.secure_mode {
-        bail!("--secure_mode=true: TLS not supported yet (only --secure_mode=false)");
-    }
     if args.num_channels == 0 {
         bail!("--num_channels must be at least 1");
     }
@@ -126,8 +132,8 @@ async fn main() -> anyhow::Result<()> {
         clients.push(TestServiceClient::new(CaptureHeaders::new(channel)));
     }
     println!(
-        "interop-client: {} channel(s) to {}, stats on {stats_addr}",
-        args.num_channels, args.server
+        "interop-client: {} channel(s) to {}, stats on {stats_addr}, secure_mode {}",
+        args.num_channels, args.server, args.secure_mode
     );
     let options = SendOptions {
         qps: args.qps,

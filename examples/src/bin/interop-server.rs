@@ -6,14 +6,23 @@
 //!   `GRPC_XDS_BOOTSTRAP_CONFIG`, which must carry `server_listener_resource_name_template`)
 //!   serving `grpc.testing.TestService` with the `rpc-behavior` metadata.
 //! - `--maintenance_port`: plain tonic serving `grpc.health.v1.Health` (SERVING while the
-//!   xDS port serves and the driver's toggle is on), `XdsUpdateHealthService`, and
-//!   TestService again.
+//!   xDS port serves and the driver's toggle is on) and `XdsUpdateHealthService`; with
+//!   `--secure_mode=false` also TestService.
 //!
-//! Differences from grpc-go: `--secure_mode=true` is refused (no TLS yet); with
-//! `--secure_mode=false` grpc-go serves everything on `--port` with a plain server, while we
-//! keep `--port` xDS-managed. `--bind_host` is ours: the address to bind (the Listener name
-//! is `…/inbound/<bind_host>:<port>`); without it `--address_type` picks the wildcard
-//! (`ipv4`: 0.0.0.0, `ipv6` / `ipv4_ipv6`: `[::]`).
+//! `--secure_mode=true` is grpc-go's layout with xDS server credentials and a plaintext
+//! fallback (gRFC A29): the test service only on the xDS-managed `--port`, whose filter
+//! chain's `DownstreamTlsContext` (certificates from the bootstrap's
+//! `certificate_providers`) decides TLS, mTLS or plaintext; the maintenance port serves no
+//! TestService, so nothing reaches it around the Listener's security. `--port` and
+//! `--maintenance_port` must differ in both modes.
+//!
+//! Differences from grpc-go: with `--secure_mode=false` grpc-go serves everything on
+//! `--port` with a plain, not xDS-managed server and no TLS; we keep `--port` xDS-managed
+//! (so the Listener's `DownstreamTlsContext` is honoured in both modes, there being no
+//! "insecure credentials" switch on [`MeshServer`]) and add TestService to the maintenance
+//! port. `--bind_host` is ours: the address to bind (the Listener name is
+//! `…/inbound/<bind_host>:<port>`); without it `--address_type` picks the wildcard (`ipv4`:
+//! 0.0.0.0, `ipv6` / `ipv4_ipv6`: `[::]`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -40,7 +49,8 @@ struct Args {
     /// Server id reported in `SimpleResponse.server_id`.
     #[arg(long = "server_id", default_value = "rust_server")]
     server_id: String,
-    /// Take security from xDS (not supported yet: only `false`).
+    /// grpc-go's secure layout: TestService only on the xDS-managed `--port` (security
+    /// from the Listener's `DownstreamTlsContext`), maintenance services on their own.
     #[arg(long = "secure_mode", action = ArgAction::Set, num_args = 0..=1,
           default_value_t = false, default_missing_value = "true")]
     secure_mode: bool,
@@ -90,9 +100,6 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    if args.secure_mode {
-        bail!("--secure_mode=true: TLS not supported yet (only --secure_mode=false)");
-    }
     if args.port != 0 && args.port == args.maintenance_port {
         bail!("--port and --maintenance_port must differ (the test port is xDS-managed)");
     }
@@ -139,14 +146,16 @@ async fn main() -> anyhow::Result<()> {
     ));
 
     println!(
-        "interop-server {} ({}) test port {test_addr}, maintenance port {maint_addr}",
-        service.server_id, service.hostname
+        "interop-server {} ({}) test port {test_addr}, maintenance port {maint_addr}, \
+         secure_mode {}",
+        service.server_id, service.hostname, args.secure_mode
     );
     let maint_stop = stop.clone();
+    let maintenance_test_service = (!args.secure_mode).then(|| TestServiceServer::new(service));
     let maintenance = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(XdsUpdateHealthServiceServer::new(toggle))
-        .add_service(TestServiceServer::new(service))
+        .add_optional_service(maintenance_test_service)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(maint_listener),
             shutdown::wait(maint_stop),

@@ -11,6 +11,17 @@
 //! [`outlier`]), each endpoint also carries its address's ejection flag: an ejected endpoint
 //! reads as TRANSIENT_FAILURE to every picker, and the guard of a pick counts the call.
 //!
+//! Gentle failover, beyond gRPC (which ignores the field): when the EDS resource sets
+//! `policy.overprovisioning_factor`, traffic is spread over priorities as Envoy does. A
+//! priority's health is `min(100%, factor × usable endpoints / endpoints)` (usable: EDS
+//! health UNKNOWN or HEALTHY); priority 0 gets its health as its share of the load, each
+//! next priority its health up to what is left, and if the healths sum to less than 100%
+//! they are scaled up to fill it. A request starts at the priority its share draws and falls
+//! back to the others (highest first) when none of its endpoints is ready. Without the
+//! factor, failover is gRPC's: all traffic to the highest priority with a ready endpoint.
+//! Locality weights are not scaled by locality health (Envoy does that only with
+//! `locality_weighted_lb_config`).
+//!
 //! Deviation from gRPC's tree: gRPC runs `weighted_target` over localities and one child
 //! policy per locality. We flatten a priority's localities into one endpoint list:
 //! round robin gets weights `locality_weight × endpoint_weight / locality's endpoint weight
@@ -136,7 +147,13 @@ pub struct ClusterPool {
     priorities: Vec<PriorityPool>,
     /// gRFC A50: the cluster's detector, kept alive (and its timer running) by its pools.
     outlier: Option<Arc<OutlierDetector>>,
+    /// Gentle failover: cumulative per-mille load thresholds, one per priority; empty:
+    /// always start at the highest priority.
+    priority_loads: Vec<u32>,
 }
+
+/// Per mille: the whole load.
+const FULL_LOAD: u32 = 1000;
 
 /// Why no endpoint could be picked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,15 +198,20 @@ impl ClusterPool {
         outlier: Option<Arc<OutlierDetector>>,
     ) -> Self {
         let mut by_priority: BTreeMap<u32, Vec<Member>> = BTreeMap::new();
+        // (endpoints, usable endpoints) per priority, for gentle failover.
+        let mut counts: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
         for loc in &cla.localities {
             if loc.weight == 0 {
                 continue;
             }
+            let count = counts.entry(loc.priority).or_default();
+            count.0 += loc.endpoints.iter().filter(|e| e.weight > 0).count() as u64;
             let usable: Vec<_> = loc
                 .endpoints
                 .iter()
                 .filter(|e| e.health.is_usable() && e.weight > 0)
                 .collect();
+            count.1 += usable.len() as u64;
             if usable.is_empty() {
                 continue;
             }
@@ -221,7 +243,19 @@ impl ClusterPool {
                     .collect(),
             );
         }
+        // Priorities without a usable endpoint have no pool (and health 0).
+        let health: Vec<u32> = match cla.overprovisioning_factor {
+            None => Vec::new(),
+            Some(factor) => by_priority
+                .keys()
+                .map(|p| {
+                    let (total, usable) = counts.get(p).copied().unwrap_or_default();
+                    priority_health(factor, usable, total)
+                })
+                .collect(),
+        };
         let mut pool = Self::from_priorities(name, policy, by_priority.into_values().collect());
+        pool.priority_loads = cumulative(&priority_loads(&health));
         pool.outlier = outlier;
         pool
     }
@@ -279,6 +313,7 @@ impl ClusterPool {
             policy: policy.clone(),
             priorities,
             outlier: None,
+            priority_loads: Vec::new(),
         }
     }
 
@@ -319,7 +354,18 @@ impl ClusterPool {
         if self.priorities.is_empty() {
             return Err(PickError::NoEndpoints);
         }
-        for p in &self.priorities {
+        let start = if self.priority_loads.is_empty() {
+            0
+        } else {
+            let draw = rng.random_range(0..FULL_LOAD);
+            self.priority_loads
+                .iter()
+                .position(|&upto| draw < upto)
+                .unwrap_or(0)
+        };
+        let order =
+            std::iter::once(start).chain((0..self.priorities.len()).filter(|&i| i != start));
+        for p in order.filter_map(|i| self.priorities.get(i)) {
             let eps = p.endpoints.as_slice();
             let outcome = match &p.picker {
                 Picker::RoundRobin(rr) => rr.pick(eps).into(),
@@ -364,6 +410,56 @@ impl<'a> From<Option<&'a PoolEndpoint>> for Outcome<'a> {
     fn from(ep: Option<&'a PoolEndpoint>) -> Self {
         ep.map_or(Outcome::NoneReady, Outcome::Picked)
     }
+}
+
+/// A priority's health in per mille (Envoy): `factor` percent × `usable / total`, capped at
+/// the whole; 0 for an empty priority.
+fn priority_health(factor: u32, usable: u64, total: u64) -> u32 {
+    if total == 0 {
+        return 0;
+    }
+    let h = u64::from(factor) * 10 * usable / total;
+    u32::try_from(h.min(u64::from(FULL_LOAD))).unwrap_or(FULL_LOAD)
+}
+
+/// Envoy's priority loads (per mille) from the priorities' healths: each priority takes its
+/// health, up to what the higher ones left; healths summing to less than the whole are scaled
+/// up to fill it, and a rounding remainder goes to the first loaded priority. All healths 0
+/// (or none): empty, i.e. gRPC's failover.
+fn priority_loads(health: &[u32]) -> Vec<u32> {
+    let total = health
+        .iter()
+        .map(|&h| u64::from(h))
+        .sum::<u64>()
+        .min(u64::from(FULL_LOAD));
+    if total == 0 {
+        return Vec::new();
+    }
+    let mut left = FULL_LOAD;
+    let mut loads: Vec<u32> = health
+        .iter()
+        .map(|&h| {
+            let scaled = u64::from(h) * u64::from(FULL_LOAD) / total;
+            let load = u32::try_from(scaled).unwrap_or(FULL_LOAD).min(left);
+            left -= load;
+            load
+        })
+        .collect();
+    if let Some(first) = loads.iter_mut().find(|l| **l > 0) {
+        *first += left;
+    }
+    loads
+}
+
+/// Running sums of `loads`.
+fn cumulative(loads: &[u32]) -> Vec<u32> {
+    loads
+        .iter()
+        .scan(0u32, |sum, &l| {
+            *sum += l;
+            Some(*sum)
+        })
+        .collect()
 }
 
 /// The first ready endpoint at or after `start`, wrapping around.

@@ -523,3 +523,104 @@ async fn ejected_endpoints_are_skipped_by_every_policy() {
         }
     }
 }
+
+#[test]
+fn priority_health_is_the_usable_share_times_the_factor() {
+    assert_eq!(priority_health(140, 3, 3), 1000);
+    assert_eq!(priority_health(140, 1, 3), 466);
+    assert_eq!(priority_health(100, 1, 2), 500);
+    assert_eq!(priority_health(140, 0, 3), 0);
+    assert_eq!(priority_health(140, 0, 0), 0);
+}
+
+#[test]
+fn priority_loads_follow_envoy() {
+    // Healthy primary: everything to it.
+    assert_eq!(priority_loads(&[1000, 1000]), vec![1000, 0]);
+    // A third of the primary left at factor 1.4: 46.6 % stays, the rest spills over.
+    assert_eq!(priority_loads(&[466, 1000]), vec![466, 534]);
+    // Healths summing below 100 % are scaled up: 28 % + 28 % -> 50 / 50.
+    assert_eq!(priority_loads(&[280, 280]), vec![500, 500]);
+    // Rounding remainder to the first loaded priority.
+    assert_eq!(priority_loads(&[333, 333, 333]), vec![334, 333, 333]);
+    assert_eq!(priority_loads(&[0, 0]), Vec::<u32>::new());
+    assert_eq!(cumulative(&[466, 534]), vec![466, 1000]);
+}
+
+#[test]
+fn gentle_failover_spreads_by_priority_load() {
+    // gentle_failover's shape: one usable endpoint left of 3 in priority 0, 2 in priority 1,
+    // factor 140: 46.6 % to priority 0 (measured over 3000 picks, fixed seed).
+    let p0 = vec![member(0, 1)];
+    let p1 = vec![member(1, 1), member(2, 1)];
+    let mut pool = ClusterPool::from_priorities("c", &LbPolicy::RoundRobin, vec![p0, p1]);
+    pool.priority_loads = cumulative(&priority_loads(&[priority_health(140, 1, 3), 1000]));
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut counts = [0usize; 3];
+    for _ in 0..3000 {
+        if let Ok(ep) = pool.pick_with(&PickContext::default(), &mut rng, 0) {
+            counts[index_of(&pool, ep)] += 1;
+        }
+    }
+    println!("gentle failover, 3000 picks (p0: 1 endpoint, p1: 2): {counts:?}");
+    assert!((1308..=1488).contains(&counts[0]), "{counts:?}");
+    assert!((700..=900).contains(&counts[1]), "{counts:?}");
+    assert!((700..=900).contains(&counts[2]), "{counts:?}");
+    // The drawn priority not ready: the others are tried, highest first.
+    pool.endpoints()
+        .next()
+        .unwrap()
+        .test_set_state(ConnectivityState::TransientFailure);
+    for _ in 0..100 {
+        let ep = pool
+            .pick_with(&PickContext::default(), &mut rng, 0)
+            .unwrap();
+        assert_ne!(ep.addr(), addr(0));
+    }
+}
+
+#[tokio::test]
+async fn build_counts_unhealthy_endpoints_into_priority_health() {
+    use crate::config::{Endpoint, HealthStatus, LocalityEndpoints, LocalityName};
+    let ep = |i: usize, health| Endpoint {
+        address: SocketAddr::from(([127, 0, 0, 1], 1 + i as u16)),
+        weight: 1,
+        health,
+        hash_key: None,
+    };
+    let locality = |priority, endpoints| LocalityEndpoints {
+        locality: LocalityName {
+            zone: format!("z{priority}"),
+            ..Default::default()
+        },
+        weight: 1,
+        priority,
+        endpoints,
+    };
+    let mut cla = ClusterLoadAssignment {
+        cluster_name: "c".into(),
+        localities: vec![
+            locality(
+                0,
+                vec![
+                    ep(0, HealthStatus::Unhealthy),
+                    ep(1, HealthStatus::Unhealthy),
+                    ep(2, HealthStatus::Healthy),
+                ],
+            ),
+            locality(
+                1,
+                vec![ep(3, HealthStatus::Unknown), ep(4, HealthStatus::Unknown)],
+            ),
+        ],
+        overprovisioning_factor: Some(140),
+    };
+    let conns = ConnectionSet::new(Default::default());
+    let pool = ClusterPool::build("c", &LbPolicy::RoundRobin, &cla, &conns, None, None);
+    assert_eq!(pool.priority_loads, vec![466, 1000]);
+    assert_eq!(pool.endpoints().count(), 3);
+    // Without the factor: gRPC's failover, no loads.
+    cla.overprovisioning_factor = None;
+    let pool = ClusterPool::build("c", &LbPolicy::RoundRobin, &cla, &conns, None, None);
+    assert!(pool.priority_loads.is_empty());
+}

@@ -9,6 +9,10 @@ pub struct ClusterLoadAssignment {
     pub cluster_name: String,
     /// Localities, in the order received; each knows its priority.
     pub localities: Vec<LocalityEndpoints>,
+    /// `policy.overprovisioning_factor` in percent (Envoy's gentle failover, see
+    /// [`crate::balance`]); `None` when unset or 0: gRPC's all-or-nothing priority failover
+    /// (Envoy's default of 140 is not assumed, as gRPC clients ignore the field).
+    pub overprovisioning_factor: Option<u32>,
 }
 
 /// The endpoints of one locality at one priority.

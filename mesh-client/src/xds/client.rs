@@ -569,7 +569,12 @@ impl Cache {
 
     /// The cached value of a resource, validated again, as a stale state; `None` (after a
     /// warning for a bad file) when there is none to use.
-    fn load_cached(&self, ty: ResourceType, name: &str, why: &str) -> Option<(ResourceState, Meta)> {
+    fn load_cached(
+        &self,
+        ty: ResourceType,
+        name: &str,
+        why: &str,
+    ) -> Option<(ResourceState, Meta)> {
         let lkg = self.lkg.as_ref()?;
         let cached = match lkg.load(ty.type_url(), name) {
             Ok(c) => c?,

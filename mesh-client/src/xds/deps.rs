@@ -401,6 +401,7 @@ mod tests {
         Resource::Endpoints(Arc::new(ClusterLoadAssignment {
             cluster_name: name.into(),
             localities: vec![],
+            overprovisioning_factor: None,
         }))
     }
 

@@ -16,7 +16,10 @@ scratch with only what the suite's scenarios use:
   `timeout_sec` is a failure. `GetClientAccumulatedStats` reports totals since start, keyed
   by RpcType name (`UNARY_CALL`, `EMPTY_CALL`).
 - `--fail_on_failed_rpc`: exit non-zero on the first failed RPC after one has succeeded.
-- `--secure_mode`: only `false` (xDS credentials are not wired up here).
+- `--secure_mode`: like grpc-go's, xDS channel credentials with an insecure fallback
+  (`grpc.xds_channel_credentials`): a cluster whose CDS carries an `UpstreamTlsContext` is
+  reached over TLS with the bootstrap's `certificate_providers` (gRFC A29), others in
+  plaintext; without it, insecure credentials (the CDS security config is ignored).
 
 The Python stubs are generated at start-up from the project's protos
 (`xds-proto/proto/grpc/testing/*.proto`, or `--proto_dir`) with `grpc_tools.protoc` into a
@@ -38,6 +41,7 @@ import time
 from concurrent import futures
 
 import grpc
+import grpc.experimental
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PROTO_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "..", "xds-proto", "proto"))
@@ -79,8 +83,6 @@ def parse_args(argv):
     p.add_argument("--print_response", type=parse_bool, nargs="?", const=True, default=False)
     p.add_argument("--proto_dir", default=DEFAULT_PROTO_DIR, help="holds grpc/testing/*.proto")
     args = p.parse_args(argv)
-    if args.secure_mode:
-        p.error("--secure_mode=true is not supported by this client")
     if args.qps <= 0 or args.num_channels <= 0:
         p.error("--qps and --num_channels must be positive")
     args.rpc = [r.strip() for r in args.rpc.split(",") if r.strip()]
@@ -255,7 +257,12 @@ class Sender:
         self.args = args
         self.stats = stats
         self.empty, self.messages, _, test_grpc = stubs
-        self.channel = grpc.insecure_channel(args.server)
+        if args.secure_mode:
+            fallback = grpc.experimental.insecure_channel_credentials()
+            creds = grpc.xds_channel_credentials(fallback)
+            self.channel = grpc.secure_channel(args.server, creds)
+        else:
+            self.channel = grpc.insecure_channel(args.server)
         self.stub = test_grpc.TestServiceStub(self.channel)
         self.on_fatal = on_fatal
         self.last_error_log = 0.0

@@ -9,5 +9,6 @@ pub mod check;
 pub mod control;
 pub mod gobuild;
 pub mod peer;
+pub mod probe;
 pub mod runner;
 pub mod scenario;

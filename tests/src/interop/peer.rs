@@ -75,10 +75,11 @@ impl Impl {
 
     /// Extra server flags. grpc-go's server is xDS-managed (fetches its Listener) only
     /// with `--secure_mode=true` (xDS credentials, plaintext fallback); ours always is, and
+    /// gets `--secure_mode=true` for the same layout (TestService on the xDS port only), and
     /// binds (and names its Listener after) [`Impl::server_listen_host`].
     fn server_extra_args(self) -> &'static [&'static str] {
         match self {
-            Impl::Ours => &["--bind_host=127.0.0.1"],
+            Impl::Ours => &["--bind_host=127.0.0.1", "--secure_mode=true"],
             Impl::GrpcGo => &["--secure_mode=true"],
             Impl::PythonGrpcio => &[],
         }
@@ -211,8 +212,9 @@ impl Row {
     }
 }
 
-/// The scenarios the Python grpcio rows run (issue 4: "the basic scenarios").
-pub const PYTHON_SCENARIOS: &[&str] = &["ping_pong", "round_robin"];
+/// The scenarios the Python grpcio rows run (issue 4: "the basic scenarios", and issue 5's
+/// `security`).
+pub const PYTHON_SCENARIOS: &[&str] = &["ping_pong", "round_robin", "security"];
 
 /// `tests/interop/python`: the Python client and its `requirements.txt`.
 pub fn python_dir() -> PathBuf {
@@ -341,9 +343,11 @@ fn run_bounded(cmd: &mut std::process::Command, what: &str) -> anyhow::Result<()
     Ok(())
 }
 
-/// The bootstrap JSON every peer gets (through `GRPC_XDS_BOOTSTRAP_CONFIG`).
-pub fn bootstrap(ads: SocketAddr, node_id: &str) -> String {
-    serde_json::json!({
+/// The bootstrap JSON every peer gets (through `GRPC_XDS_BOOTSTRAP_CONFIG`); with `certs`
+/// (an Istio-layout directory) also the `file_watcher` certificate provider instance
+/// [`mesh_control::tls::CERT_PROVIDER_INSTANCE`] reading it, as Istio's agent writes it.
+pub fn bootstrap(ads: SocketAddr, node_id: &str, certs: Option<&Path>) -> String {
+    let mut b = serde_json::json!({
         "xds_servers": [{
             "server_uri": ads.to_string(),
             "channel_creds": [{"type": "insecure"}],
@@ -351,8 +355,18 @@ pub fn bootstrap(ads: SocketAddr, node_id: &str) -> String {
         }],
         "node": {"id": node_id, "cluster": "interop", "locality": {"region": "r1"}},
         "server_listener_resource_name_template": INBOUND_TEMPLATE
-    })
-    .to_string()
+    });
+    if let (Some(dir), Some(object)) = (certs, b.as_object_mut()) {
+        let provider = mesh_control::bootstrap::file_watcher_provider(
+            dir,
+            mesh_control::bootstrap::DEFAULT_REFRESH_INTERVAL,
+        );
+        object.insert(
+            "certificate_providers".into(),
+            serde_json::json!({ mesh_control::tls::CERT_PROVIDER_INSTANCE: provider }),
+        );
+    }
+    b.to_string()
 }
 
 /// A free loopback port (bound and released; the peer binds it right after).

@@ -208,6 +208,7 @@ pub async fn run_cell(s: &Scenario, row: Row) -> Cell {
         client: None,
         observed: Vec::new(),
         dir: None,
+        certs: None,
     };
     let result = match tokio::time::timeout(s.time_limit(), run.go()).await {
         Ok(r) => r,
@@ -247,6 +248,32 @@ struct CellRun<'a> {
     client: Option<Process>,
     observed: Vec<String>,
     dir: Option<tempfile::TempDir>,
+    certs: Option<CellCerts>,
+}
+
+/// The Istio-layout certificate directories of an `mtls` cell.
+struct CellCerts {
+    client: PathBuf,
+    servers: Vec<PathBuf>,
+}
+
+/// Issues the client's and each server's SVID from a fresh dev CA into `dir/certs/`.
+fn issue_certs(dir: &Path, servers: usize) -> anyhow::Result<CellCerts> {
+    let ca = mesh_control::ca::DevCa::generate(scenario::TRUST_DOMAIN)?;
+    let validity = Duration::from_secs(24 * 3600);
+    let issue = |sa: &str, sub: &str| -> anyhow::Result<PathBuf> {
+        let out = dir.join("certs").join(sub);
+        std::fs::create_dir_all(&out)?;
+        ca.issue_svid("default", sa, validity)?
+            .write_istio_layout(&out)?;
+        Ok(out)
+    };
+    Ok(CellCerts {
+        client: issue(scenario::CLIENT_SA, "client")?,
+        servers: (0..servers)
+            .map(|i| issue(scenario::SERVER_SA, &format!("server-{i}")))
+            .collect::<anyhow::Result<_>>()?,
+    })
 }
 
 struct ServerSlot {
@@ -271,6 +298,12 @@ impl CellRun<'_> {
 
         let mut ph = Placeholders::default();
         ph.set("TARGET", s.target());
+        if s.mtls {
+            self.certs = Some(issue_certs(&dir_path, s.servers).context("issuing certificates")?);
+            ph.set("CERT_PROVIDER", mesh_control::tls::CERT_PROVIDER_INSTANCE);
+            ph.set("CLIENT_SPIFFE_ID", scenario::spiffe_id(scenario::CLIENT_SA));
+            ph.set("SERVER_SPIFFE_ID", scenario::spiffe_id(scenario::SERVER_SA));
+        }
         for i in 0..s.servers {
             let slot = ServerSlot {
                 hostname: format!("backend-{i}"),
@@ -381,6 +414,22 @@ impl CellRun<'_> {
                         self.observed.push(format!("{step_label}: started {ids:?}"));
                     }
                     Step::SleepMs(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+                    Step::TlsProbe(probe) => {
+                        let certs = self
+                            .certs
+                            .as_ref()
+                            .ok_or_else(|| anyhow!("tls_probe without mtls certificates"))?;
+                        let port = self.servers[probe.server].port;
+                        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                        let seen = probe
+                            .run(
+                                addr,
+                                &certs.client,
+                                &scenario::spiffe_id(scenario::SERVER_SA),
+                            )
+                            .await?;
+                        self.observed.push(format!("{step_label}: {seen}"));
+                    }
                 }
                 Ok(())
             }
@@ -396,8 +445,13 @@ impl CellRun<'_> {
     }
 
     fn start_server(&mut self, idx: usize, ads: std::net::SocketAddr) -> anyhow::Result<()> {
+        let certs = self.certs.as_ref().and_then(|c| c.servers.get(idx));
+        let boot = peer::bootstrap(
+            ads,
+            &format!("interop-server-{idx}"),
+            certs.map(|p| p.as_path()),
+        );
         let slot = &mut self.servers[idx];
-        let boot = peer::bootstrap(ads, &format!("interop-server-{idx}"));
         slot.process = Some(Process::server(
             self.row.server,
             &slot.hostname,
@@ -425,7 +479,11 @@ impl CellRun<'_> {
         if let Some(t) = &f.rpc_timeout {
             args.push(self.row.client.rpc_timeout_arg(t)?);
         }
-        let boot = peer::bootstrap(ads, "interop-client");
+        if self.scenario.mtls {
+            args.push("--secure_mode=true".into());
+        }
+        let client_certs = self.certs.as_ref().map(|c| c.client.as_path());
+        let boot = peer::bootstrap(ads, "interop-client", client_certs);
         self.client = Some(Process::spawn(
             &format!("{} client", self.row.client.name()),
             &bin,
@@ -489,6 +547,7 @@ fn step_name(step: &Step) -> &'static str {
         Step::StopServers(_) => "stop_servers",
         Step::StartServers(_) => "start_servers",
         Step::SleepMs(_) => "sleep_ms",
+        Step::TlsProbe(_) => "tls_probe",
     }
 }
 

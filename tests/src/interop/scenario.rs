@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 
 use super::check::{AccumulatedCheck, StatsCheck};
+use super::probe::TlsProbe;
 
 /// The xDS target the clients use unless a scenario says otherwise (`xds:///{target}`).
 pub const DEFAULT_TARGET: &str = "interop.test:8080";
@@ -38,6 +39,12 @@ pub struct Scenario {
     /// The client's flags.
     #[serde(default)]
     pub client: ClientFlags,
+    /// Give every peer a SPIFFE certificate from a fresh mesh-control dev CA (Istio's file
+    /// layout) and a bootstrap `certificate_providers` instance reading it, and run the
+    /// clients with `--secure_mode=true`; enables the `${CERT_PROVIDER}`, `${CLIENT_SPIFFE_ID}`
+    /// and `${SERVER_SPIFFE_ID}` placeholders ([`Placeholders`]) and `tls_probe` steps.
+    #[serde(default)]
+    pub mtls: bool,
     /// Bound on the whole cell in seconds (default 60).
     #[serde(default)]
     pub time_limit_sec: Option<u64>,
@@ -97,6 +104,23 @@ pub enum Step {
     StartServers(Vec<usize>),
     /// Wait this many milliseconds.
     SleepMs(u64),
+    /// Dial a server's test port from the harness: plaintext and TLS without a client
+    /// certificate must be refused, mTLS accepted with the server's SPIFFE ID (needs
+    /// `mtls`).
+    TlsProbe(TlsProbe),
+}
+
+/// The trust domain of the certificates of an `mtls` scenario.
+pub const TRUST_DOMAIN: &str = "cluster.local";
+/// The service account (SPIFFE ID `spiffe://cluster.local/ns/default/sa/<sa>`) of the client
+/// in an `mtls` scenario.
+pub const CLIENT_SA: &str = "interop-client";
+/// The service account every server of an `mtls` scenario shares (each has its own key).
+pub const SERVER_SA: &str = "interop-server";
+
+/// `spiffe://cluster.local/ns/default/sa/{sa}`.
+pub fn spiffe_id(sa: &str) -> String {
+    format!("spiffe://{TRUST_DOMAIN}/ns/default/sa/{sa}")
 }
 
 /// A cell that is expected to fail, and how.
@@ -156,6 +180,14 @@ impl Scenario {
                 Step::Check(c) => c.validate().with_context(|| format!("steps[{i}]"))?,
                 Step::Accumulated(c) => c.validate().with_context(|| format!("steps[{i}]"))?,
                 Step::SleepMs(_) => {}
+                Step::TlsProbe(p) => {
+                    if !self.mtls {
+                        bail!("steps[{i}]: tls_probe needs \"mtls\": true");
+                    }
+                    if p.server >= self.servers {
+                        bail!("steps[{i}]: server {} out of range", p.server);
+                    }
+                }
             }
             if i == 0 && !served {
                 bail!("the first step must be `serve`");
@@ -217,6 +249,9 @@ pub fn load(dir: &Path) -> anyhow::Result<Scenario> {
 /// | `${BACKEND_i}` | `127.0.0.1:{port}` of server `i` |
 /// | `${SERVER_LISTEN_HOST_i}` | the host server `i` binds (`0.0.0.0` for grpc-go) |
 /// | `${SERVER_LISTENER_i}` | server `i`'s inbound Listener name |
+/// | `${CERT_PROVIDER}` | `mtls` only: the bootstrap's certificate provider instance name |
+/// | `${CLIENT_SPIFFE_ID}` | `mtls` only: the client's SPIFFE ID ([`CLIENT_SA`]) |
+/// | `${SERVER_SPIFFE_ID}` | `mtls` only: the servers' SPIFFE ID ([`SERVER_SA`]) |
 #[derive(Debug, Clone, Default)]
 pub struct Placeholders {
     values: BTreeMap<String, String>,
@@ -264,6 +299,21 @@ mod tests {
             r#"{"port_value": 1234}"#
         );
         assert!(p.apply("${NOPE}").is_err());
+    }
+
+    #[test]
+    fn every_scenario_loads_and_tls_probe_needs_mtls() {
+        let all = load_all(&scenarios_dir()).unwrap();
+        let security = all.iter().find(|s| s.name == "security").unwrap();
+        assert!(security.mtls);
+        let mut no_mtls = security.clone();
+        no_mtls.mtls = false;
+        let err = no_mtls.validate().unwrap_err().to_string();
+        assert!(err.contains("tls_probe needs"), "{err}");
+        assert_eq!(
+            spiffe_id(CLIENT_SA),
+            "spiffe://cluster.local/ns/default/sa/interop-client"
+        );
     }
 
     #[test]

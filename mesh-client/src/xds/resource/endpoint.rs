@@ -5,7 +5,9 @@
 //! `locality`, a locality repeated within a priority, a sum of locality weights in a
 //! priority above `u32::MAX`, priorities that are not contiguous from 0, an endpoint of
 //! weight 0, an address that is not an IP with a numeric port, the same address twice.
-//! `policy.drop_overloads` and `additional_addresses` are ignored for now. An endpoint's
+//! `policy.overprovisioning_factor` is kept for gentle failover (Envoy semantics, beyond
+//! gRPC, which ignores it); 0 is treated as unset rather than NACKed, as gRPC accepts any
+//! value. `policy.drop_overloads` and `additional_addresses` are ignored for now. An endpoint's
 //! `metadata.filter_metadata["envoy.lb"].hash_key` string is its ring-hash key (gRFC A76).
 
 use std::collections::{BTreeMap, HashSet};
@@ -80,9 +82,16 @@ pub fn validate(cla: &ClusterLoadAssignmentProto) -> Result<config::ClusterLoadA
             ));
         }
     }
+    let overprovisioning_factor = cla
+        .policy
+        .as_ref()
+        .and_then(|p| p.overprovisioning_factor)
+        .map(|f| f.value)
+        .filter(|f| *f > 0);
     Ok(config::ClusterLoadAssignment {
         cluster_name: cla.cluster_name.clone(),
         localities,
+        overprovisioning_factor,
     })
 }
 
@@ -212,6 +221,19 @@ mod tests {
         pack(&ClusterLoadAssignmentProto {
             cluster_name: "e1".into(),
             endpoints: locs,
+            ..Default::default()
+        })
+    }
+
+    fn with_factor(factor: Option<u32>) -> Any {
+        use xds_proto::envoy::envoy::config::endpoint::v3::cluster_load_assignment::Policy;
+        pack(&ClusterLoadAssignmentProto {
+            cluster_name: "e1".into(),
+            endpoints: vec![loc("z1", Some(1), 0, vec![ep4("10.0.0.1", 80)])],
+            policy: Some(Policy {
+                overprovisioning_factor: factor.map(|value| UInt32Value { value }),
+                ..Default::default()
+            }),
             ..Default::default()
         })
     }
@@ -388,7 +410,24 @@ mod tests {
                 // A27: an empty assignment is valid (the cluster simply has no endpoints).
                 "empty",
                 cla(vec![]),
-                Accepted(|c| c.localities.is_empty()),
+                Accepted(|c| c.localities.is_empty() && c.overprovisioning_factor.is_none()),
+            ),
+            (
+                // Envoy gentle failover: the factor is kept (gRPC ignores it).
+                "overprovisioning factor kept",
+                with_factor(Some(140)),
+                Accepted(|c| c.overprovisioning_factor == Some(140)),
+            ),
+            (
+                // 0 is not NACKed (gRPC accepts anything here): treated as unset.
+                "overprovisioning factor 0 is unset",
+                with_factor(Some(0)),
+                Accepted(|c| c.overprovisioning_factor.is_none()),
+            ),
+            (
+                "policy without a factor",
+                with_factor(None),
+                Accepted(|c| c.overprovisioning_factor.is_none()),
             ),
         ]
     }
