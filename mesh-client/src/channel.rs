@@ -16,13 +16,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 use tokio::sync::Notify;
 
 use crate::balance::{InFlightGuard, PickContext, PickError};
 use crate::bootstrap::Bootstrap;
 use crate::resilience::replay::{self, Replay, ReplayBody};
 use crate::route::{ClusterTarget, RouteTable};
+use crate::telemetry::{ClientBody, ClientCall, Telemetry};
 use crate::transport::{ConnectSettings, ConnectionSet, RequestBody, Sender, error_chain};
 use crate::xds::{TargetState, TargetWatch, XdsClient};
 
@@ -53,6 +53,7 @@ struct Shared {
     wait_limit: Duration,
     /// gRFC A42 `io.grpc.channel_id`: random, fixed for the channel's life.
     channel_id: u64,
+    telemetry: Telemetry,
 }
 
 #[derive(Debug)]
@@ -92,6 +93,7 @@ pub struct MeshChannelBuilder {
     bootstrap: Option<Bootstrap>,
     connect_timeout: Duration,
     settings: ConnectSettings,
+    telemetry: Option<Telemetry>,
 }
 
 /// Why a channel could not be built.
@@ -145,6 +147,7 @@ impl MeshChannel {
             bootstrap: None,
             connect_timeout: Duration::from_secs(10),
             settings: ConnectSettings::default(),
+            telemetry: None,
         }
     }
 
@@ -190,6 +193,12 @@ impl MeshChannelBuilder {
     /// Endpoint connection settings (backoff, keepalive, limits).
     pub fn with_connect_settings(mut self, settings: ConnectSettings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// Metrics, spans and trace propagation (default: [`Telemetry::global`]).
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
         self
     }
 
@@ -261,6 +270,7 @@ impl MeshChannelBuilder {
             authority,
             wait_limit: self.connect_timeout,
             channel_id: rand::random(),
+            telemetry: self.telemetry.unwrap_or_else(Telemetry::global),
         });
         let task = tokio::spawn(apply_updates(shared.clone(), watch, client)).abort_handle();
         Ok(MeshChannel {
@@ -399,14 +409,17 @@ async fn send(
     mut in_flight: InFlightGuard,
     mut req: Request<RequestBody>,
     resend: Resend,
-) -> Result<Response<Incoming>, BoxError> {
+    call: ClientCall,
+) -> Result<Response<ClientBody>, BoxError> {
     let deadline = tokio::time::Instant::now() + shared.wait_limit;
     let mut attempt = 0;
     loop {
+        let tele = call.attempt(req.headers_mut()); // telemetry: one span + A66 attempt per try
+        tele.set_endpoint(addr); // telemetry:
         let failure = match sender.try_send_request(req).await {
             Ok(resp) => {
                 in_flight.complete();
-                return Ok(resp);
+                return Ok(tele.observe(&call, resp)); // telemetry: body end finishes the call
             }
             Err(mut e) => match e.take_message() {
                 // Never left the client: send it elsewhere.
@@ -425,6 +438,7 @@ async fn send(
                 }
             },
         };
+        tele.finish(tonic::Code::Unavailable, 0); // telemetry: the attempt failed
         match failure {
             Err(err) => {
                 return Err(Box::new(
@@ -483,7 +497,7 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<ClientBody>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -495,6 +509,8 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = self.inner.shared.clone();
         let (mut parts, body) = req.into_parts();
+        let call = ClientCall::start(&shared.telemetry, &shared.target, parts.uri.path()); // telemetry:
+        let body = call.count_sent(body); // telemetry:
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(Scheme::HTTP);
         uri.authority = Some(shared.authority.clone());
@@ -510,17 +526,18 @@ where
             replay,
         };
         let req = Request::from_parts(parts, RequestBody::new(body));
-        match shared.pick(req.uri().path(), req.headers()) {
+        let tele = call.clone(); // telemetry:
+        call.instrument(match shared.pick(req.uri().path(), req.headers()) {
             Pick::Send(sender, addr, guard) => {
-                Box::pin(send(shared, sender, addr, guard, req, resend))
+                Box::pin(send(shared, sender, addr, guard, req, resend, tele))
             }
             Pick::Fail(status) => Box::pin(async move { Err(Box::new(status) as BoxError) }),
             Pick::Wait => Box::pin(async move {
                 let deadline = tokio::time::Instant::now() + shared.wait_limit;
                 let (sender, addr, guard) =
                     wait_for_pick(&shared, req.uri().path(), req.headers(), deadline).await?;
-                send(shared, sender, addr, guard, req, resend).await
+                send(shared, sender, addr, guard, req, resend, tele).await
             }),
-        }
+        }) // telemetry: the call span; an error ends the call with its status
     }
 }
