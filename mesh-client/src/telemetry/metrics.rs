@@ -44,8 +44,8 @@ pub mod names {
     pub const XDS_RESOURCES: &str = "grpc.xds_client.resources";
     /// Ours: seconds since the last accepted update of each resource type (`s`).
     pub const XDS_SECONDS_SINCE_UPDATE: &str = "mesh.xds_client.seconds_since_update";
-    /// Ours: seconds since the last message from the control plane (`s`): alert on
-    /// staleness, not only on liveness.
+    /// Ours: seconds since the control plane was last known reachable (`s`; 0 while the
+    /// ADS stream is up): alert on staleness, not only on liveness.
     pub const XDS_SECONDS_SINCE_CONTACT: &str = "mesh.xds_client.seconds_since_contact";
     /// Ours: seconds until each certificate provider's identity certificate expires (`s`;
     /// negative once expired).

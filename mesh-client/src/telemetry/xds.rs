@@ -31,6 +31,8 @@ pub struct XdsClientStats {
     created: Instant,
     target: OnceLock<String>,
     connected: AtomicBool,
+    /// An ADS stream is open and has delivered a response.
+    stream_up: AtomicBool,
     healthy: AtomicBool,
     server_failures: AtomicU64,
     valid: [AtomicU64; 4],
@@ -45,6 +47,7 @@ impl Default for XdsClientStats {
             created: Instant::now(),
             target: OnceLock::new(),
             connected: AtomicBool::new(false),
+            stream_up: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
             server_failures: AtomicU64::new(0),
             valid: Default::default(),
@@ -77,12 +80,18 @@ impl XdsClientStats {
     pub(crate) fn on_response(&self) {
         *lock(&self.last_contact) = Some(Instant::now());
         self.connected.store(true, Ordering::Relaxed);
+        self.stream_up.store(true, Ordering::Relaxed);
         self.healthy.store(true, Ordering::Relaxed);
     }
 
     /// The stream ended; without any response it is a server failure (gRFC A57, A78).
     pub(crate) fn on_stream_failed(&self, got_response: bool) {
+        if self.stream_up.swap(false, Ordering::Relaxed) {
+            // The control plane was reachable until now.
+            *lock(&self.last_contact) = Some(Instant::now());
+        }
         if got_response {
+            // A57: a stream that saw a response ending is not a failure of the server.
             return;
         }
         self.connected.store(false, Ordering::Relaxed);
@@ -118,9 +127,13 @@ impl XdsClientStats {
         self.server_failures.load(Ordering::Relaxed)
     }
 
-    /// Seconds since the last message from the control plane (since the client was
-    /// created if none came yet).
+    /// Seconds since the control plane was last known reachable: 0 while an ADS stream
+    /// that has delivered a response is open; otherwise since that stream ended (since the
+    /// client was created if none ever did).
     pub fn seconds_since_contact(&self) -> f64 {
+        if self.stream_up.load(Ordering::Relaxed) {
+            return 0.0;
+        }
         let since = lock(&self.last_contact).unwrap_or(self.created);
         since.elapsed().as_secs_f64()
     }
@@ -276,7 +289,7 @@ pub(super) fn register(meter: &Meter) -> Observed {
     let since_contact = meter
         .f64_observable_gauge(names::XDS_SECONDS_SINCE_CONTACT)
         .with_unit("s")
-        .with_description("Seconds since the last message from the control plane.")
+        .with_description("Seconds since the control plane was last known reachable (0 while the ADS stream is up).")
         .with_callback(|o| {
             for c in live_clients() {
                 o.observe(c.stats().seconds_since_contact(), &base(&c));
