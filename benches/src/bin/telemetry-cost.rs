@@ -40,6 +40,42 @@ struct Args {
     /// No tracing-opentelemetry layer: measure the metrics alone.
     #[arg(long)]
     no_spans: bool,
+    /// Also time the telemetry hooks alone (no network), per call.
+    #[arg(long)]
+    micro: bool,
+}
+
+/// CPU µs per call of the client and server hooks alone: start, one attempt, response
+/// observed to its end; the server likewise.
+fn micro(telemetry: &Telemetry, n: u32) -> (f64, f64) {
+    use mesh_client::telemetry::{ClientCall, ServerCall};
+    let headers = http::HeaderMap::new();
+    let resp = || {
+        let mut r = http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
+        r.headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("0"));
+        r
+    };
+    let start = Instant::now();
+    for _ in 0..n {
+        let call = ClientCall::start(
+            telemetry,
+            "xds:///greeter.default:8080",
+            "/helloworld.Greeter/SayHello",
+        );
+        let mut h = headers.clone();
+        let attempt = call.attempt(&mut h);
+        attempt.set_endpoint(([127, 0, 0, 1], 8080).into());
+        drop(attempt.observe(&call, resp()));
+    }
+    let client = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let call = ServerCall::start(telemetry, "/helloworld.Greeter/SayHello", &headers, true);
+        drop(call.observe(resp()));
+    }
+    let server = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    (client, server)
 }
 
 /// A control plane, a MeshServer greeter and a MeshChannel, all with one telemetry.
@@ -90,8 +126,33 @@ async fn mesh(
     Ok((cp, channel))
 }
 
-/// Calls for `seconds` with `concurrency` callers; returns RPS.
-async fn round(channel: &MeshChannel, seconds: u64, concurrency: usize) -> anyhow::Result<f64> {
+/// This process's CPU time (user + system) in seconds, from /proc (Linux); 0 elsewhere.
+/// Per-call CPU cost is steadier than wall-clock RPS on a machine shared with builds.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Calls for `seconds` with `concurrency` callers; returns (RPS, CPU µs per call).
+async fn round(
+    channel: &MeshChannel,
+    seconds: u64,
+    concurrency: usize,
+) -> anyhow::Result<(f64, f64)> {
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -113,15 +174,18 @@ async fn round(channel: &MeshChannel, seconds: u64, concurrency: usize) -> anyho
         }));
     }
     let start = Instant::now();
+    let cpu = cpu_seconds();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
     let failed = failed.load(Ordering::Relaxed);
     anyhow::ensure!(failed == 0, "{failed} calls failed");
-    Ok(done.load(Ordering::Relaxed) as f64 / elapsed)
+    let done = done.load(Ordering::Relaxed) as f64;
+    Ok((done / elapsed, 1e6 * cpu / done.max(1.0)))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -148,25 +212,49 @@ async fn main() -> anyhow::Result<()> {
         )?;
     }
     let prometheus = PrometheusMetrics::new()?;
+    if args.micro {
+        for (name, t) in [
+            ("off", Telemetry::disabled()),
+            (
+                "on, no-op MeterProvider",
+                Telemetry::new(&opentelemetry::metrics::noop::NoopMeterProvider::new()),
+            ),
+            ("on", Telemetry::new(prometheus.meter_provider())),
+        ] {
+            let (c, s) = micro(&t, 100_000);
+            println!("hooks alone, telemetry {name}: client {c:.2} µs/call, server {s:.2} µs/call");
+        }
+    }
     let (_cp_off, off) = mesh(Telemetry::disabled(), "off").await?;
     let (_cp_on, on) = mesh(Telemetry::new(prometheus.meter_provider()), "on").await?;
 
     // Warm up both (connections, allocator, caches).
     round(&off, 1, args.concurrency).await?;
     round(&on, 1, args.concurrency).await?;
-    let (mut rps_off, mut rps_on) = (Vec::new(), Vec::new());
+    let (mut rps_off, mut rps_on, mut cpu_off, mut cpu_on) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..args.rounds {
-        let a = round(&off, args.seconds, args.concurrency).await?;
-        let b = round(&on, args.seconds, args.concurrency).await?;
-        println!("round {}: off {a:>8.0} RPS   on {b:>8.0} RPS", i + 1);
+        let (a, ca) = round(&off, args.seconds, args.concurrency).await?;
+        let (b, cb) = round(&on, args.seconds, args.concurrency).await?;
+        println!(
+            "round {}: off {a:>8.0} RPS {ca:>6.1} µs CPU/call   on {b:>8.0} RPS {cb:>6.1} µs CPU/call",
+            i + 1
+        );
         rps_off.push(a);
         rps_on.push(b);
+        cpu_off.push(ca);
+        cpu_on.push(cb);
     }
     let (off_m, on_m) = (median(rps_off), median(rps_on));
+    let (coff, con) = (median(cpu_off), median(cpu_on));
     println!(
-        "median: off {off_m:.0} RPS, on {on_m:.0} RPS; on/off = {:.3} (cost {:.1} %)",
+        "median RPS: off {off_m:.0}, on {on_m:.0}; on/off = {:.3} (throughput cost {:.1} %)",
         on_m / off_m,
         100.0 * (1.0 - on_m / off_m)
+    );
+    println!(
+        "median CPU per call: off {coff:.1} µs, on {con:.1} µs (CPU cost {:.1} %)",
+        100.0 * (con / coff - 1.0)
     );
     let text = prometheus.encode();
     if let Some(line) = text

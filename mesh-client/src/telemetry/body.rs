@@ -26,6 +26,8 @@ pub struct BodyOutcome {
 
 type OnEnd = Box<dyn FnOnce(BodyOutcome) + Send>;
 
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 struct Observe {
     counter: MessageCounter,
     /// The status the response head already carries (Trailers-Only, or an HTTP error).
@@ -52,7 +54,7 @@ impl<B> std::fmt::Debug for ObservedBody<B> {
 /// The gRPC status a response head implies: its `grpc-status` (Trailers-Only), or the
 /// code for a non-200 HTTP status (gRPC's HTTP-to-gRPC status mapping).
 pub(crate) fn head_code(status: http::StatusCode, headers: &HeaderMap) -> Option<tonic::Code> {
-    if let Some(v) = headers.get("grpc-status") {
+    if let Some(v) = headers.get(GRPC_STATUS) {
         return Some(tonic::Code::from_bytes(v.as_bytes()));
     }
     use http::StatusCode as S;
@@ -138,7 +140,7 @@ where
                         }
                     } else if let Some(trailers) = frame.trailers_ref() {
                         let code = trailers
-                            .get("grpc-status")
+                            .get(GRPC_STATUS)
                             .map(|v| tonic::Code::from_bytes(v.as_bytes()));
                         this.finish(code);
                     }

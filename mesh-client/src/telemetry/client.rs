@@ -94,8 +94,8 @@ impl ClientCall {
                 span,
                 start: Instant::now(),
                 attrs: [
-                    KeyValue::new(labels::METHOD, method_label.to_string()),
-                    KeyValue::new(labels::TARGET, target.to_string()),
+                    instruments.methods.get(method_label),
+                    instruments.targets.get(target),
                 ],
                 sent: Arc::new(AtomicU64::new(0)),
                 attempts: AtomicU32::new(0),

@@ -2,7 +2,10 @@
 //! units, attributes, default buckets), gRFC A78 xDS client instruments, and the mesh's own
 //! signals.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
 
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider};
 use opentelemetry::{InstrumentationScope, KeyValue};
@@ -112,8 +115,44 @@ const SIZE_BUCKETS: [f64; 14] = [
     4294967296.0,
 ];
 
+/// Attribute values interned as `Arc<str>`, so recording clones a pointer instead of
+/// allocating a string (lock-free lookups; bounded, misses past the bound allocate).
+pub(crate) struct LabelCache {
+    key: &'static str,
+    map: ArcSwap<HashMap<Box<str>, KeyValue>>,
+}
+
+impl LabelCache {
+    const MAX: usize = 1024;
+
+    fn new(key: &'static str) -> Self {
+        LabelCache {
+            key,
+            map: ArcSwap::default(),
+        }
+    }
+
+    /// The attribute `key = value`.
+    pub(crate) fn get(&self, value: &str) -> KeyValue {
+        if let Some(kv) = self.map.load().get(value) {
+            return kv.clone();
+        }
+        let kv = KeyValue::new(self.key, Arc::<str>::from(value));
+        if self.map.load().len() < Self::MAX {
+            self.map.rcu(|m| {
+                let mut m = HashMap::clone(m);
+                m.insert(value.into(), kv.clone());
+                m
+            });
+        }
+        kv
+    }
+}
+
 /// The instruments of one `MeterProvider`.
 pub(crate) struct Instruments {
+    pub methods: LabelCache,
+    pub targets: LabelCache,
     pub client_attempt_started: Counter<u64>,
     pub client_attempt_duration: Histogram<f64>,
     pub client_attempt_sent: Histogram<u64>,
@@ -153,6 +192,8 @@ impl Instruments {
     fn new(meter: &Meter) -> Instruments {
         use names::*;
         Instruments {
+            methods: LabelCache::new(labels::METHOD),
+            targets: LabelCache::new(labels::TARGET),
             client_attempt_started: meter
                 .u64_counter(CLIENT_ATTEMPT_STARTED)
                 .with_unit("{attempt}")

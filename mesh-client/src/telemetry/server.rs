@@ -85,7 +85,7 @@ impl ServerCall {
         let remote = propagation::extract(headers);
         // Only fails when no OpenTelemetry layer is installed; then there is nothing to link.
         let _ = span.set_parent(remote.clone());
-        let method = KeyValue::new(labels::METHOD, full.to_string());
+        let method = instruments.methods.get(full);
         instruments
             .server_call_started
             .add(1, std::slice::from_ref(&method));
