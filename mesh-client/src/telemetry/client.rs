@@ -8,6 +8,10 @@
 //! either [`ClientAttempt::observe`] on the response (its body reports the status and
 //! finishes attempt and call) or [`ClientAttempt::finish`] on failure; the
 //! [`ClientCall::instrument`]ed future finishes the call with the error's status.
+//!
+//! Known gaps: the first attempt starts after the channel's first pick (A66 counts the pick
+//! in the attempt), a call that fails its pick records no attempt, and a replayed request
+//! body is counted once (a transparent retry's attempt reports 0 sent bytes).
 
 use std::future::Future;
 use std::net::SocketAddr;

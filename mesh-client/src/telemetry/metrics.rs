@@ -306,7 +306,12 @@ impl Telemetry {
     }
 
     /// Instruments of `provider` (for example an SDK `MeterProvider` with a Prometheus or
-    /// in-memory reader).
+    /// in-memory reader). Build one per provider and clone it: each one also registers the
+    /// observable xDS instruments, which read every live shared xDS client.
+    ///
+    /// (gRFC A66 asks implementations not to fall back on a global `MeterProvider`; the
+    /// builders default to [`Telemetry::global`] on purpose, which records nothing until
+    /// the application installs one.)
     pub fn new<P: MeterProvider + ?Sized>(provider: &P) -> Telemetry {
         Telemetry::from_meter(&provider.meter_with_scope(scope()))
     }
