@@ -229,7 +229,8 @@ impl ClientAttempt {
     /// The endpoint picked for this attempt (`server.address`, `server.port`,
     /// `mesh.endpoint`).
     pub fn set_endpoint(&self, addr: SocketAddr) {
-        if let Some(a) = &self.inner {
+        // Formatting costs: only for a span someone records.
+        if let Some(a) = self.inner.as_ref().filter(|a| !a.span.is_disabled()) {
             a.span.record("server.address", addr.ip().to_string());
             a.span.record("server.port", addr.port());
             a.span.record("mesh.endpoint", addr.to_string());

@@ -121,7 +121,7 @@ impl ServerCall {
 
     /// The caller's verified identity and address on the span.
     pub fn set_peer(&self, identity: Option<&str>, addr: std::net::SocketAddr) {
-        if let Some(i) = &self.inner {
+        if let Some(i) = self.inner.as_ref().filter(|i| !i.span.is_disabled()) {
             if let Some(id) = identity {
                 i.span.record("mesh.peer_identity", id);
             }
