@@ -33,6 +33,7 @@ use crate::resilience::replay::{self, Replay, ReplayBody};
 use crate::resilience::retry::{self, Backoff, Pushback};
 use crate::resilience::{fault, timeout};
 use crate::route::{ClusterTarget, RouteTable, Upstream};
+use crate::telemetry::{ClientAttempt, ClientBody, ClientCall, Telemetry};
 use crate::transport::{ConnectSettings, ConnectionSet, RequestBody, Sender, error_chain};
 use crate::xds::{TargetState, TargetWatch, XdsClient};
 
@@ -69,6 +70,8 @@ struct Shared {
     outliers: crate::balance::OutlierRegistry,
     /// The xDS client, for whether a failure came from the server or from not reaching it.
     xds: XdsClient,
+    /// Metrics, spans and trace propagation ([`crate::telemetry`]).
+    telemetry: Telemetry,
 }
 
 #[derive(Debug)]
@@ -109,6 +112,7 @@ pub struct MeshChannelBuilder {
     connect_timeout: Duration,
     settings: ConnectSettings,
     default_budget: RetryBudgetConfig,
+    telemetry: Option<Telemetry>,
 }
 
 /// Why a channel could not be built.
@@ -163,6 +167,7 @@ impl MeshChannel {
             connect_timeout: Duration::from_secs(10),
             settings: ConnectSettings::default(),
             default_budget: RetryBudgetConfig::default(),
+            telemetry: None,
         }
     }
 
@@ -226,6 +231,12 @@ impl MeshChannelBuilder {
     /// ```
     pub fn with_retry_budget(mut self, budget: RetryBudgetConfig) -> Self {
         self.default_budget = budget;
+        self
+    }
+
+    /// Metrics, spans and trace propagation (default: [`Telemetry::global`]).
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
         self
     }
 
@@ -311,6 +322,7 @@ impl MeshChannelBuilder {
             default_budget: self.default_budget,
             outliers: Default::default(),
             xds: client.clone(),
+            telemetry: self.telemetry.unwrap_or_else(Telemetry::global),
         });
         let task = tokio::spawn(apply_updates(shared.clone(), watch, client)).abort_handle();
         Ok(MeshChannel {
@@ -591,7 +603,8 @@ async fn attempt(
     hash: Option<u64>,
     mut req: Request<RequestBody>,
     resend: &Resend,
-) -> Result<(Response<Incoming>, Feedback), tonic::Status> {
+    call: &ClientCall,
+) -> Result<(Response<Incoming>, Feedback, ClientAttempt), tonic::Status> {
     let deadline = tokio::time::Instant::now() + shared.wait_limit;
     let (mut sender, mut addr, mut in_flight, mut orca) =
         match shared.pick(upstream, hash, req.headers()) {
@@ -601,6 +614,11 @@ async fn attempt(
         };
     let mut transparent = 0;
     loop {
+        // One span and A66 attempt per try, transparent ones included; the trace context
+        // goes into the request headers.
+        let tele = call.attempt(req.headers_mut());
+        tele.set_endpoint(addr);
+        tele.set_route("", upstream.pool.name());
         let failure = match sender.try_send_request(req).await {
             Ok(resp) => {
                 // The call's result is known at its trailers: outlier detection (gRFC A50)
@@ -612,7 +630,7 @@ async fn attempt(
                 // Counts the request on its endpoint until the response headers arrive
                 // (streaming bodies are not counted beyond that).
                 in_flight.complete();
-                return Ok((resp, feedback));
+                return Ok((resp, feedback, tele));
             }
             Err(mut e) => match e.take_message() {
                 // Never left the client: send it elsewhere.
@@ -633,6 +651,7 @@ async fn attempt(
                 }
             },
         };
+        tele.finish(tonic::Code::Unavailable, 0);
         match failure {
             Err(err) => {
                 return Err(shared.unavailable(format!("endpoint {addr}: {}", error_chain(&err))));
@@ -666,7 +685,7 @@ fn trailers_only_status(headers: &http::HeaderMap) -> Option<i32> {
 }
 
 /// A committed call's response, or the final failure.
-type CallResult = Result<(Response<Incoming>, Option<BreakerGuard>, Feedback), tonic::Status>;
+type CallResult = Result<(Response<ClientBody>, Option<BreakerGuard>, Feedback), tonic::Status>;
 
 /// Runs a routed call's attempts (gRFC A44): each passes the circuit breaker, then is sent;
 /// a failure before response headers with a retryable code is retried after backoff, within
@@ -677,6 +696,7 @@ async fn attempts(
     mut first: Option<Request<RequestBody>>,
     resend: &Resend,
     deadline: Option<tokio::time::Instant>,
+    call: &ClientCall,
 ) -> CallResult {
     let policy = routed.retry.as_deref();
     let mut backoff = policy.map(Backoff::new);
@@ -714,46 +734,60 @@ async fn attempts(
             },
         };
         let Some(guard) = upstream.breaker.try_acquire() else {
+            shared
+                .telemetry
+                .record_circuit_breaker_drop(&shared.target, upstream.pool.name());
             return Err(shared.unavailable(format!(
                 "cluster \"{}\": {} requests in flight (max_requests); dropped by the circuit breaker",
                 upstream.pool.name(),
                 upstream.breaker.max_requests()
             )));
         };
-        // The failure's code, and the pushback and response if it had one.
+        // The failure's code, and the pushback and response if it had one. A Trailers-Only
+        // response that ends the call is observed (its telemetry finishes the call); one
+        // that is retried only finishes its attempt.
         let (code, pushback, failure) =
-            match attempt(shared, &mut upstream, routed.hash, req, resend).await {
-                Ok((resp, mut feedback)) => match trailers_only_status(resp.headers()) {
-                    None => return Ok((resp, Some(guard), feedback)),
+            match attempt(shared, &mut upstream, routed.hash, req, resend, call).await {
+                Ok((resp, mut feedback, tele)) => match trailers_only_status(resp.headers()) {
+                    None => return Ok((tele.observe(call, resp), Some(guard), feedback)),
                     Some(code) => {
                         feedback.finish(Some(code), Some(resp.headers()));
                         if code == 0 {
-                            return Ok((resp, None, Feedback::default()));
+                            return Ok((tele.observe(call, resp), None, Feedback::default()));
                         }
                         let pushback = retry::pushback(resp.headers());
-                        (code, pushback, Ok((resp, None, Feedback::default())))
+                        (code, pushback, Ok((resp, tele)))
                     }
                 },
                 Err(status) => (status.code() as i32, Pushback::None, Err(status)),
             };
         drop(guard);
+        let give_up = |failure: Result<(Response<Incoming>, ClientAttempt), tonic::Status>| {
+            failure.map(|(resp, tele)| (tele.observe(call, resp), None, Feedback::default()))
+        };
         let Some(policy) = policy.filter(|p| retry::retryable(p, code, tries)) else {
-            return failure;
+            return give_up(failure);
         };
         if resend.replay.body().is_none() {
             // The body outgrew the replay buffer (or is still being sent): no retry.
-            return failure;
+            return give_up(failure);
         }
         if !upstream.budget.try_withdraw() {
             tracing::debug!(cluster = upstream.pool.name(), "retry budget exhausted");
-            return failure;
+            shared
+                .telemetry
+                .record_retry_budget_exhausted(&shared.target, upstream.pool.name());
+            return give_up(failure);
         }
         let Some(wait) = backoff
             .as_mut()
             .and_then(|b| b.next(policy, pushback, rand::random::<f64>()))
         else {
-            return failure;
+            return give_up(failure);
         };
+        if let Ok((_, tele)) = failure {
+            tele.finish(tonic::Code::from(code), 0);
+        }
         tracing::trace!(code, tries, ?wait, "retrying");
         tokio::time::sleep(wait).await;
         upstream = shared.latest(&upstream);
@@ -772,6 +806,7 @@ async fn run_call(
     shared: Arc<Shared>,
     req: Request<RequestBody>,
     resend: Resend,
+    call: ClientCall,
 ) -> Result<Response<ResponseBody>, BoxError> {
     let start = tokio::time::Instant::now();
     let app_timeout = req
@@ -808,7 +843,7 @@ async fn run_call(
             _active.push(injected);
         }
         drop(_active);
-        attempts(&shared, &routed, Some(req), &resend, deadline)
+        attempts(&shared, &routed, Some(req), &resend, deadline, &call)
             .await
             .map(FaultOr::Call)
     };
@@ -821,7 +856,10 @@ async fn run_call(
     };
     match outcome {
         Err(status) => Err(Box::new(status)),
-        Ok(FaultOr::Abort(0)) => Ok(ResponseBody::trailers_only_ok()),
+        Ok(FaultOr::Abort(0)) => {
+            call.finish(tonic::Code::Ok);
+            Ok(ResponseBody::trailers_only_ok())
+        }
         Ok(FaultOr::Abort(code)) => Err(Box::new(tonic::Status::new(
             tonic::Code::from(code),
             fault::ABORT_MESSAGE,
@@ -849,7 +887,7 @@ fn deadline_exceeded(limit: Option<Duration>) -> tonic::Status {
 /// DEADLINE_EXCEEDED if the call's deadline passes while it streams. It holds the call's
 /// circuit-breaker slot until it ends or is dropped.
 pub struct ResponseBody {
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, Option<Duration>)>,
     breaker: Option<BreakerGuard>,
     feedback: Feedback,
@@ -865,7 +903,7 @@ impl std::fmt::Debug for ResponseBody {
 
 impl ResponseBody {
     fn new(
-        inner: Incoming,
+        inner: ClientBody,
         deadline: Option<(tokio::time::Instant, Option<Duration>)>,
         breaker: Option<BreakerGuard>,
         feedback: Feedback,
@@ -974,6 +1012,8 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = self.inner.shared.clone();
         let (mut parts, body) = req.into_parts();
+        let call = ClientCall::start(&shared.telemetry, &shared.target, parts.uri.path());
+        let body = call.count_sent(body);
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(Scheme::HTTP);
         uri.authority = Some(shared.authority.clone());
@@ -989,6 +1029,9 @@ where
             replay,
         };
         let req = Request::from_parts(parts, RequestBody::new(body));
-        Box::pin(run_call(shared, req, resend))
+        // The call span; an error ends the call with its status, a response when its body
+        // ends.
+        call.clone()
+            .instrument(Box::pin(run_call(shared, req, resend, call)))
     }
 }

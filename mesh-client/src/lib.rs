@@ -26,6 +26,7 @@ pub mod config;
 pub mod identity;
 pub mod resilience;
 pub mod route;
+pub mod telemetry;
 pub mod transport;
 pub mod xds;
 

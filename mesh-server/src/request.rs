@@ -1,7 +1,8 @@
 //! The per-request path of an xDS-managed server (gRFC A36, A41): canonical path and
 //! authority checks → server-side route match (`non_forwarding_action` only) → RBAC
 //! filters in listener order (with `RBACPerRoute` overrides, and shadow rules as a dry run)
-//! → the caller's [`PeerIdentity`] → the application's services.
+//! → the caller's [`PeerIdentity`] → telemetry (gRFC A66 server instruments, the handler
+//! span as a child of the caller's trace context) → the application's services.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,8 +15,10 @@ use mesh_client::config::{
     FilterChain, FilterOverride, HttpFilterConfig, PeerCertInfo, PeerSecurity, Rbac, RequestInfo,
     RouteAction, RouteConfig,
 };
+use mesh_client::telemetry::{ServerCall, Telemetry};
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
+use tracing::Instrument;
 
 use crate::identity::PeerIdentity;
 use crate::path::check_canonical_path;
@@ -24,6 +27,40 @@ use crate::stats::ServerStats;
 /// The application's services, boxed once at the stage boundary.
 pub(crate) type AppService =
     BoxCloneSyncService<Request<tonic::body::Body>, Response<tonic::body::Body>, Infallible>;
+
+/// The server's telemetry and the names of its services.
+#[derive(Clone)]
+pub(crate) struct CallTelemetry {
+    pub telemetry: Telemetry,
+    /// Services added to the server (A66: calls to others are recorded as `other`).
+    pub services: Arc<[&'static str]>,
+}
+
+impl CallTelemetry {
+    fn registered(&self, path: &str) -> bool {
+        path.strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .is_some_and(|(svc, _)| self.services.contains(&svc))
+    }
+}
+
+impl Default for CallTelemetry {
+    fn default() -> Self {
+        CallTelemetry {
+            telemetry: Telemetry::disabled(),
+            services: Arc::new([]),
+        }
+    }
+}
+
+/// Ends the call's telemetry with the response (its body reports the final status).
+fn observed(call: ServerCall, resp: Response<tonic::body::Body>) -> Response<tonic::body::Body> {
+    if call.is_enabled() {
+        call.observe(resp).map(tonic::body::Body::new)
+    } else {
+        resp
+    }
+}
 
 /// Everything one connection needs to serve requests; fixed for the connection's life
 /// (new configuration applies to new connections, gRFC A36).
@@ -40,6 +77,7 @@ pub(crate) struct ConnContext {
     pub max_stream_duration: Option<std::time::Duration>,
     /// `Some` on TLS connections: the peer's verified certificate, if it sent one.
     pub tls_peer: Option<Option<PeerCertInfo>>,
+    pub telemetry: CallTelemetry,
 }
 
 impl ConnContext {
@@ -70,6 +108,7 @@ impl ConnContext {
             node_id,
             max_stream_duration: chain.http.max_stream_duration,
             tls_peer: None,
+            telemetry: CallTelemetry::default(),
         }
     }
 
@@ -159,6 +198,9 @@ impl ConnContext {
             };
             let decision = rbac.evaluate(&info);
             if let Some(shadow) = &decision.shadow {
+                self.telemetry
+                    .telemetry
+                    .record_rbac_shadow(filter_name, shadow.allowed);
                 ServerStats::inc(if shadow.allowed {
                     &self.stats.shadow_allowed
                 } else {
@@ -235,22 +277,41 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let ctx = self.0.clone();
-        let req = req.map(tonic::body::Body::new);
+        let tele = &ctx.telemetry;
+        let call = ServerCall::start(
+            &tele.telemetry,
+            req.uri().path(),
+            req.headers(),
+            tele.registered(req.uri().path()),
+        );
+        call.set_peer(ctx.peer.spiffe_id.as_deref(), ctx.peer.addr);
+        let req = req.map(|b| tonic::body::Body::new(call.count_rcvd(b)));
         match ctx.admit(req) {
-            Err(resp) => Box::pin(async move { Ok(*resp) }),
-            Ok(req) => {
-                let app = ctx.app.clone();
-                match ctx.max_stream_duration {
-                    None => Box::pin(app.oneshot(req)),
-                    Some(limit) => Box::pin(async move {
-                        match tokio::time::timeout(limit, app.oneshot(req)).await {
-                            Ok(r) => r,
-                            Err(_) => Ok(*ctx.status(tonic::Status::deadline_exceeded(format!(
-                                "max_stream_duration of {limit:?} exceeded"
-                            )))),
-                        }
-                    }),
+            Err(resp) => Box::pin(async move { Ok(observed(call, *resp)) }),
+            Ok(mut req) => {
+                if let Some(cx) = call.remote_context() {
+                    // The caller's baggage and trace context, for the handler.
+                    req.extensions_mut().insert(cx);
                 }
+                let app = ctx.app.clone();
+                let span = call.span();
+                Box::pin(
+                    async move {
+                        let resp = match ctx.max_stream_duration {
+                            None => app.oneshot(req).await,
+                            Some(limit) => {
+                                match tokio::time::timeout(limit, app.oneshot(req)).await {
+                                    Ok(r) => r,
+                                    Err(_) => Ok(*ctx.status(tonic::Status::deadline_exceeded(
+                                        format!("max_stream_duration of {limit:?} exceeded"),
+                                    ))),
+                                }
+                            }
+                        };
+                        resp.map(|r| observed(call, r))
+                    }
+                    .instrument(span),
+                )
             }
         }
     }

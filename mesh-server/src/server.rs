@@ -33,9 +33,11 @@ use tower::{Layer, Service};
 use crate::health::MeshHealth;
 use crate::identity::PeerIdentity;
 use crate::limits::Http2Limits;
+use crate::request::CallTelemetry;
 use crate::request::{AppService, ConnContext, ConnService};
 use crate::stats::ServerStats;
 use crate::status::ServingStatus;
+use mesh_client::telemetry::Telemetry;
 
 /// Why a server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +93,9 @@ pub struct MeshServerBuilder {
     stats: Arc<ServerStats>,
     health: MeshHealth,
     serving: watch::Sender<bool>,
+    telemetry: Option<Telemetry>,
+    /// Names of the added services: A66 records calls to any other as `other`.
+    services: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for MeshServerBuilder {
@@ -118,6 +123,8 @@ impl MeshServer {
             stats: Arc::new(ServerStats::default()),
             health: MeshHealth::new(rx),
             serving,
+            telemetry: None,
+            services: Vec::new(),
         }
     }
 }
@@ -138,6 +145,7 @@ impl MeshServerBuilder {
         S::Future: Send + 'static,
     {
         self.health.register(S::NAME);
+        self.services.push(S::NAME);
         self.routes.add_service(svc);
         self
     }
@@ -178,6 +186,13 @@ impl MeshServerBuilder {
     /// Called on every serving-status change.
     pub fn on_serving_status(mut self, f: impl Fn(&ServingStatus) + Send + Sync + 'static) -> Self {
         self.on_status = Some(Arc::new(f));
+        self
+    }
+
+    /// Metrics (gRFC A66 `grpc.server.*`, RBAC shadow decisions), the handler span and
+    /// trace-context extraction (default: [`Telemetry::global`]).
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
         self
     }
 
@@ -244,6 +259,12 @@ impl MeshServerBuilder {
 
         let mut routes = self.routes;
         routes.add_service(self.health.clone().into_server());
+        let mut services = self.services;
+        services.push(<HealthServer<MeshHealth> as NamedService>::NAME);
+        let telemetry = CallTelemetry {
+            telemetry: self.telemetry.unwrap_or_else(Telemetry::global),
+            services: services.into(),
+        };
         let mut app: AppService = BoxCloneSyncService::new(routes.routes().prepare());
         for layer in self.layers {
             app = layer(app);
@@ -309,6 +330,7 @@ impl MeshServerBuilder {
                     stats: stats.clone(),
                     node_id: node_id.clone(),
                     limits: limits.clone(),
+                    telemetry: telemetry.clone(),
                 },
                 stop_rx.clone(),
             ));
@@ -347,6 +369,7 @@ struct Shared {
     stats: Arc<ServerStats>,
     node_id: Arc<str>,
     limits: Arc<Http2Limits>,
+    telemetry: CallTelemetry,
 }
 
 /// How long a new connection may take to send its first byte (for sniffing TLS vs
@@ -450,6 +473,7 @@ async fn handle_connection(
         shared.node_id.clone(),
     );
     ctx.tls_peer = tls_peer.map(|p| p.map(|p| p.cert));
+    ctx.telemetry = shared.telemetry.clone();
     let drain = generation.drain.subscribe();
     // The connection must not keep its generation alive: replacing the generation drops
     // it, which is what drains this connection.

@@ -9,6 +9,8 @@
 //! 4. Pushes `mtls: STRICT`: every workload has a SPIFFE certificate from mesh-control's dev
 //!    CA (Istio's file layout, read by the bootstrap's `file_watcher` provider); calls then
 //!    run over mTLS and the demo prints the caller's and the callee's identities.
+//! 5. Serves the OpenTelemetry metrics (gRFC A66, A78 and the mesh's own) as Prometheus
+//!    text on `http://127.0.0.1:<port>/metrics` and prints a few lines of it.
 //!
 //! Exits non-zero if a spread is off by more than 5 points or RBAC misbehaves.
 
@@ -118,6 +120,15 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
+    // Metrics: every channel and server of the demo uses the global MeterProvider, here one
+    // feeding a Prometheus registry served on a loopback port.
+    let metrics = mesh_client::telemetry::prometheus::PrometheusMetrics::new()?;
+    opentelemetry::global::set_meter_provider(metrics.meter_provider().clone());
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    let metrics_task = tokio::spawn(metrics.clone().serve(metrics_listener));
+    println!("metrics (Prometheus text) on http://{metrics_addr}/metrics");
+
     // Bind first, so the control plane knows the backends' addresses.
     let mut listeners = Vec::new();
     for _ in 0..3 {
@@ -218,6 +229,8 @@ async fn main() -> anyhow::Result<()> {
         ))?)?;
     let ok4 = mtls_demo(&channel).await;
     let _ = std::fs::remove_dir_all(&certs);
+    let ok5 = metrics_demo(metrics_addr).await;
+    metrics_task.abort();
 
     drop(client);
     drop(channel);
@@ -228,11 +241,13 @@ async fn main() -> anyhow::Result<()> {
     // control plane goes away, so they do not log a reconnect attempt.
     tokio::time::sleep(Duration::from_millis(100)).await;
     cp.shutdown().await;
-    if ok1 && ok2 && ok3 && ok4 {
+    if ok1 && ok2 && ok3 && ok4 && ok5 {
         println!("\ndemo ok");
         Ok(())
     } else {
-        bail!("a spread was off by more than 5 points, or RBAC or mTLS did not behave")
+        bail!(
+            "a spread was off by more than 5 points, or RBAC, mTLS or the metrics endpoint did not behave"
+        )
     }
 }
 
@@ -309,4 +324,53 @@ async fn mtls_demo(channel: &MeshChannel) -> bool {
     }
     println!("  calls never ran over mTLS");
     false
+}
+
+/// Fetches `/metrics` over plain HTTP/1.1 and prints a few lines; true if the A66 and A78
+/// instruments are there.
+async fn metrics_demo(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    println!("\nGET http://{addr}/metrics (a few lines):");
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        Ok::<_, std::io::Error>(text)
+    };
+    let text = match tokio::time::timeout(Duration::from_secs(5), fetch).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            println!("  fetch failed: {e}");
+            return false;
+        }
+        Err(_) => {
+            println!("  fetch timed out");
+            return false;
+        }
+    };
+    let wanted = [
+        "grpc_client_attempt_started",
+        "grpc_client_call_duration_seconds_count",
+        "grpc_server_call_started",
+        "grpc_xds_client_connected",
+        "mesh_xds_client_seconds_since_contact",
+        "mesh_server_rbac_shadow_decisions",
+        "mesh_identity_certificate_seconds_to_expiry",
+    ];
+    let mut shown = 0;
+    for prefix in wanted {
+        // Prefer the greeter's calls, the client's xDS view and the shadow denials.
+        let lines = || text.lines().filter(|l| l.starts_with(prefix));
+        let preferred = ["SayHello", "\"deny\"", "grpc_target=\"xds:///"]
+            .iter()
+            .find_map(|p| lines().find(|l| l.contains(p)));
+        if let Some(line) = preferred.or_else(|| lines().next()) {
+            println!("  {line}");
+            shown += 1;
+        }
+    }
+    shown >= 4
 }

@@ -31,6 +31,7 @@ use super::protocol::{AdsState, ProtocolOptions, ResourceEvent, ResourceEventKin
 use super::resource::{Resource, ResourceType, ValidationContext};
 use super::transport::{self, Backoff};
 use crate::bootstrap::{Bootstrap, ChannelCreds, XdsServer};
+use crate::telemetry::XdsClientStats;
 
 /// The largest DiscoveryResponse accepted (LDS/CDS responses of big meshes exceed tonic's
 /// 4 MiB default).
@@ -140,6 +141,8 @@ struct Inner {
     /// The receiving end, until the ADS task is spawned with it.
     pending_task: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
     runtime: tokio::runtime::Handle,
+    /// What the ADS stream has seen, for the A78 and staleness instruments.
+    stats: Arc<XdsClientStats>,
 }
 
 impl std::fmt::Debug for XdsClient {
@@ -238,6 +241,7 @@ impl XdsClient {
                 commands,
                 pending_task: Mutex::new(Some(receiver)),
                 runtime,
+                stats: Arc::default(),
             }),
         })
     }
@@ -247,6 +251,12 @@ impl XdsClient {
     /// its first configuration should wait out rather than report.
     pub fn heard_from_server(&self) -> bool {
         lock(&self.inner.cache).heard_from_server
+    }
+
+    /// What the ADS stream has seen (connection, updates, last contact): the data of the
+    /// gRFC A78 and staleness instruments ([`crate::telemetry`]).
+    pub fn stats(&self) -> &XdsClientStats {
+        &self.inner.stats
     }
 
     /// The xDS node id, for error messages.
@@ -330,12 +340,17 @@ impl XdsClient {
 
     /// The dependency manager (gRFC A74): the whole configuration tree of one listener.
     pub fn watch_target(&self, listener_name: &str) -> TargetWatch {
+        self.inner
+            .stats
+            .set_target(|| format!("xds:///{listener_name}"));
         deps::spawn(self.clone(), listener_name)
     }
 
     /// The server-side dependency manager (gRFC A36): one server Listener and the route
     /// configurations its filter chains name.
     pub fn watch_server_listener(&self, listener_name: &str) -> super::server_watch::ServerWatch {
+        // gRFC A71/A78: a server's xDS client reports the target "#server".
+        self.inner.stats.set_target(|| "#server".to_string());
         super::server_watch::spawn(self.clone(), listener_name)
     }
 
@@ -350,6 +365,7 @@ impl XdsClient {
                 .with_validation_context(ValidationContext::from_bootstrap(&self.inner.bootstrap)),
             cache: self.inner.cache.clone(),
             commands,
+            stats: self.inner.stats.clone(),
         };
         self.inner.runtime.spawn(task.run());
     }
@@ -715,6 +731,7 @@ struct AdsTask {
     state: AdsState,
     cache: Arc<Mutex<Cache>>,
     commands: mpsc::UnboundedReceiver<Command>,
+    stats: Arc<XdsClientStats>,
 }
 
 /// Now, on tokio's clock (so `tokio::time::pause` drives the timers).
@@ -742,6 +759,7 @@ impl AdsTask {
                     got_response,
                     error,
                 } => {
+                    self.stats.on_stream_failed(got_response);
                     self.state.on_disconnected();
                     if got_response {
                         // A57: not an error (e.g. max connection age); retry at once.
@@ -791,6 +809,11 @@ impl AdsTask {
         let at = SystemTime::now();
         let mut cache = lock(&self.cache);
         for event in events {
+            match &event.kind {
+                ResourceEventKind::Changed(_) => self.stats.on_valid(event.ty),
+                ResourceEventKind::Error(_) => self.stats.on_invalid(event.ty),
+                ResourceEventKind::DoesNotExist => {}
+            }
             cache.apply(event, at);
         }
     }
@@ -850,6 +873,7 @@ impl AdsTask {
                 msg = stream.message() => match msg {
                     Ok(Some(response)) => {
                         got_response = true;
+                        self.stats.on_response();
                         let outcome = self.state.on_response(response, now());
                         send_all(Some(&tx), outcome.requests);
                         self.events(outcome.updates);

@@ -1,0 +1,267 @@
+//! Throughput cost of telemetry: RPS of unary calls over a real loopback
+//! MeshChannel → MeshServer pair (mesh-control ADS in process), with telemetry off
+//! (`Telemetry::disabled()` on both sides) and on (gRFC A66 metrics into a Prometheus
+//! registry, a span per call, per attempt and per server call through
+//! tracing-opentelemetry, W3C trace context on every request). Rounds alternate off/on so
+//! drift hits both; the medians and their ratio are printed. A benchmark, never a test.
+//!
+//! `cargo run -p mesh-benches --bin telemetry-cost -- --seconds 3 --rounds 5 --concurrency 8`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mesh_client::MeshChannel;
+use mesh_client::telemetry::Telemetry;
+use mesh_client::telemetry::prometheus::PrometheusMetrics;
+use mesh_control::{ControlPlane, RunningControlPlane};
+use mesh_server::MeshServer;
+use mesh_tests::server::{inbound_listener, inbound_name, server_bootstrap};
+use mesh_tests::{bootstrap_for, greeter_yaml};
+use opentelemetry::trace::TracerProvider as _;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt};
+use xds_proto::helloworld::HelloRequest;
+use xds_proto::helloworld::greeter_client::GreeterClient;
+use xds_proto::helloworld::greeter_server::GreeterServer;
+use xds_proto::type_url;
+
+#[derive(Parser)]
+struct Args {
+    /// Seconds per round.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    /// Rounds per mode (off, on, off, on, ...).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Concurrent callers.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// No tracing-opentelemetry layer: measure the metrics alone.
+    #[arg(long)]
+    no_spans: bool,
+    /// Also time the telemetry hooks alone (no network), per call.
+    #[arg(long)]
+    micro: bool,
+}
+
+/// CPU µs per call of the client and server hooks alone: start, one attempt, response
+/// observed to its end; the server likewise.
+fn micro(telemetry: &Telemetry, n: u32) -> (f64, f64) {
+    use mesh_client::telemetry::{ClientCall, ServerCall};
+    let headers = http::HeaderMap::new();
+    let resp = || {
+        let mut r = http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
+        r.headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("0"));
+        r
+    };
+    let start = Instant::now();
+    for _ in 0..n {
+        let call = ClientCall::start(
+            telemetry,
+            "xds:///greeter.default:8080",
+            "/helloworld.Greeter/SayHello",
+        );
+        let mut h = headers.clone();
+        let attempt = call.attempt(&mut h);
+        attempt.set_endpoint(([127, 0, 0, 1], 8080).into());
+        drop(attempt.observe(&call, resp()));
+    }
+    let client = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let call = ServerCall::start(telemetry, "/helloworld.Greeter/SayHello", &headers, true);
+        drop(call.observe(resp()));
+    }
+    let server = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    (client, server)
+}
+
+/// A control plane, a MeshServer greeter and a MeshChannel, all with one telemetry.
+async fn mesh(
+    telemetry: Telemetry,
+    id: &str,
+) -> anyhow::Result<(RunningControlPlane, MeshChannel)> {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = tcp.local_addr()?;
+    let snapshot =
+        mesh_control::translate(&mesh_control::MeshConfig::from_yaml(&greeter_yaml(&[
+            addr,
+        ]))?)?;
+    let control = ControlPlane::raw(snapshot.resources.clone());
+    let mut listeners: Vec<_> = snapshot.of_type(type_url::LISTENER).to_vec();
+    listeners.retain(|(n, _)| !n.starts_with("xds.istio.io/"));
+    listeners.push((
+        inbound_name(addr),
+        inbound_listener(addr, "inbound", vec![]),
+    ));
+    control.set_resources(type_url::LISTENER, listeners);
+    let cp = control.listen(([127, 0, 0, 1], 0).into()).await?;
+    let (tx, mut serving) = tokio::sync::watch::channel(false);
+    let server = MeshServer::builder()
+        .with_bootstrap(server_bootstrap(
+            cp.local_addr(),
+            &format!("srv-{id}"),
+            false,
+        ))
+        .with_telemetry(telemetry.clone())
+        .on_serving_status(move |s| {
+            tx.send_replace(s.is_serving());
+        })
+        .add_service(GreeterServer::new(mesh_examples::NamedGreeter {
+            id: id.to_string(),
+        }));
+    tokio::spawn(async move {
+        let _ = server
+            .serve_with_incoming_shutdown(tcp, std::future::pending())
+            .await;
+    });
+    tokio::time::timeout(Duration::from_secs(10), serving.wait_for(|s| *s)).await??;
+    let channel = MeshChannel::builder("xds:///greeter.default:8080")
+        .with_bootstrap(bootstrap_for(cp.local_addr(), &format!("cli-{id}")))
+        .with_telemetry(telemetry)
+        .connect()
+        .await?;
+    Ok((cp, channel))
+}
+
+/// This process's CPU time (user + system) in seconds, from /proc (Linux); 0 elsewhere.
+/// Per-call CPU cost is steadier than wall-clock RPS on a machine shared with builds.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Calls for `seconds` with `concurrency` callers; returns (RPS, CPU µs per call).
+async fn round(
+    channel: &MeshChannel,
+    seconds: u64,
+    concurrency: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let mut client = GreeterClient::new(channel.clone());
+        let (done, failed, stop) = (done.clone(), failed.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let call = client.say_hello(HelloRequest {
+                    name: "bench".into(),
+                });
+                let call = tracing::Instrument::instrument(call, tracing::info_span!("bench.app"));
+                match call.await {
+                    Ok(_) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    let start = Instant::now();
+    let cpu = cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    let failed = failed.load(Ordering::Relaxed);
+    anyhow::ensure!(failed == 0, "{failed} calls failed");
+    let done = done.load(Ordering::Relaxed) as f64;
+    Ok((done / elapsed, 1e6 * cpu / done.max(1.0)))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // Spans of the mesh (and the benchmark's application span) go to an SDK tracer
+    // through tracing-opentelemetry: sampled and built, then dropped (no exporter).
+    let tracer = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let ours = tracing_subscriber::filter::filter_fn(|m| {
+        m.target().starts_with("mesh_") || m.target().starts_with("telemetry_cost")
+    });
+    if !args.no_spans {
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer.tracer("bench"))
+                    .with_filter(ours),
+            ),
+        )?;
+    }
+    let prometheus = PrometheusMetrics::new()?;
+    if args.micro {
+        for (name, t) in [
+            ("off", Telemetry::disabled()),
+            (
+                "on, no-op MeterProvider",
+                Telemetry::new(&opentelemetry::metrics::noop::NoopMeterProvider::new()),
+            ),
+            ("on", Telemetry::new(prometheus.meter_provider())),
+        ] {
+            let (c, s) = micro(&t, 100_000);
+            println!("hooks alone, telemetry {name}: client {c:.2} µs/call, server {s:.2} µs/call");
+        }
+    }
+    let (_cp_off, off) = mesh(Telemetry::disabled(), "off").await?;
+    let (_cp_on, on) = mesh(Telemetry::new(prometheus.meter_provider()), "on").await?;
+
+    // Warm up both (connections, allocator, caches).
+    round(&off, 1, args.concurrency).await?;
+    round(&on, 1, args.concurrency).await?;
+    let (mut rps_off, mut rps_on, mut cpu_off, mut cpu_on) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..args.rounds {
+        let (a, ca) = round(&off, args.seconds, args.concurrency).await?;
+        let (b, cb) = round(&on, args.seconds, args.concurrency).await?;
+        println!(
+            "round {}: off {a:>8.0} RPS {ca:>6.1} µs CPU/call   on {b:>8.0} RPS {cb:>6.1} µs CPU/call",
+            i + 1
+        );
+        rps_off.push(a);
+        rps_on.push(b);
+        cpu_off.push(ca);
+        cpu_on.push(cb);
+    }
+    let (off_m, on_m) = (median(rps_off), median(rps_on));
+    let (coff, con) = (median(cpu_off), median(cpu_on));
+    println!(
+        "median RPS: off {off_m:.0}, on {on_m:.0}; on/off = {:.3} (throughput cost {:.1} %)",
+        on_m / off_m,
+        100.0 * (1.0 - on_m / off_m)
+    );
+    println!(
+        "median CPU per call: off {coff:.1} µs, on {con:.1} µs (CPU cost {:.1} %)",
+        100.0 * (con / coff - 1.0)
+    );
+    let text = prometheus.encode();
+    if let Some(line) = text
+        .lines()
+        .find(|l| l.starts_with("grpc_client_attempt_started_total"))
+    {
+        println!("(telemetry on recorded: {line})");
+    }
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! Client-side call and attempt tracers (gRFC A66's `CallTracer` / `CallAttemptTracer`):
+//! one `tracing` span per call and per attempt with OpenTelemetry's RPC attributes, W3C
+//! trace context injected per attempt, and the `grpc.client.*` instruments.
+//!
+//! The channel calls, in order: [`ClientCall::start`] (before anything else),
+//! [`ClientCall::count_sent`] on the request body, [`ClientCall::attempt`] for each
+//! attempt (it injects `traceparent`), [`ClientAttempt::set_endpoint`] once picked, then
+//! either [`ClientAttempt::observe`] on the response (its body reports the status and
+//! finishes attempt and call) or [`ClientAttempt::finish`] on failure; the
+//! [`ClientCall::instrument`]ed future finishes the call with the error's status.
+//!
+//! Known gaps: the first attempt starts after the channel's first pick (A66 counts the pick
+//! in the attempt), a call that fails its pick records no attempt, and a replayed request
+//! body is counted once (a transparent retry's attempt reports 0 sent bytes).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use http::{HeaderMap, Response};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TraceContextExt;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::body::{BodyOutcome, CountedBody, ObservedBody};
+use super::metrics::{Instruments, Telemetry, labels};
+use super::{propagation, split_path, status_name};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+struct CallInner {
+    instruments: Arc<Instruments>,
+    span: tracing::Span,
+    start: Instant,
+    /// `grpc.method`, `grpc.target`.
+    attrs: [KeyValue; 2],
+    /// Request message bytes read from the body so far (all attempts).
+    sent: Arc<AtomicU64>,
+    attempts: AtomicU32,
+    finished: AtomicBool,
+}
+
+/// The telemetry of one client call. Cheap to clone (clones share the call); a no-op when
+/// telemetry is disabled.
+#[derive(Clone, Default)]
+pub struct ClientCall {
+    inner: Option<Arc<CallInner>>,
+}
+
+impl std::fmt::Debug for ClientCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCall")
+            .field("enabled", &self.inner.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// OpenTelemetry span status for a client: every non-OK code is an error.
+fn client_error(code: tonic::Code) -> bool {
+    code != tonic::Code::Ok
+}
+
+fn status_of(e: &BoxError) -> tonic::Code {
+    e.downcast_ref::<tonic::Status>()
+        .map(tonic::Status::code)
+        .unwrap_or(tonic::Code::Unknown)
+}
+
+impl ClientCall {
+    /// Starts a call to `path` (`/pkg.Service/Method`) on the channel to `target`. The call
+    /// span's parent is the current `tracing` span (the application's).
+    pub fn start(telemetry: &Telemetry, target: &str, path: &str) -> ClientCall {
+        let Some(instruments) = &telemetry.inner else {
+            return ClientCall::default();
+        };
+        let (service, method) = split_path(path).unwrap_or(("", ""));
+        let full = path.strip_prefix('/').unwrap_or(path);
+        let span = tracing::info_span!(
+            "grpc.client",
+            otel.name = full,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = Empty,
+            grpc.target = target,
+        );
+        let method_label = if service.is_empty() { "other" } else { full };
+        ClientCall {
+            inner: Some(Arc::new(CallInner {
+                instruments: instruments.clone(),
+                span,
+                start: Instant::now(),
+                attrs: [
+                    instruments.methods.get(method_label),
+                    instruments.targets.get(target),
+                ],
+                sent: Arc::new(AtomicU64::new(0)),
+                attempts: AtomicU32::new(0),
+                finished: AtomicBool::new(false),
+            })),
+        }
+    }
+
+    /// The call's span (disabled when telemetry is).
+    pub fn span(&self) -> tracing::Span {
+        self.inner
+            .as_ref()
+            .map(|i| i.span.clone())
+            .unwrap_or_else(tracing::Span::none)
+    }
+
+    /// Wraps the request body to count its message bytes (A66 `sent_total_...`).
+    pub fn count_sent<B>(&self, body: B) -> CountedBody<B> {
+        CountedBody::new(body, self.inner.as_ref().map(|i| i.sent.clone()))
+    }
+
+    /// Starts an attempt: counts `grpc.client.attempt.started`, opens the attempt span
+    /// (child of the call span) and injects its trace context into `headers`.
+    pub fn attempt(&self, headers: &mut HeaderMap) -> ClientAttempt {
+        let Some(call) = &self.inner else {
+            return ClientAttempt { inner: None };
+        };
+        let n = call.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+        call.instruments.client_attempt_started.add(1, &call.attrs);
+        let span = tracing::info_span!(
+            parent: &call.span,
+            "grpc.client.attempt",
+            otel.name = call.attrs[0].value.as_str().as_ref(),
+            otel.kind = "client",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.grpc.status_code = Empty,
+            server.address = Empty,
+            server.port = Empty,
+            mesh.attempt = n,
+            mesh.route = Empty,
+            mesh.cluster = Empty,
+            mesh.endpoint = Empty,
+            mesh.peer_identity = Empty,
+        );
+        let mut cx = span.context();
+        if !cx.span().span_context().is_valid() {
+            // No tracing-opentelemetry layer: propagate the application's own OTel context.
+            cx = opentelemetry::Context::current();
+        }
+        propagation::inject(&cx, headers);
+        ClientAttempt {
+            inner: Some(AttemptInner {
+                call: call.clone(),
+                span,
+                start: Instant::now(),
+                sent_before: call.sent.load(Ordering::Relaxed),
+            }),
+        }
+    }
+
+    /// Ends the call with `code` (`grpc.client.call.duration`); later calls are ignored.
+    pub fn finish(&self, code: tonic::Code) {
+        let Some(call) = &self.inner else { return };
+        if call.finished.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let [m, t] = &call.attrs;
+        call.instruments.client_call_duration.record(
+            call.start.elapsed().as_secs_f64(),
+            &[
+                m.clone(),
+                t.clone(),
+                KeyValue::new(labels::STATUS, status_name(code)),
+            ],
+        );
+        call.span.record("rpc.grpc.status_code", code as i64);
+        if client_error(code) {
+            call.span.record("otel.status_code", "ERROR");
+        }
+    }
+
+    /// Runs the call's future inside its span; an error ends the call with its status (a
+    /// response ends it when its body does).
+    pub fn instrument<T: Send + 'static>(
+        self,
+        fut: Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>,
+    ) -> Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>> {
+        let Some(span) = self.inner.as_ref().map(|i| i.span.clone()) else {
+            return fut;
+        };
+        Box::pin(
+            async move {
+                let out = fut.await;
+                if let Err(e) = &out {
+                    self.finish(status_of(e));
+                }
+                out
+            }
+            .instrument(span),
+        )
+    }
+}
+
+struct AttemptInner {
+    call: Arc<CallInner>,
+    span: tracing::Span,
+    start: Instant,
+    sent_before: u64,
+}
+
+/// The telemetry of one attempt of a call. Dropped unfinished, it records `CANCELLED`.
+#[derive(Default)]
+pub struct ClientAttempt {
+    inner: Option<AttemptInner>,
+}
+
+impl std::fmt::Debug for ClientAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAttempt")
+            .field("enabled", &self.inner.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientAttempt {
+    /// The endpoint picked for this attempt (`server.address`, `server.port`,
+    /// `mesh.endpoint`).
+    pub fn set_endpoint(&self, addr: SocketAddr) {
+        // Formatting costs: only for a span someone records.
+        if let Some(a) = self.inner.as_ref().filter(|a| !a.span.is_disabled()) {
+            a.span.record("server.address", addr.ip().to_string());
+            a.span.record("server.port", addr.port());
+            a.span.record("mesh.endpoint", addr.to_string());
+        }
+    }
+
+    /// The route and cluster chosen for this attempt (`mesh.route`, `mesh.cluster`).
+    pub fn set_route(&self, route: &str, cluster: &str) {
+        if let Some(a) = &self.inner {
+            a.span.record("mesh.route", route);
+            a.span.record("mesh.cluster", cluster);
+        }
+    }
+
+    /// The verified identity (SPIFFE ID) of the server (`mesh.peer_identity`).
+    pub fn set_peer_identity(&self, identity: &str) {
+        if let Some(a) = &self.inner {
+            a.span.record("mesh.peer_identity", identity);
+        }
+    }
+
+    /// The attempt's span (disabled when telemetry is).
+    pub fn span(&self) -> tracing::Span {
+        self.inner
+            .as_ref()
+            .map(|a| a.span.clone())
+            .unwrap_or_else(tracing::Span::none)
+    }
+
+    /// Ends the attempt: `grpc.client.attempt.duration` and the two size histograms.
+    pub fn finish(mut self, code: tonic::Code, rcvd_bytes: u64) {
+        self.end(code, rcvd_bytes);
+    }
+
+    fn end(&mut self, code: tonic::Code, rcvd_bytes: u64) {
+        let Some(a) = self.inner.take() else { return };
+        let [m, t] = &a.call.attrs;
+        let attrs = [
+            m.clone(),
+            t.clone(),
+            KeyValue::new(labels::STATUS, status_name(code)),
+        ];
+        let i = &a.call.instruments;
+        i.client_attempt_duration
+            .record(a.start.elapsed().as_secs_f64(), &attrs);
+        let sent = a
+            .call
+            .sent
+            .load(Ordering::Relaxed)
+            .saturating_sub(a.sent_before);
+        i.client_attempt_sent.record(sent, &attrs);
+        i.client_attempt_rcvd.record(rcvd_bytes, &attrs);
+        a.span.record("rpc.grpc.status_code", code as i64);
+        if client_error(code) {
+            a.span.record("otel.status_code", "ERROR");
+        }
+    }
+
+    /// Observes the response: when its body ends (or is dropped) the attempt and `call`
+    /// finish with its status.
+    pub fn observe<B>(self, call: &ClientCall, resp: Response<B>) -> Response<ObservedBody<B>> {
+        if self.inner.is_none() {
+            return resp.map(ObservedBody::unobserved);
+        }
+        let (parts, body) = resp.into_parts();
+        let call = call.clone();
+        let mut attempt = self;
+        let body = ObservedBody::new(body, parts.status, &parts.headers, move |o: BodyOutcome| {
+            attempt.end(o.code, o.message_bytes);
+            call.finish(o.code);
+        });
+        Response::from_parts(parts, body)
+    }
+}
+
+impl Drop for ClientAttempt {
+    fn drop(&mut self) {
+        self.end(tonic::Code::Cancelled, 0);
+    }
+}

@@ -1,0 +1,162 @@
+//! Server-side call tracer (gRFC A66's `ServerCallTracer`): the handler span as a child of
+//! the caller's remote span (W3C or B3 trace context), the `grpc.server.*` instruments,
+//! and baggage handed on to the handler as an `opentelemetry::Context`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use http::{HeaderMap, Response};
+use opentelemetry::KeyValue;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::body::{BodyOutcome, CountedBody, ObservedBody};
+use super::metrics::{Instruments, Telemetry, labels};
+use super::{propagation, split_path, status_name};
+
+struct ServerInner {
+    instruments: Arc<Instruments>,
+    span: tracing::Span,
+    start: Instant,
+    method: KeyValue,
+    rcvd: Arc<AtomicU64>,
+    remote: opentelemetry::Context,
+}
+
+/// The telemetry of one server call; a no-op when telemetry is disabled.
+#[derive(Default)]
+pub struct ServerCall {
+    inner: Option<ServerInner>,
+}
+
+impl std::fmt::Debug for ServerCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCall")
+            .field("enabled", &self.inner.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// OpenTelemetry's RPC conventions: on a server only these codes make the span an error.
+fn server_error(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Unknown | DeadlineExceeded | Unimplemented | Internal | Unavailable | DataLoss
+    )
+}
+
+impl ServerCall {
+    /// Starts a call for a request to `path` with `headers`, counted in
+    /// `grpc.server.call.started`. `registered`: whether the server has the service (A66
+    /// records other methods as `other`, so arbitrary paths cannot blow up cardinality).
+    pub fn start(
+        telemetry: &Telemetry,
+        path: &str,
+        headers: &HeaderMap,
+        registered: bool,
+    ) -> ServerCall {
+        let Some(instruments) = &telemetry.inner else {
+            return ServerCall::default();
+        };
+        let (service, method) = match split_path(path) {
+            Some(sm) if registered => sm,
+            _ => ("other", "other"),
+        };
+        let full = if service == "other" {
+            "other"
+        } else {
+            path.strip_prefix('/').unwrap_or(path)
+        };
+        let span = tracing::info_span!(
+            parent: None,
+            "grpc.server",
+            otel.name = full,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = Empty,
+            mesh.peer_identity = Empty,
+            client.address = Empty,
+        );
+        let remote = propagation::extract(headers);
+        // Only fails when no OpenTelemetry layer is installed; then there is nothing to link.
+        let _ = span.set_parent(remote.clone());
+        let method = instruments.methods.get(full);
+        instruments
+            .server_call_started
+            .add(1, std::slice::from_ref(&method));
+        ServerCall {
+            inner: Some(ServerInner {
+                instruments: instruments.clone(),
+                span,
+                start: Instant::now(),
+                method,
+                rcvd: Arc::new(AtomicU64::new(0)),
+                remote,
+            }),
+        }
+    }
+
+    /// Whether anything is recorded.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The handler span (disabled when telemetry is): run the handler inside it.
+    pub fn span(&self) -> tracing::Span {
+        self.inner
+            .as_ref()
+            .map(|i| i.span.clone())
+            .unwrap_or_else(tracing::Span::none)
+    }
+
+    /// The caller's trace context and baggage, for the handler's request extensions.
+    pub fn remote_context(&self) -> Option<opentelemetry::Context> {
+        self.inner.as_ref().map(|i| i.remote.clone())
+    }
+
+    /// The caller's verified identity and address on the span.
+    pub fn set_peer(&self, identity: Option<&str>, addr: std::net::SocketAddr) {
+        if let Some(i) = self.inner.as_ref().filter(|i| !i.span.is_disabled()) {
+            if let Some(id) = identity {
+                i.span.record("mesh.peer_identity", id);
+            }
+            i.span.record("client.address", addr.ip().to_string());
+        }
+    }
+
+    /// Wraps the request body to count its message bytes (A66 `rcvd_total_...`).
+    pub fn count_rcvd<B>(&self, body: B) -> CountedBody<B> {
+        CountedBody::new(body, self.inner.as_ref().map(|i| i.rcvd.clone()))
+    }
+
+    /// Observes the response: when its body ends (or is dropped) the call is recorded
+    /// with the status it carried.
+    pub fn observe<B>(self, resp: Response<B>) -> Response<ObservedBody<B>> {
+        let Some(inner) = self.inner else {
+            return resp.map(ObservedBody::unobserved);
+        };
+        let (parts, body) = resp.into_parts();
+        let body = ObservedBody::new(body, parts.status, &parts.headers, move |o: BodyOutcome| {
+            let attrs = [
+                inner.method.clone(),
+                KeyValue::new(labels::STATUS, status_name(o.code)),
+            ];
+            let i = &inner.instruments;
+            i.server_call_duration
+                .record(inner.start.elapsed().as_secs_f64(), &attrs);
+            i.server_call_sent.record(o.message_bytes, &attrs);
+            i.server_call_rcvd
+                .record(inner.rcvd.load(Ordering::Relaxed), &attrs);
+            inner.span.record("rpc.grpc.status_code", o.code as i64);
+            if server_error(o.code) {
+                inner.span.record("otel.status_code", "ERROR");
+            }
+        });
+        Response::from_parts(parts, body)
+    }
+}
