@@ -8,7 +8,10 @@ use mesh_tests::*;
 use xds_proto::helloworld::HelloRequest;
 use xds_proto::helloworld::greeter_client::GreeterClient;
 
-fn ring_hash_yaml(ports: &[u16]) -> String {
+/// Raw Envoy resources (proto-JSON YAML) for `{name}.default:9090`: one route to one EDS
+/// cluster over `ports`; `route` is the route action's extra fields and `cluster` the
+/// cluster's, each pre-indented.
+fn lb_yaml(name: &str, route: &str, cluster: &str, ports: &[u16]) -> String {
     let eps: String = ports
         .iter()
         .map(|p| {
@@ -20,38 +23,40 @@ fn ring_hash_yaml(ports: &[u16]) -> String {
     format!(
         r#"resources:
   - "@type": type.googleapis.com/envoy.config.listener.v3.Listener
-    name: rh.default:9090
+    name: {name}.default:9090
     apiListener:
       apiListener:
         "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-        rds: {{ configSource: {{ ads: {{}} }}, routeConfigName: rh-route }}
+        rds: {{ configSource: {{ ads: {{}} }}, routeConfigName: {name}-route }}
         httpFilters:
           - name: envoy.filters.http.router
             typedConfig: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
   - "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
-    name: rh-route
+    name: {name}-route
     virtualHosts:
-      - name: rh
+      - name: {name}
         domains: ["*"]
         routes:
           - match: {{ prefix: "" }}
             route:
-              cluster: rh-cluster
-              hashPolicy:
-                - header: {{ headerName: x-user }}
-  - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
-    name: rh-cluster
+              cluster: {name}-cluster
+{route}  - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+    name: {name}-cluster
     type: EDS
-    lbPolicy: RING_HASH
     edsClusterConfig: {{ edsConfig: {{ ads: {{}} }} }}
-  - "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
-    clusterName: rh-cluster
+{cluster}  - "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
+    clusterName: {name}-cluster
     endpoints:
       - locality: {{ region: r1 }}
         loadBalancingWeight: 1
         lbEndpoints:
 {eps}"#
     )
+}
+
+fn ring_hash_yaml(ports: &[u16]) -> String {
+    let route = "              hashPolicy:\n                - header: { headerName: x-user }\n";
+    lb_yaml("rh", route, "    lbPolicy: RING_HASH\n", ports)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,38 +109,7 @@ async fn ring_hash_keeps_each_user_on_one_backend() {
 }
 
 fn wrr_yaml(ports: &[u16]) -> String {
-    let eps: String = ports
-        .iter()
-        .map(|p| {
-            format!(
-                "          - endpoint: {{ address: {{ socketAddress: {{ address: 127.0.0.1, portValue: {p} }} }} }}\n"
-            )
-        })
-        .collect();
-    format!(
-        r#"resources:
-  - "@type": type.googleapis.com/envoy.config.listener.v3.Listener
-    name: wrr.default:9090
-    apiListener:
-      apiListener:
-        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-        rds: {{ configSource: {{ ads: {{}} }}, routeConfigName: wrr-route }}
-        httpFilters:
-          - name: envoy.filters.http.router
-            typedConfig: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  - "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
-    name: wrr-route
-    virtualHosts:
-      - name: wrr
-        domains: ["*"]
-        routes:
-          - match: {{ prefix: "" }}
-            route: {{ cluster: wrr-cluster }}
-  - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
-    name: wrr-cluster
-    type: EDS
-    edsClusterConfig: {{ edsConfig: {{ ads: {{}} }} }}
-    loadBalancingPolicy:
+    let cluster = r#"    loadBalancingPolicy:
       policies:
         - typedExtensionConfig:
             name: envoy.load_balancing_policies.wrr_locality
@@ -149,14 +123,8 @@ fn wrr_yaml(ports: &[u16]) -> String {
                         "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin
                         blackoutPeriod: 0s
                         weightUpdatePeriod: 0.1s
-  - "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
-    clusterName: wrr-cluster
-    endpoints:
-      - locality: {{ region: r1 }}
-        loadBalancingWeight: 1
-        lbEndpoints:
-{eps}"#
-    )
+"#;
+    lb_yaml("wrr", "", cluster, ports)
 }
 
 /// gRFC A58: the three backends report the same qps at CPU 0.1, 0.2 and 0.4 in their ORCA
