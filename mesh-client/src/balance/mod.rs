@@ -11,6 +11,13 @@
 //! [`outlier`]), each endpoint also carries its address's ejection flag: an ejected endpoint
 //! reads as TRANSIENT_FAILURE to every picker, and the guard of a pick counts the call.
 //!
+//! Aggregate clusters (gRFC A37, A75, [`ClusterPool::aggregate`]) concatenate their leaf
+//! clusters' priorities; each priority keeps its leaf's picker, so the leaf's LB policy and
+//! outlier detection apply within it, and a LOGICAL_DNS leaf's single priority picks the
+//! first ready address in resolver order (`pick_first`). Unlike gRPC's pick_first, every
+//! resolved address is connected at once and the first *ready* one in order wins, so an
+//! earlier address that becomes ready later takes the traffic back.
+//!
 //! Deviation from gRPC's tree: gRPC runs `weighted_target` over localities and one child
 //! policy per locality. We flatten a priority's localities into one endpoint list:
 //! round robin gets weights `locality_weight × endpoint_weight / locality's endpoint weight
@@ -63,10 +70,14 @@ enum Outcome<'a> {
 #[derive(Debug)]
 enum Picker {
     RoundRobin(round_robin::RoundRobin),
-    LeastRequest { choice_count: u32 },
+    LeastRequest {
+        choice_count: u32,
+    },
     RingHash(ring_hash::Ring),
     PeakEwma,
     Wrr(wrr::Wrr),
+    /// gRFC A37: a LOGICAL_DNS priority picks the first ready address, in resolver order.
+    PickFirst,
 }
 
 /// One priority level's endpoints and its picker.
@@ -136,6 +147,8 @@ pub struct ClusterPool {
     priorities: Vec<PriorityPool>,
     /// gRFC A50: the cluster's detector, kept alive (and its timer running) by its pools.
     outlier: Option<Arc<OutlierDetector>>,
+    /// gRFC A75: an aggregate pool keeps its leaf clusters' detectors alive.
+    leaf_outliers: Vec<Arc<OutlierDetector>>,
 }
 
 /// Why no endpoint could be picked.
@@ -255,6 +268,7 @@ impl ClusterPool {
                         ))
                     }
                     LbPolicy::WeightedRoundRobin(params) => Picker::Wrr(wrr::Wrr::new(*params)),
+                    LbPolicy::PickFirst => Picker::PickFirst,
                     LbPolicy::PeakEwma { decay, default_rtt } => {
                         for m in &members {
                             m.conn.load().configure_ewma(*decay, *default_rtt);
@@ -279,6 +293,29 @@ impl ClusterPool {
             policy: policy.clone(),
             priorities,
             outlier: None,
+            leaf_outliers: Vec::new(),
+        }
+    }
+
+    /// The pool of an aggregate cluster (gRFC A37, A75): the `leaves`' priorities
+    /// concatenated in order, each priority keeping the picker of the leaf it came from
+    /// (its LB policy, its outlier detection). A pick takes the first priority with a ready
+    /// endpoint, so traffic fails over from one leaf cluster to the next. `policy` is only
+    /// reported by [`Self::policy`] (A75 ignores the aggregate's own policy).
+    pub fn aggregate(name: &str, policy: &LbPolicy, leaves: Vec<ClusterPool>) -> Self {
+        let mut priorities = Vec::new();
+        let mut leaf_outliers = Vec::new();
+        for leaf in leaves {
+            priorities.extend(leaf.priorities);
+            leaf_outliers.extend(leaf.outlier);
+            leaf_outliers.extend(leaf.leaf_outliers);
+        }
+        ClusterPool {
+            name: name.into(),
+            policy: policy.clone(),
+            priorities,
+            outlier: None,
+            leaf_outliers,
         }
     }
 
@@ -329,6 +366,7 @@ impl ClusterPool {
                 Picker::PeakEwma => p2c_ewma::pick(eps, now, rng).into(),
                 Picker::Wrr(w) => w.pick(eps, now).into(),
                 Picker::RingHash(ring) => ring.pick(eps, ctx.hash, ctx.headers, rng),
+                Picker::PickFirst => eps.iter().find(|e| e.is_ready()).into(),
             };
             match outcome {
                 Outcome::Picked(ep) => return Ok(ep),

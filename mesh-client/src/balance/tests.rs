@@ -523,3 +523,51 @@ async fn ejected_endpoints_are_skipped_by_every_policy() {
         }
     }
 }
+
+/// gRFC A37/A75: an aggregate pool is its leaves' priorities in order, each picking with
+/// its own leaf's policy: round robin over the EDS leaf, the first ready address of the
+/// LOGICAL_DNS leaf (pick_first); the DNS leaf takes over only when the EDS leaf has no
+/// ready endpoint, and gives the traffic back when one returns.
+#[test]
+fn aggregate_pool_concatenates_leaf_priorities_with_their_own_policies() {
+    let eds = ClusterPool::from_priorities(
+        "eds",
+        &LbPolicy::RoundRobin,
+        vec![vec![member(0, 1), member(1, 1)]],
+    );
+    let dns = ClusterPool::from_priorities(
+        "dns",
+        &LbPolicy::PickFirst,
+        vec![vec![member(2, 1), member(3, 1), member(4, 1)]],
+    );
+    let agg = ClusterPool::aggregate("agg", &LbPolicy::RoundRobin, vec![eds, dns]);
+    assert_eq!(agg.name(), "agg");
+    assert_eq!(agg.endpoints().count(), 5);
+    let picks = |n: usize| {
+        let mut counts = [0usize; 5];
+        for _ in 0..n {
+            if let Ok(ep) = agg.pick(&PickContext::default()) {
+                counts[index_of(&agg, ep)] += 1;
+            }
+        }
+        counts
+    };
+    let healthy = picks(1000);
+    println!("aggregate, EDS healthy, 1000 picks: {healthy:?}");
+    assert_eq!(healthy, [500, 500, 0, 0, 0]);
+
+    let eps: Vec<&PoolEndpoint> = agg.endpoints().collect();
+    eps[0].test_set_state(ConnectivityState::TransientFailure);
+    eps[1].test_set_state(ConnectivityState::Connecting);
+    eps[2].test_set_state(ConnectivityState::TransientFailure);
+    let failed_over = picks(1000);
+    println!("aggregate, EDS down, first DNS address down, 1000 picks: {failed_over:?}");
+    assert_eq!(
+        failed_over,
+        [0, 0, 0, 1000, 0],
+        "pick_first: the first ready address"
+    );
+
+    eps[1].test_set_state(ConnectivityState::Ready);
+    assert_eq!(picks(100), [0, 100, 0, 0, 0], "back to the EDS leaf");
+}
