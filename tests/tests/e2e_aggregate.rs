@@ -175,23 +175,31 @@ async fn aggregate_fails_over_from_eds_to_logical_dns_and_back() {
     let eds = ["backend-1", "backend-2"];
     let dns = ["dns-backend"];
 
-    // 1. The EDS cluster (priority 0 of the aggregate) takes everything.
+    // 1. The EDS cluster (priority 0 of the aggregate) takes everything. Right after
+    // connect, an RPC may go to the DNS leaf if its connection is ready before the EDS
+    // ones (no A56 failover timer holds a CONNECTING priority), so wait until both EDS
+    // backends have answered before counting.
+    let warmup = until_served_by(&mut client, &["backend-1"]).await
+        + until_served_by(&mut client, &["backend-2"]).await;
+    println!("aggregate e2e: {warmup} warm-up RPC(s) until both EDS backends answered");
     let c = count(&mut client, n).await;
     assert_only("EDS healthy", &c, &eds, n);
     assert!(
-        c.get("backend-1").is_some() && c.get("backend-2").is_some(),
+        c.contains_key("backend-1") && c.contains_key("backend-2"),
         "round robin within the EDS leaf: {c:?}"
     );
 
     // 2. EDS with no endpoints: failover to the LOGICAL_DNS leaf.
-    cp.set_resources(CLUSTER_LOAD_ASSIGNMENT, primary_cla(&[]));
+    cp.control()
+        .set_resources(CLUSTER_LOAD_ASSIGNMENT, primary_cla(&[]));
     let probes = until_served_by(&mut client, &dns).await;
     let c = count(&mut client, n).await;
     println!("aggregate e2e: DNS took over after {probes} probe RPC(s)");
     assert_only("EDS empty", &c, &dns, n);
 
     // 3. The endpoints return: back to the primary.
-    cp.set_resources(CLUSTER_LOAD_ASSIGNMENT, primary_cla(&primary_ports));
+    cp.control()
+        .set_resources(CLUSTER_LOAD_ASSIGNMENT, primary_cla(&primary_ports));
     let probes = until_served_by(&mut client, &eds).await;
     let c = count(&mut client, n).await;
     println!("aggregate e2e: EDS took back after {probes} probe RPC(s)");
