@@ -16,7 +16,11 @@
 //! outlier detection apply within it, and a LOGICAL_DNS leaf's single priority picks the
 //! first ready address in resolver order (`pick_first`). Unlike gRPC's pick_first, every
 //! resolved address is connected at once and the first *ready* one in order wins, so an
-//! earlier address that becomes ready later takes the traffic back.
+//! earlier address that becomes ready later takes the traffic back. A priority that is
+//! still CONNECTING does not hold traffic (there is no A56 failover timer): right after a
+//! channel starts, the first RPCs may go to a lower priority whose connection was ready
+//! first. Each endpoint knows whether its own priority runs WRR
+//! ([`PoolEndpoint::wrr_penalty`]), so ORCA reports can be read per leaf of an aggregate.
 //!
 //! Deviation from gRPC's tree: gRPC runs `weighted_target` over localities and one child
 //! policy per locality. We flatten a priority's localities into one endpoint list:
@@ -94,6 +98,9 @@ struct PriorityPool {
 pub struct PoolEndpoint {
     conn: EndpointConnection,
     outlier: Option<Arc<outlier::AddressOutlier>>,
+    /// gRFC A58: the `error_utilization_penalty` of the WRR policy picking this endpoint;
+    /// `None` under any other policy.
+    wrr_penalty: Option<f32>,
 }
 
 impl std::ops::Deref for PoolEndpoint {
@@ -108,6 +115,13 @@ impl PoolEndpoint {
     /// The connection.
     pub fn connection(&self) -> &EndpointConnection {
         &self.conn
+    }
+
+    /// The `error_utilization_penalty` when the endpoint's own priority picks with client-side
+    /// WRR (gRFC A58), i.e. when its calls' ORCA reports should be read. Unlike
+    /// [`ClusterPool::policy`], this is right for each leaf of an aggregate cluster (A75).
+    pub fn wrr_penalty(&self) -> Option<f32> {
+        self.wrr_penalty
     }
 
     /// Whether outlier detection has ejected the address (gRFC A50).
@@ -282,6 +296,12 @@ impl ClusterPool {
                         .map(|m| PoolEndpoint {
                             conn: m.conn,
                             outlier: m.outlier,
+                            wrr_penalty: match policy {
+                                LbPolicy::WeightedRoundRobin(p) => {
+                                    Some(p.error_utilization_penalty)
+                                }
+                                _ => None,
+                            },
                         })
                         .collect(),
                     picker,
