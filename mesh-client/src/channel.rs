@@ -487,13 +487,12 @@ impl Shared {
         }) {
             Ok(ep) => match ep.sender() {
                 Some(s) => {
-                    let orca = match pool.policy() {
-                        crate::config::LbPolicy::WeightedRoundRobin(p) => Some(Orca {
-                            load: ep.load().clone(),
-                            penalty: p.error_utilization_penalty,
-                        }),
-                        _ => None,
-                    };
+                    // The endpoint's own priority knows whether it runs WRR (an aggregate's
+                    // leaves may differ, gRFC A75).
+                    let orca = ep.wrr_penalty().map(|penalty| Orca {
+                        load: ep.load().clone(),
+                        penalty,
+                    });
                     Pick::Send(s, ep.addr(), ep.start_request(), orca)
                 }
                 None => Pick::Wait,

@@ -4,7 +4,8 @@
 //! A [`RouteTable`] is compiled from one [`TargetConfig`] when it is published: the virtual
 //! host is chosen once (by the target's authority, as gRPC does), each referenced cluster
 //! gets one shared [`Upstream`] (endpoint pool, circuit breaker, retry budget), weighted
-//! clusters become cumulative weights, and the HCM's fault filters are merged with the
+//! clusters become cumulative weights, an aggregate cluster's pool concatenates its leaf
+//! clusters' priorities (gRFC A37, A75), and the HCM's fault filters are merged with the
 //! route's and virtual host's overrides (A39). A request then costs one pass over the
 //! routes and, for a split, one random number.
 
@@ -15,12 +16,47 @@ use std::time::Duration;
 
 use crate::balance::{ClusterPool, OutlierRegistry, request_hash};
 use crate::config::{
-    FaultInjection, FilterOverride, HashPolicy, HttpFilterConfig, RetryBudgetConfig, RetryPolicy,
-    RouteAction, RouteMatch, TargetConfig,
+    ClusterConfig, ClusterKind, FaultInjection, FilterOverride, HashPolicy, HttpFilterConfig,
+    LbPolicy, RetryBudgetConfig, RetryPolicy, RouteAction, RouteMatch, TargetConfig,
 };
 use crate::resilience::breaker::CircuitBreaker;
 use crate::resilience::budget::RetryBudget;
 use crate::transport::ConnectionSet;
+
+/// The pools of a cluster's leaves (itself, or an aggregate's leaf clusters, gRFC A37/A75),
+/// in priority order: each with its own TLS (never falling back to plaintext: a leaf whose
+/// TLS settings cannot be met fails the whole cluster, with the reason), its own policy
+/// (`pick_first` for LOGICAL_DNS) and its own outlier detector (gRFC A50, by leaf name).
+fn leaf_pools(
+    cc: &ClusterConfig,
+    conns: &ConnectionSet,
+    outliers: &OutlierRegistry,
+) -> Result<Vec<ClusterPool>, String> {
+    cc.leaf_clusters()
+        .iter()
+        .map(|leaf| {
+            let c = &leaf.cluster;
+            let tls = match &c.tls {
+                None => None,
+                Some(t) => Some(conns.tls_client(t)?),
+            };
+            let policy = match c.kind {
+                ClusterKind::LogicalDns { .. } => &LbPolicy::PickFirst,
+                _ => &c.lb_policy,
+            };
+            Ok(ClusterPool::build(
+                &c.name,
+                policy,
+                &leaf.endpoints,
+                conns,
+                tls.as_ref(),
+                c.outlier_detection
+                    .as_ref()
+                    .and_then(|od| outliers.detector(&c.name, od)),
+            ))
+        })
+        .collect()
+}
 
 /// Where a route sends a request.
 #[derive(Debug)]
@@ -130,42 +166,31 @@ impl RouteTable {
                 return t.clone();
             }
             let t = match config.clusters.get(name) {
-                Some(Ok(cc)) => {
-                    // Never fall back to plaintext: a TLS cluster whose settings cannot be
-                    // met fails the RPCs routed to it, with the reason.
-                    let tls = match &cc.cluster.tls {
-                        None => Ok(None),
-                        Some(t) => conns.tls_client(t).map(Some),
-                    };
-                    match tls {
-                        Err(reason) => ClusterTarget::Unavailable {
-                            name: name.into(),
-                            reason: reason.into(),
-                        },
-                        Ok(tls) => {
-                            let pool = ClusterPool::build(
+                Some(Ok(cc)) => match leaf_pools(cc, conns, outliers) {
+                    Err(reason) => ClusterTarget::Unavailable {
+                        name: name.into(),
+                        reason: reason.into(),
+                    },
+                    Ok(mut leaves) => {
+                        let pool = if cc.leaves.is_empty() && leaves.len() == 1 {
+                            leaves.remove(0)
+                        } else {
+                            ClusterPool::aggregate(name, &cc.cluster.lb_policy, leaves)
+                        };
+                        addresses.extend(pool.endpoints().map(|e| e.addr()));
+                        // gRFC A37 gives each leaf of an aggregate its own circuit breaker;
+                        // here the breaker and the retry budget are the route target's (the
+                        // aggregate's `max_requests`), shared process-wide by its name.
+                        ClusterTarget::Pool(Arc::new(Upstream {
+                            pool,
+                            breaker: CircuitBreaker::for_cluster(name, cc.cluster.max_requests),
+                            budget: RetryBudget::for_cluster(
                                 name,
-                                &cc.cluster.lb_policy,
-                                &cc.endpoints,
-                                conns,
-                                tls.as_ref(),
-                                cc.cluster
-                                    .outlier_detection
-                                    .as_ref()
-                                    .and_then(|od| outliers.detector(name, od)),
-                            );
-                            addresses.extend(pool.endpoints().map(|e| e.addr()));
-                            ClusterTarget::Pool(Arc::new(Upstream {
-                                pool,
-                                breaker: CircuitBreaker::for_cluster(name, cc.cluster.max_requests),
-                                budget: RetryBudget::for_cluster(
-                                    name,
-                                    cc.cluster.retry_budget.unwrap_or(*default_budget),
-                                ),
-                            }))
-                        }
+                                cc.cluster.retry_budget.unwrap_or(*default_budget),
+                            ),
+                        }))
                     }
-                }
+                },
                 Some(Err(reason)) => ClusterTarget::Unavailable {
                     name: name.into(),
                     reason: reason.as_str().into(),

@@ -22,6 +22,17 @@
 //! Locality weights are not scaled by locality health (Envoy does that only with
 //! `locality_weighted_lb_config`).
 //!
+//! Aggregate clusters (gRFC A37, A75, [`ClusterPool::aggregate`]) concatenate their leaf
+//! clusters' priorities; each priority keeps its leaf's picker, so the leaf's LB policy and
+//! outlier detection apply within it, and a LOGICAL_DNS leaf's single priority picks the
+//! first ready address in resolver order (`pick_first`). Unlike gRPC's pick_first, every
+//! resolved address is connected at once and the first *ready* one in order wins, so an
+//! earlier address that becomes ready later takes the traffic back. A priority that is
+//! still CONNECTING does not hold traffic (there is no A56 failover timer): right after a
+//! channel starts, the first RPCs may go to a lower priority whose connection was ready
+//! first. Each endpoint knows whether its own priority runs WRR
+//! ([`PoolEndpoint::wrr_penalty`]), so ORCA reports can be read per leaf of an aggregate.
+//!
 //! Deviation from gRPC's tree: gRPC runs `weighted_target` over localities and one child
 //! policy per locality. We flatten a priority's localities into one endpoint list:
 //! round robin gets weights `locality_weight × endpoint_weight / locality's endpoint weight
@@ -74,10 +85,14 @@ enum Outcome<'a> {
 #[derive(Debug)]
 enum Picker {
     RoundRobin(round_robin::RoundRobin),
-    LeastRequest { choice_count: u32 },
+    LeastRequest {
+        choice_count: u32,
+    },
     RingHash(ring_hash::Ring),
     PeakEwma,
     Wrr(wrr::Wrr),
+    /// gRFC A37: a LOGICAL_DNS priority picks the first ready address, in resolver order.
+    PickFirst,
 }
 
 /// One priority level's endpoints and its picker.
@@ -94,6 +109,9 @@ struct PriorityPool {
 pub struct PoolEndpoint {
     conn: EndpointConnection,
     outlier: Option<Arc<outlier::AddressOutlier>>,
+    /// gRFC A58: the `error_utilization_penalty` of the WRR policy picking this endpoint;
+    /// `None` under any other policy.
+    wrr_penalty: Option<f32>,
 }
 
 impl std::ops::Deref for PoolEndpoint {
@@ -108,6 +126,13 @@ impl PoolEndpoint {
     /// The connection.
     pub fn connection(&self) -> &EndpointConnection {
         &self.conn
+    }
+
+    /// The `error_utilization_penalty` when the endpoint's own priority picks with client-side
+    /// WRR (gRFC A58), i.e. when its calls' ORCA reports should be read. Unlike
+    /// [`ClusterPool::policy`], this is right for each leaf of an aggregate cluster (A75).
+    pub fn wrr_penalty(&self) -> Option<f32> {
+        self.wrr_penalty
     }
 
     /// Whether outlier detection has ejected the address (gRFC A50).
@@ -150,6 +175,8 @@ pub struct ClusterPool {
     /// Gentle failover: cumulative per-mille load thresholds, one per priority; empty:
     /// always start at the highest priority.
     priority_loads: Vec<u32>,
+    /// gRFC A75: an aggregate pool keeps its leaf clusters' detectors alive.
+    leaf_outliers: Vec<Arc<OutlierDetector>>,
 }
 
 /// Per mille: the whole load.
@@ -289,6 +316,7 @@ impl ClusterPool {
                         ))
                     }
                     LbPolicy::WeightedRoundRobin(params) => Picker::Wrr(wrr::Wrr::new(*params)),
+                    LbPolicy::PickFirst => Picker::PickFirst,
                     LbPolicy::PeakEwma { decay, default_rtt } => {
                         for m in &members {
                             m.conn.load().configure_ewma(*decay, *default_rtt);
@@ -302,6 +330,12 @@ impl ClusterPool {
                         .map(|m| PoolEndpoint {
                             conn: m.conn,
                             outlier: m.outlier,
+                            wrr_penalty: match policy {
+                                LbPolicy::WeightedRoundRobin(p) => {
+                                    Some(p.error_utilization_penalty)
+                                }
+                                _ => None,
+                            },
                         })
                         .collect(),
                     picker,
@@ -314,6 +348,30 @@ impl ClusterPool {
             priorities,
             outlier: None,
             priority_loads: Vec::new(),
+            leaf_outliers: Vec::new(),
+        }
+    }
+
+    /// The pool of an aggregate cluster (gRFC A37, A75): the `leaves`' priorities
+    /// concatenated in order, each priority keeping the picker of the leaf it came from
+    /// (its LB policy, its outlier detection). A pick takes the first priority with a ready
+    /// endpoint, so traffic fails over from one leaf cluster to the next. `policy` is only
+    /// reported by [`Self::policy`] (A75 ignores the aggregate's own policy).
+    pub fn aggregate(name: &str, policy: &LbPolicy, leaves: Vec<ClusterPool>) -> Self {
+        let mut priorities = Vec::new();
+        let mut leaf_outliers = Vec::new();
+        for leaf in leaves {
+            priorities.extend(leaf.priorities);
+            leaf_outliers.extend(leaf.outlier);
+            leaf_outliers.extend(leaf.leaf_outliers);
+        }
+        ClusterPool {
+            name: name.into(),
+            policy: policy.clone(),
+            priorities,
+            outlier: None,
+            priority_loads: Vec::new(),
+            leaf_outliers,
         }
     }
 
@@ -375,6 +433,7 @@ impl ClusterPool {
                 Picker::PeakEwma => p2c_ewma::pick(eps, now, rng).into(),
                 Picker::Wrr(w) => w.pick(eps, now).into(),
                 Picker::RingHash(ring) => ring.pick(eps, ctx.hash, ctx.headers, rng),
+                Picker::PickFirst => eps.iter().find(|e| e.is_ready()).into(),
             };
             match outcome {
                 Outcome::Picked(ep) => return Ok(ep),

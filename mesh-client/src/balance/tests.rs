@@ -624,3 +624,66 @@ async fn build_counts_unhealthy_endpoints_into_priority_health() {
     let pool = ClusterPool::build("c", &LbPolicy::RoundRobin, &cla, &conns, None, None);
     assert!(pool.priority_loads.is_empty());
 }
+
+/// gRFC A37/A75: an aggregate pool is its leaves' priorities in order, each picking with
+/// its own leaf's policy: round robin over the EDS leaf, the first ready address of the
+/// LOGICAL_DNS leaf (pick_first); the DNS leaf takes over only when the EDS leaf has no
+/// ready endpoint, and gives the traffic back when one returns.
+#[test]
+fn aggregate_pool_concatenates_leaf_priorities_with_their_own_policies() {
+    let eds = ClusterPool::from_priorities(
+        "eds",
+        &LbPolicy::RoundRobin,
+        vec![vec![member(0, 1), member(1, 1)]],
+    );
+    let dns = ClusterPool::from_priorities(
+        "dns",
+        &LbPolicy::PickFirst,
+        vec![vec![member(2, 1), member(3, 1), member(4, 1)]],
+    );
+    let wrr = ClusterPool::from_priorities(
+        "wrr",
+        &LbPolicy::WeightedRoundRobin(wrr::WrrParams {
+            blackout_period: Duration::from_secs(10),
+            weight_expiration_period: Duration::from_secs(180),
+            weight_update_period: Duration::from_secs(1),
+            error_utilization_penalty: 0.5,
+        }),
+        vec![vec![member(5, 1)]],
+    );
+    let agg = ClusterPool::aggregate("agg", &LbPolicy::RoundRobin, vec![eds, dns, wrr]);
+    assert_eq!(agg.name(), "agg");
+    let penalties: Vec<Option<f32>> = agg.endpoints().map(|e| e.wrr_penalty()).collect();
+    assert_eq!(
+        penalties,
+        [None, None, None, None, None, Some(0.5)],
+        "each leaf's own policy (A75)"
+    );
+    let picks = |n: usize| {
+        let mut counts = [0usize; 6];
+        for _ in 0..n {
+            if let Ok(ep) = agg.pick(&PickContext::default()) {
+                counts[index_of(&agg, ep)] += 1;
+            }
+        }
+        counts
+    };
+    let healthy = picks(1000);
+    println!("aggregate, EDS healthy, 1000 picks: {healthy:?}");
+    assert_eq!(healthy, [500, 500, 0, 0, 0, 0]);
+
+    let eps: Vec<&PoolEndpoint> = agg.endpoints().collect();
+    eps[0].test_set_state(ConnectivityState::TransientFailure);
+    eps[1].test_set_state(ConnectivityState::Connecting);
+    eps[2].test_set_state(ConnectivityState::TransientFailure);
+    let failed_over = picks(1000);
+    println!("aggregate, EDS down, first DNS address down, 1000 picks: {failed_over:?}");
+    assert_eq!(
+        failed_over,
+        [0, 0, 0, 1000, 0, 0],
+        "pick_first: the first ready address"
+    );
+
+    eps[1].test_set_state(ConnectivityState::Ready);
+    assert_eq!(picks(100), [0, 100, 0, 0, 0, 0], "back to the EDS leaf");
+}

@@ -1,5 +1,5 @@
 //! Clusters (CDS resources, gRFC A27/A28; TLS per gRFC A29; LB policies per A42, A48, A52;
-//! outlier detection per A50).
+//! outlier detection per A50; aggregate and LOGICAL_DNS clusters per A37, A75).
 
 use std::time::Duration;
 
@@ -58,6 +58,22 @@ pub enum ClusterKind {
         /// the cluster name when that is empty.
         service_name: String,
     },
+    /// `type: LOGICAL_DNS` (gRFC A37): the endpoints are the addresses `host` resolves to,
+    /// as one priority and one locality, picked with `pick_first` semantics.
+    LogicalDns {
+        /// The host name (or address literal) of the cluster's single `load_assignment`
+        /// endpoint.
+        host: String,
+        /// Its port.
+        port: u16,
+    },
+    /// `cluster_type: envoy.clusters.aggregate` (gRFC A37, A75): the priority-ordered list of
+    /// underlying clusters, never empty. The aggregate's own `lb_policy` is ignored (A75):
+    /// each underlying cluster keeps its own policy, outlier detection and TLS.
+    Aggregate {
+        /// The underlying clusters, highest priority first.
+        clusters: Vec<String>,
+    },
 }
 
 /// The endpoint-picking policy of a cluster, applied within the highest priority that has a
@@ -85,6 +101,10 @@ pub enum LbPolicy {
     /// Client-side weighted round robin from ORCA load reports (gRFC A58, A51), inside
     /// `wrr_locality`.
     WeightedRoundRobin(crate::balance::wrr::WrrParams),
+    /// The first ready endpoint in address order (gRPC's `pick_first`): what a LOGICAL_DNS
+    /// cluster's priority uses whatever its `lb_policy` says (gRFC A37). Never produced by
+    /// CDS validation.
+    PickFirst,
     /// Power of two choices by peak-EWMA latency × (in flight + 1), as linkerd2-proxy and
     /// Finagle do it (our extension `type.googleapis.com/mesh.lb.v1.PeakEwma`).
     PeakEwma {

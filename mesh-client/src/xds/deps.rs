@@ -6,6 +6,16 @@
 //! drops what no longer is (so a route change that stops referencing a cluster unsubscribes
 //! it). The walk itself (`walk`) is a pure function of the resource states.
 //!
+//! Aggregate clusters (gRFC A37, A75) are followed recursively: each child is subscribed,
+//! the graph is flattened depth first into its leaf (EDS and LOGICAL_DNS) clusters in
+//! priority order, a cluster reached twice contributes once, a cycle or a graph deeper than
+//! [`MAX_AGGREGATE_DEPTH`] is an error for the RPCs routed to the aggregate, and a child that
+//! does not exist or was rejected is skipped (an aggregate left with no leaf is an error).
+//! LOGICAL_DNS leaves are resolved here (A74) by one task per name (`DnsWatch`, tokio's
+//! resolver, again every [`DNS_REFRESH_INTERVAL`]), stopped when no tree needs the name any
+//! more; a failure after a good answer keeps the answer. A tree is complete only when every
+//! leaf's endpoints (EDS resource or first DNS answer) are known.
+//!
 //! Publication rules: `Ready` only with the whole tree resolved (a cluster that does not
 //! exist or was rejected is resolved, as an `Err` entry failing only the RPCs routed to it);
 //! once `Ready`, a tree waiting for a newly referenced resource keeps the previous
@@ -14,7 +24,9 @@
 //! (gRFC A88 default).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -22,12 +34,17 @@ use super::XdsError;
 use super::client::{ResourceState, Subscription, XdsClient};
 use super::resource::{Resource, ResourceType};
 use crate::config::{
-    ClusterConfig, ClusterKind, RouteAction, RouteConfig, RouteSource, TargetConfig,
+    ClusterConfig, ClusterKind, ClusterLoadAssignment, Endpoint, HealthStatus, LocalityEndpoints,
+    LocalityName, RouteAction, RouteConfig, RouteSource, TargetConfig,
 };
 
+/// gRFC A37: how deep aggregate clusters may nest (as gRPC: a cluster at depth 16 fails).
+pub const MAX_AGGREGATE_DEPTH: usize = 16;
+
 /// How many walks one change may take: each new subscription can reveal a deeper level
-/// (LDS → RDS → CDS → EDS) when it is already cached, so 4 suffice; the rest is margin.
-const MAX_WALKS_PER_CHANGE: usize = 8;
+/// (LDS → RDS → CDS (→ up to 16 aggregate levels) → EDS) when it is already cached; the
+/// rest is margin.
+const MAX_WALKS_PER_CHANGE: usize = MAX_AGGREGATE_DEPTH + 8;
 
 /// The configuration state of one target.
 #[derive(Debug, Clone)]
@@ -93,11 +110,22 @@ pub(crate) fn spawn(client: XdsClient, listener_name: &str) -> TargetWatch {
 
 async fn run(client: XdsClient, listener_name: String, tx: watch::Sender<TargetState>) {
     let mut subs: BTreeMap<Key, Subscription> = BTreeMap::new();
+    let mut resolvers: BTreeMap<DnsKey, DnsWatch> = BTreeMap::new();
     // Ends when the TargetWatch is dropped (the task is also aborted then).
     loop {
-        let mut result = walk(&listener_name, |ty, name| {
-            subs.get(&(ty, name.to_string())).map(Subscription::borrow)
-        });
+        let walk_now = |subs: &BTreeMap<Key, Subscription>,
+                        resolvers: &BTreeMap<DnsKey, DnsWatch>| {
+            walk(
+                &listener_name,
+                |ty, name| subs.get(&(ty, name.to_string())).map(Subscription::borrow),
+                |host, port| {
+                    resolvers
+                        .get(&(host.to_string(), port))
+                        .map(|r| r.rx.borrow().clone())
+                },
+            )
+        };
+        let mut result = walk_now(&subs, &resolvers);
         for _ in 0..MAX_WALKS_PER_CHANGE {
             let mut added = false;
             for key in &result.wanted {
@@ -106,24 +134,39 @@ async fn run(client: XdsClient, listener_name: String, tx: watch::Sender<TargetS
                     added = true;
                 }
             }
+            for key in &result.dns {
+                if !resolvers.contains_key(key) {
+                    let r = DnsWatch::start(&client, &key.0, key.1, DNS_REFRESH_INTERVAL);
+                    resolvers.insert(key.clone(), r);
+                    added = true;
+                }
+            }
             if !added {
                 break;
             }
-            result = walk(&listener_name, |ty, name| {
-                subs.get(&(ty, name.to_string())).map(Subscription::borrow)
-            });
+            result = walk_now(&subs, &resolvers);
         }
         let wanted: BTreeSet<&Key> = result.wanted.iter().collect();
         subs.retain(|key, _| wanted.contains(key));
+        // A LOGICAL_DNS name no longer needed stops being resolved.
+        let wanted_dns: BTreeSet<&DnsKey> = result.dns.iter().collect();
+        resolvers.retain(|key, _| wanted_dns.contains(key));
         publish(&tx, result.state);
 
         if subs.is_empty() {
             return;
         }
-        let changed = futures::future::select_all(subs.values_mut().map(|s| Box::pin(s.changed())));
+        let mut changes: Vec<std::pin::Pin<Box<dyn Future<Output = bool> + Send + '_>>> =
+            Vec::with_capacity(subs.len() + resolvers.len());
+        for s in subs.values_mut() {
+            changes.push(Box::pin(async move { s.changed().await.is_ok() }));
+        }
+        for r in resolvers.values_mut() {
+            changes.push(Box::pin(async move { r.rx.changed().await.is_ok() }));
+        }
         tokio::select! {
             _ = tx.closed() => return,
-            (res, _, _) = changed => if res.is_err() { return },
+            (ok, _, _) = futures::future::select_all(changes) => if !ok { return },
         }
     }
 }
@@ -149,6 +192,8 @@ fn publish(tx: &watch::Sender<TargetState>, state: TargetState) {
 pub(crate) struct Walk {
     /// Every resource the tree needs now, in walk order, without duplicates.
     pub(crate) wanted: Vec<Key>,
+    /// Every LOGICAL_DNS name the tree needs resolved now (gRFC A37).
+    pub(crate) dns: Vec<DnsKey>,
     /// The state of the target given the resources seen.
     pub(crate) state: TargetState,
 }
@@ -174,6 +219,7 @@ fn resolve(state: Option<ResourceState>) -> Resolved {
 pub(crate) fn walk(
     listener_name: &str,
     lookup: impl Fn(ResourceType, &str) -> Option<ResourceState>,
+    dns: impl Fn(&str, u16) -> Option<DnsState>,
 ) -> Walk {
     let mut wanted: Vec<Key> = Vec::new();
     let want = |ty: ResourceType, name: &str, wanted: &mut Vec<Key>| {
@@ -182,7 +228,11 @@ pub(crate) fn walk(
             wanted.push(key);
         }
     };
-    let done = |wanted: Vec<Key>, state: TargetState| Walk { wanted, state };
+    let done = |wanted: Vec<Key>, state: TargetState| Walk {
+        wanted,
+        dns: Vec::new(),
+        state,
+    };
     let wrong_type = |resource: String| TargetState::Error {
         resource,
         message: "unexpected resource type".to_string(),
@@ -250,64 +300,370 @@ pub(crate) fn walk(
         .map(|wc| wc.name.as_str())
         .collect();
 
-    let mut first_pending: Option<String> = None;
+    let mut graph = Graph {
+        lookup: &lookup,
+        dns: &dns,
+        wanted,
+        dns_wanted: Vec::new(),
+        first_pending: None,
+    };
     let mut clusters = BTreeMap::new();
     for name in cluster_names {
-        let cds = label(ResourceType::Cluster, name);
-        want(ResourceType::Cluster, name, &mut wanted);
-        let cluster = match resolve(lookup(ResourceType::Cluster, name)) {
-            Resolved::Pending => {
-                first_pending.get_or_insert(cds);
-                continue;
+        let mut seen = BTreeSet::new();
+        let mut path = Vec::new();
+        match graph.node(name, 0, &mut seen, &mut path) {
+            Node::Pending => {}
+            Node::Fatal(message) => {
+                clusters.insert(name.to_string(), Err(message));
             }
-            Resolved::Failed(message) => {
-                clusters.insert(name.to_string(), Err(format!("{cds}: {message}")));
-                continue;
+            Node::Leaves(leaves) => {
+                clusters.insert(name.to_string(), graph.top_level(name, leaves));
             }
-            Resolved::Ready(Resource::Cluster(c)) => c,
-            Resolved::Ready(_) => {
-                clusters.insert(
-                    name.to_string(),
-                    Err(format!("{cds}: unexpected resource type")),
-                );
-                continue;
-            }
-        };
-        let entry = match &cluster.kind {
-            ClusterKind::Eds { service_name } => {
-                let eds = label(ResourceType::ClusterLoadAssignment, service_name);
-                want(
-                    ResourceType::ClusterLoadAssignment,
-                    service_name,
-                    &mut wanted,
-                );
-                match resolve(lookup(ResourceType::ClusterLoadAssignment, service_name)) {
-                    Resolved::Pending => {
-                        first_pending.get_or_insert(eds);
-                        continue;
-                    }
-                    Resolved::Failed(message) => Err(format!("{eds}: {message}")),
-                    Resolved::Ready(Resource::Endpoints(endpoints)) => Ok(ClusterConfig {
-                        cluster: cluster.clone(),
-                        endpoints,
-                    }),
-                    Resolved::Ready(_) => Err(format!("{eds}: unexpected resource type")),
-                }
-            }
-        };
-        clusters.insert(name.to_string(), entry);
+        }
     }
-    if let Some(waiting_for) = first_pending {
-        return done(wanted, TargetState::Pending { waiting_for });
-    }
-    done(
+    let Graph {
         wanted,
-        TargetState::Ready(Arc::new(TargetConfig {
+        dns_wanted,
+        first_pending,
+        ..
+    } = graph;
+    let state = match first_pending {
+        Some(waiting_for) => TargetState::Pending { waiting_for },
+        None => TargetState::Ready(Arc::new(TargetConfig {
             listener,
             route_config,
             clusters,
         })),
-    )
+    };
+    Walk {
+        wanted,
+        dns: dns_wanted,
+        state,
+    }
+}
+
+/// What one cluster of the graph (gRFC A37) contributes.
+enum Node {
+    /// Some resource below it has not arrived (recorded in `Graph::first_pending`).
+    Pending,
+    /// Its leaf clusters, in priority order: itself for an EDS or LOGICAL_DNS cluster; none
+    /// for a child that was already visited or does not exist / was rejected.
+    Leaves(Vec<ClusterConfig>),
+    /// An error that fails the whole top-level cluster (depth, cycle, or a failed
+    /// top-level resource).
+    Fatal(String),
+}
+
+/// The walk over the clusters of one target: what it needs and the first thing missing.
+struct Graph<'a> {
+    lookup: &'a dyn Fn(ResourceType, &str) -> Option<ResourceState>,
+    dns: &'a dyn Fn(&str, u16) -> Option<DnsState>,
+    wanted: Vec<Key>,
+    dns_wanted: Vec<DnsKey>,
+    first_pending: Option<String>,
+}
+
+impl Graph<'_> {
+    fn want(&mut self, ty: ResourceType, name: &str) {
+        let key = (ty, name.to_string());
+        if !self.wanted.contains(&key) {
+            self.wanted.push(key);
+        }
+    }
+
+    fn pending(&mut self, what: String) -> Node {
+        self.first_pending.get_or_insert(what);
+        Node::Pending
+    }
+
+    /// Resolves cluster `name` at `depth` (0: referenced by a route). `seen` holds every
+    /// cluster already visited in this top-level cluster's graph (each contributes once);
+    /// `path` the aggregate clusters from the top down to here (a repeat is a cycle).
+    ///
+    /// A top-level cluster that does not exist or was rejected, or whose endpoints failed,
+    /// is an error for the RPCs routed to it (gRFC A74). Below an aggregate, a child that
+    /// does not exist or was rejected is skipped, and a leaf whose EDS or DNS resolution
+    /// failed has no endpoints (so the next priority takes the traffic), as grpc-go's
+    /// dependency manager does.
+    fn node(
+        &mut self,
+        name: &str,
+        depth: usize,
+        seen: &mut BTreeSet<String>,
+        path: &mut Vec<String>,
+    ) -> Node {
+        let cds = label(ResourceType::Cluster, name);
+        if path.iter().any(|p| p == name) {
+            return Node::Fatal(format!(
+                "aggregate cluster graph has a cycle: {} -> {name}",
+                path.join(" -> ")
+            ));
+        }
+        if depth >= MAX_AGGREGATE_DEPTH {
+            return Node::Fatal(format!(
+                "aggregate cluster graph exceeds max depth ({MAX_AGGREGATE_DEPTH})"
+            ));
+        }
+        if !seen.insert(name.to_string()) {
+            return Node::Leaves(Vec::new());
+        }
+        self.want(ResourceType::Cluster, name);
+        let cluster = match resolve((self.lookup)(ResourceType::Cluster, name)) {
+            Resolved::Pending => return self.pending(cds),
+            Resolved::Failed(message) if depth == 0 => {
+                return Node::Fatal(format!("{cds}: {message}"));
+            }
+            Resolved::Failed(_) => return Node::Leaves(Vec::new()),
+            Resolved::Ready(Resource::Cluster(c)) => c,
+            Resolved::Ready(_) if depth == 0 => {
+                return Node::Fatal(format!("{cds}: unexpected resource type"));
+            }
+            Resolved::Ready(_) => return Node::Leaves(Vec::new()),
+        };
+        let leaf = |endpoints: Arc<ClusterLoadAssignment>| {
+            Node::Leaves(vec![ClusterConfig {
+                cluster: cluster.clone(),
+                endpoints,
+                leaves: Vec::new(),
+            }])
+        };
+        let no_endpoints = |name: &str| {
+            Arc::new(ClusterLoadAssignment {
+                cluster_name: name.to_string(),
+                overprovisioning_factor: None,
+                localities: Vec::new(),
+            })
+        };
+        match &cluster.kind {
+            ClusterKind::Eds { service_name } => {
+                let eds = label(ResourceType::ClusterLoadAssignment, service_name);
+                self.want(ResourceType::ClusterLoadAssignment, service_name);
+                match resolve((self.lookup)(
+                    ResourceType::ClusterLoadAssignment,
+                    service_name,
+                )) {
+                    Resolved::Pending => self.pending(eds),
+                    Resolved::Ready(Resource::Endpoints(endpoints)) => leaf(endpoints),
+                    Resolved::Failed(message) if depth == 0 => {
+                        Node::Fatal(format!("{eds}: {message}"))
+                    }
+                    Resolved::Ready(_) if depth == 0 => {
+                        Node::Fatal(format!("{eds}: unexpected resource type"))
+                    }
+                    Resolved::Failed(_) | Resolved::Ready(_) => leaf(no_endpoints(service_name)),
+                }
+            }
+            ClusterKind::LogicalDns { host, port } => {
+                let key = (host.clone(), *port);
+                let what = dns_label(host, *port);
+                if !self.dns_wanted.contains(&key) {
+                    self.dns_wanted.push(key);
+                }
+                match (self.dns)(host, *port) {
+                    None | Some(DnsState::Pending) => self.pending(what),
+                    Some(DnsState::Resolved(addrs)) => leaf(Arc::new(dns_endpoints(name, &addrs))),
+                    Some(DnsState::Failed(message)) if depth == 0 => {
+                        Node::Fatal(format!("{what}: {message}"))
+                    }
+                    Some(DnsState::Failed(_)) => leaf(no_endpoints(name)),
+                }
+            }
+            ClusterKind::Aggregate { clusters: children } => {
+                path.push(name.to_string());
+                let mut leaves = Vec::new();
+                let mut pending = false;
+                for child in children {
+                    match self.node(child, depth + 1, seen, path) {
+                        Node::Pending => pending = true,
+                        Node::Leaves(l) => leaves.extend(l),
+                        fatal @ Node::Fatal(_) => {
+                            path.pop();
+                            return fatal;
+                        }
+                    }
+                }
+                path.pop();
+                if pending {
+                    Node::Pending
+                } else {
+                    Node::Leaves(leaves)
+                }
+            }
+        }
+    }
+
+    /// The entry of a top-level cluster whose graph resolved to `leaves`.
+    fn top_level(&self, name: &str, leaves: Vec<ClusterConfig>) -> Result<ClusterConfig, String> {
+        let cds = label(ResourceType::Cluster, name);
+        let cluster = match resolve((self.lookup)(ResourceType::Cluster, name)) {
+            Resolved::Ready(Resource::Cluster(c)) => c,
+            _ => return Err(format!("{cds}: not available")),
+        };
+        if !matches!(cluster.kind, ClusterKind::Aggregate { .. }) {
+            return leaves
+                .into_iter()
+                .next()
+                .ok_or_else(|| format!("{cds}: no endpoints resolved"));
+        }
+        if leaves.is_empty() {
+            return Err(format!(
+                "{cds}: aggregate cluster graph has no leaf clusters (every underlying cluster is missing, invalid or repeated)"
+            ));
+        }
+        // For display: every leaf's priorities, one after the other (gRFC A37).
+        let mut localities = Vec::new();
+        let mut offset = 0u32;
+        for leaf in &leaves {
+            let levels = leaf
+                .endpoints
+                .localities
+                .iter()
+                .map(|l| l.priority.saturating_add(1))
+                .max()
+                .unwrap_or(0);
+            localities.extend(leaf.endpoints.localities.iter().map(|l| LocalityEndpoints {
+                priority: l.priority.saturating_add(offset),
+                ..l.clone()
+            }));
+            offset = offset.saturating_add(levels);
+        }
+        Ok(ClusterConfig {
+            cluster,
+            endpoints: Arc::new(ClusterLoadAssignment {
+                cluster_name: name.to_string(),
+                overprovisioning_factor: None,
+                localities,
+            }),
+            leaves,
+        })
+    }
+}
+
+/// `DNS "host:port"`.
+fn dns_label(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("DNS \"[{host}]:{port}\"")
+    } else {
+        format!("DNS \"{host}:{port}\"")
+    }
+}
+
+/// A LOGICAL_DNS cluster's endpoints (gRFC A37): one priority, one locality with empty
+/// fields, every resolved address in resolver order.
+fn dns_endpoints(cluster: &str, addrs: &[SocketAddr]) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: cluster.to_string(),
+        overprovisioning_factor: None,
+        localities: vec![LocalityEndpoints {
+            locality: LocalityName::default(),
+            weight: 1,
+            priority: 0,
+            endpoints: addrs
+                .iter()
+                .map(|a| Endpoint {
+                    address: *a,
+                    weight: 1,
+                    health: HealthStatus::Unknown,
+                    hash_key: None,
+                })
+                .collect(),
+        }],
+    }
+}
+
+// ---- LOGICAL_DNS resolution (gRFC A37, A74: owned by the dependency manager) ----
+
+/// A LOGICAL_DNS name: host and port.
+pub(crate) type DnsKey = (String, u16);
+
+/// How often a LOGICAL_DNS name is resolved again.
+pub const DNS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long one resolution may take before it counts as failed.
+const DNS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the resolver of one LOGICAL_DNS name has found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DnsState {
+    /// No answer yet.
+    Pending,
+    /// The addresses, in resolver order, without duplicates. A later failure keeps them.
+    Resolved(Vec<SocketAddr>),
+    /// Resolution failed and nothing was ever resolved.
+    Failed(String),
+}
+
+/// One LOGICAL_DNS name's resolver task; dropping it stops the task.
+#[derive(Debug)]
+struct DnsWatch {
+    rx: watch::Receiver<DnsState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DnsWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl DnsWatch {
+    fn start(client: &XdsClient, host: &str, port: u16, every: Duration) -> Self {
+        let (tx, rx) = watch::channel(DnsState::Pending);
+        let task = client.spawn(resolve_periodically(host.to_string(), port, tx, every));
+        DnsWatch { rx, task }
+    }
+}
+
+/// Resolves `host:port` with tokio's resolver now and every `every`, until the receiver
+/// is gone. A failure after a good answer keeps the good answer (as grpc-go does).
+async fn resolve_periodically(
+    host: String,
+    port: u16,
+    tx: watch::Sender<DnsState>,
+    every: Duration,
+) {
+    loop {
+        let result =
+            match tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
+                .await
+            {
+                Ok(Ok(addrs)) => {
+                    let mut unique: Vec<SocketAddr> = Vec::new();
+                    for a in addrs {
+                        if !unique.contains(&a) {
+                            unique.push(a);
+                        }
+                    }
+                    if unique.is_empty() {
+                        Err("resolved to no addresses".to_string())
+                    } else {
+                        Ok(unique)
+                    }
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {DNS_TIMEOUT:?}")),
+            };
+        if let Err(e) = &result {
+            tracing::debug!(host, port, error = %e, "LOGICAL_DNS resolution failed");
+        }
+        tx.send_if_modified(|current| {
+            let next = match result {
+                Ok(addrs) => DnsState::Resolved(addrs),
+                Err(_) if matches!(current, DnsState::Resolved(_)) => return false,
+                Err(e) => DnsState::Failed(e),
+            };
+            if *current == next {
+                false
+            } else {
+                *current = next;
+                true
+            }
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = tx.closed() => return,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -317,8 +673,8 @@ mod tests {
 
     use super::*;
     use crate::config::{
-        Cluster, ClusterLoadAssignment, HttpConnectionManager, LbPolicy, Listener, PathMatcher,
-        Route, RouteMatch, VirtualHost, WeightedCluster,
+        Cluster, HttpConnectionManager, LbPolicy, Listener, PathMatcher, Route, RouteMatch,
+        VirtualHost, WeightedCluster,
     };
     use crate::xds::fixtures;
     use crate::xds::test_server::{ServerStream, TestServer, WAIT};
@@ -397,6 +753,35 @@ mod tests {
         }))
     }
 
+    fn cluster_of(name: &str, kind: ClusterKind) -> Resource {
+        let Resource::Cluster(c) = cluster(name, name) else {
+            unreachable!()
+        };
+        Resource::Cluster(Arc::new(Cluster {
+            kind,
+            ..(*c).clone()
+        }))
+    }
+
+    fn aggregate(name: &str, children: &[&str]) -> Resource {
+        cluster_of(
+            name,
+            ClusterKind::Aggregate {
+                clusters: children.iter().map(|c| c.to_string()).collect(),
+            },
+        )
+    }
+
+    fn dns_cluster(name: &str, host: &str, port: u16) -> Resource {
+        cluster_of(
+            name,
+            ClusterKind::LogicalDns {
+                host: host.into(),
+                port,
+            },
+        )
+    }
+
     fn cla(name: &str) -> Resource {
         Resource::Endpoints(Arc::new(ClusterLoadAssignment {
             cluster_name: name.into(),
@@ -406,7 +791,7 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct World(HashMap<Key, ResourceState>);
+    struct World(HashMap<Key, ResourceState>, HashMap<DnsKey, DnsState>);
 
     impl World {
         fn set(&mut self, ty: ResourceType, name: &str, state: ResourceState) -> &mut Self {
@@ -419,9 +804,15 @@ mod tests {
             self.set(ty, &name, ResourceState::Ready(r))
         }
         fn walk(&self, listener: &str) -> Walk {
-            walk(listener, |ty, name| {
-                self.0.get(&(ty, name.to_string())).cloned()
-            })
+            walk(
+                listener,
+                |ty, name| self.0.get(&(ty, name.to_string())).cloned(),
+                |host, port| self.1.get(&(host.to_string(), port)).cloned(),
+            )
+        }
+        fn dns(&mut self, host: &str, port: u16, state: DnsState) -> &mut Self {
+            self.1.insert((host.to_string(), port), state);
+            self
         }
     }
 
@@ -713,6 +1104,260 @@ mod tests {
         assert!(matches!(*rx.borrow(), TargetState::Error { .. }));
     }
 
+    /// L → RDS "r" → every request to cluster `top`.
+    fn world_to(top: &str) -> World {
+        let mut w = World::default();
+        w.ready(listener("svc", RouteSource::Rds("r".into())))
+            .ready(Resource::RouteConfig(Arc::new(route_config(
+                "r",
+                vec![vhost("mine", &["svc"], vec![forward(&[top])])],
+            ))));
+        w
+    }
+
+    fn cla_with(name: &str, addrs: &[&str]) -> Resource {
+        Resource::Endpoints(Arc::new(ClusterLoadAssignment {
+            cluster_name: name.into(),
+            overprovisioning_factor: None,
+            localities: vec![LocalityEndpoints {
+                locality: LocalityName::default(),
+                weight: 1,
+                priority: 0,
+                endpoints: addrs
+                    .iter()
+                    .map(|a| Endpoint {
+                        address: a.parse().unwrap(),
+                        weight: 1,
+                        health: HealthStatus::Unknown,
+                        hash_key: None,
+                    })
+                    .collect(),
+            }],
+        }))
+    }
+
+    #[track_caller]
+    fn leaf_names(cfg: &TargetConfig, top: &str) -> Vec<String> {
+        match cfg.clusters.get(top) {
+            Some(Ok(c)) => c.leaves.iter().map(|l| l.cluster.name.clone()).collect(),
+            other => panic!("cluster {top} not ready: {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn cluster_error(w: &Walk, top: &str) -> String {
+        match ready(w).clusters.get(top) {
+            Some(Err(e)) => e.clone(),
+            other => panic!("cluster {top} is not an error: {other:?}"),
+        }
+    }
+
+    /// gRFC A37: an aggregate [EDS, LOGICAL_DNS] resolves to its two leaves in order; its
+    /// endpoints are the EDS priorities followed by the DNS addresses as the next priority.
+    #[test]
+    fn aggregate_of_eds_and_dns() {
+        let mut world = world_to("agg");
+        world
+            .ready(aggregate("agg", &["primary", "secondary"]))
+            .ready(cluster("primary", "primary-eds"))
+            .ready(cla_with("primary-eds", &["10.0.0.1:80"]))
+            .ready(dns_cluster("secondary", "db.example.com", 5432));
+        let w = world.walk("svc");
+        assert_pending(&w, "DNS \"db.example.com:5432\"");
+        assert_eq!(w.dns, vec![("db.example.com".to_string(), 5432)]);
+
+        world.dns(
+            "db.example.com",
+            5432,
+            DnsState::Resolved(vec![
+                "10.1.0.1:5432".parse().unwrap(),
+                "10.1.0.2:5432".parse().unwrap(),
+            ]),
+        );
+        let w = world.walk("svc");
+        let cfg = ready(&w);
+        assert_eq!(leaf_names(&cfg, "agg"), ["primary", "secondary"]);
+        let Some(Ok(agg)) = cfg.clusters.get("agg") else {
+            panic!()
+        };
+        let prio: Vec<(u32, Vec<String>)> = agg
+            .endpoints
+            .localities
+            .iter()
+            .map(|l| {
+                (
+                    l.priority,
+                    l.endpoints.iter().map(|e| e.address.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            prio,
+            vec![
+                (0, vec!["10.0.0.1:80".to_string()]),
+                (
+                    1,
+                    vec!["10.1.0.1:5432".to_string(), "10.1.0.2:5432".to_string()]
+                )
+            ]
+        );
+        assert_eq!(
+            w.wanted,
+            keys(&[
+                (LDS, "svc"),
+                (RDS, "r"),
+                (CDS, "agg"),
+                (CDS, "primary"),
+                (EDS, "primary-eds"),
+                (CDS, "secondary")
+            ])
+        );
+        assert!(
+            !cfg.clusters.contains_key("primary"),
+            "a leaf has no top-level entry of its own (A74)"
+        );
+    }
+
+    /// gRFC A37: aggregates nest; a cluster reached twice (a diamond) contributes once, at
+    /// its first position.
+    #[test]
+    fn nested_aggregates_flatten_depth_first_once_each() {
+        let mut world = world_to("agg");
+        world
+            .ready(aggregate("agg", &["inner", "c", "a"]))
+            .ready(aggregate("inner", &["a", "b"]))
+            .ready(cluster("a", "a"))
+            .ready(cluster("b", "b"))
+            .ready(cluster("c", "c"))
+            .ready(cla("a"))
+            .ready(cla("b"))
+            .ready(cla("c"));
+        let cfg = ready(&world.walk("svc"));
+        assert_eq!(leaf_names(&cfg, "agg"), ["a", "b", "c"]);
+    }
+
+    /// A cycle fails the RPCs routed to the aggregate, naming the path.
+    #[test]
+    fn aggregate_cycle_is_an_error_for_its_cluster() {
+        let mut world = world_to("agg");
+        world
+            .ready(aggregate("agg", &["b", "c"]))
+            .ready(aggregate("b", &["agg"]))
+            .ready(cluster("c", "c"))
+            .ready(cla("c"));
+        let w = world.walk("svc");
+        assert_eq!(
+            cluster_error(&w, "agg"),
+            "aggregate cluster graph has a cycle: agg -> b -> agg"
+        );
+    }
+
+    /// gRFC A37 (as gRPC): 16 levels of clusters are fine, a 17th fails the aggregate.
+    #[test]
+    fn aggregate_depth_limit() {
+        for (levels, ok) in [
+            (MAX_AGGREGATE_DEPTH, true),
+            (MAX_AGGREGATE_DEPTH + 1, false),
+        ] {
+            let mut world = world_to("c0");
+            for i in 0..levels - 1 {
+                world.ready(aggregate(&format!("c{i}"), &[&format!("c{}", i + 1)]));
+            }
+            let last = format!("c{}", levels - 1);
+            world.ready(cluster(&last, &last)).ready(cla(&last));
+            let w = world.walk("svc");
+            if ok {
+                assert_eq!(leaf_names(&ready(&w), "c0"), [last]);
+            } else {
+                assert_eq!(
+                    cluster_error(&w, "c0"),
+                    "aggregate cluster graph exceeds max depth (16)"
+                );
+            }
+        }
+    }
+
+    /// A child that does not exist or was rejected is skipped; with no leaf left, the
+    /// aggregate fails the RPCs routed to it (grpc-go's dependency manager).
+    #[test]
+    fn missing_or_invalid_children_are_skipped() {
+        let mut world = world_to("agg");
+        world
+            .ready(aggregate("agg", &["gone", "bad", "p"]))
+            .set(CDS, "gone", ResourceState::DoesNotExist)
+            .set(CDS, "bad", ResourceState::Error("type: unsupported".into()))
+            .ready(cluster("p", "p"))
+            .ready(cla("p"));
+        let w = world.walk("svc");
+        assert_eq!(leaf_names(&ready(&w), "agg"), ["p"]);
+        assert!(!w.wanted.contains(&(EDS, "gone".to_string())));
+
+        world.set(CDS, "p", ResourceState::DoesNotExist);
+        let w = world.walk("svc");
+        assert!(
+            cluster_error(&w, "agg")
+                .starts_with("CDS \"agg\": aggregate cluster graph has no leaf clusters"),
+            "{:?}",
+            cluster_error(&w, "agg")
+        );
+    }
+
+    /// Below an aggregate, failed endpoint resolution (EDS or DNS) leaves the leaf with no
+    /// endpoints, so the next priority takes the traffic; at the top level it is an error.
+    #[test]
+    fn failed_leaf_endpoints_under_an_aggregate_are_empty() {
+        let mut world = world_to("agg");
+        world
+            .ready(aggregate("agg", &["p", "d"]))
+            .ready(cluster("p", "p"))
+            .set(EDS, "p", ResourceState::DoesNotExist)
+            .ready(dns_cluster("d", "nowhere.invalid", 80))
+            .dns(
+                "nowhere.invalid",
+                80,
+                DnsState::Failed("no such host".into()),
+            );
+        let cfg = ready(&world.walk("svc"));
+        let Some(Ok(agg)) = cfg.clusters.get("agg") else {
+            panic!()
+        };
+        assert_eq!(leaf_names(&cfg, "agg"), ["p", "d"]);
+        assert!(agg.leaves.iter().all(|l| l.endpoints.localities.is_empty()));
+
+        let mut world = world_to("d");
+        world.ready(dns_cluster("d", "nowhere.invalid", 80)).dns(
+            "nowhere.invalid",
+            80,
+            DnsState::Failed("no such host".into()),
+        );
+        assert_eq!(
+            cluster_error(&world.walk("svc"), "d"),
+            "DNS \"nowhere.invalid:80\": no such host"
+        );
+    }
+
+    /// The resolver task answers with tokio's resolver and stops once nobody listens.
+    #[tokio::test]
+    async fn dns_resolver_task_resolves_and_stops() {
+        let (tx, mut rx) = watch::channel(DnsState::Pending);
+        let task = tokio::spawn(resolve_periodically(
+            "127.0.0.1".into(),
+            4242,
+            tx,
+            Duration::from_millis(20),
+        ));
+        tokio::time::timeout(WAIT, rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            *rx.borrow(),
+            DnsState::Resolved(vec!["127.0.0.1:4242".parse().unwrap()])
+        );
+        drop(rx);
+        tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    }
+
     /// Waits until the target's state satisfies `pred` (checking the current state first).
     async fn wait_for(
         w: &mut TargetWatch,
@@ -917,5 +1562,72 @@ mod tests {
         .await;
         assert_eq!(reqs.len(), 4, "{reqs:#?}");
         stream.assert_quiet(Duration::from_millis(100)).await;
+    }
+
+    /// gRFC A37/A74 over the wire: an aggregate [EDS, LOGICAL_DNS] subscribes to its
+    /// children and the EDS leaf's endpoints, resolves the DNS leaf, and is Ready with both
+    /// leaves; once the route stops using it, its children are unsubscribed.
+    #[tokio::test]
+    async fn target_watch_follows_an_aggregate_to_eds_and_dns() {
+        let mut server = TestServer::tcp().await;
+        let client = XdsClient::new(server.bootstrap()).unwrap();
+        let mut target = client.watch_target("svc");
+        let mut stream = server.next_stream().await;
+        stream.next_request().await;
+        stream.respond(resp(
+            LISTENER,
+            "1",
+            "n1",
+            vec![fixtures::listener("svc", "svc-route")],
+        ));
+        until_subscribed(&mut stream, &[(ROUTE_CONFIGURATION, &["svc-route"])]).await;
+        stream.respond(resp(
+            ROUTE_CONFIGURATION,
+            "1",
+            "n2",
+            vec![fixtures::route_config(
+                "svc-route",
+                &["svc"],
+                &[("", "agg")],
+            )],
+        ));
+        until_subscribed(&mut stream, &[(CLUSTER, &["agg"])]).await;
+        stream.respond(resp(
+            CLUSTER,
+            "1",
+            "n3",
+            vec![fixtures::aggregate_cluster("agg", &["ca", "dns"])],
+        ));
+        until_subscribed(&mut stream, &[(CLUSTER, &["agg", "ca", "dns"])]).await;
+        stream.respond(resp(
+            CLUSTER,
+            "2",
+            "n4",
+            vec![
+                fixtures::aggregate_cluster("agg", &["ca", "dns"]),
+                fixtures::cluster("ca"),
+                fixtures::dns_cluster("dns", "127.0.0.1", 4443),
+            ],
+        ));
+        until_subscribed(&mut stream, &[(CLUSTER_LOAD_ASSIGNMENT, &["ca"])]).await;
+        stream.respond(resp(
+            CLUSTER_LOAD_ASSIGNMENT,
+            "1",
+            "n5",
+            vec![fixtures::endpoints("ca", &["10.0.0.1:8080"])],
+        ));
+        let cfg = wait_ready(&mut target, &["agg"]).await;
+        assert_eq!(leaf_names(&cfg, "agg"), ["ca", "dns"]);
+        assert_eq!(addresses(&cfg, "agg"), ["10.0.0.1:8080", "127.0.0.1:4443"]);
+
+        stream.respond(resp(
+            ROUTE_CONFIGURATION,
+            "2",
+            "n6",
+            vec![fixtures::route_config("svc-route", &["svc"], &[("", "ca")])],
+        ));
+        until_subscribed(&mut stream, &[(CLUSTER, &["ca"])]).await;
+        let cfg = wait_ready(&mut target, &["ca"]).await;
+        assert_eq!(addresses(&cfg, "ca"), ["10.0.0.1:8080"]);
     }
 }

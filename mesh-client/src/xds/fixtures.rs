@@ -120,6 +120,53 @@ pub(crate) fn eds_cluster(name: &str, service_name: &str) -> Any {
     })
 }
 
+/// An aggregate Cluster (gRFC A37) over `children`, highest priority first.
+pub(crate) fn aggregate_cluster(name: &str, children: &[&str]) -> Any {
+    use xds_proto::envoy::envoy::config::cluster::v3::cluster::CustomClusterType;
+    use xds_proto::envoy::envoy::extensions::clusters::aggregate::v3::ClusterConfig;
+    pack(&Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::ClusterType(CustomClusterType {
+            name: "envoy.clusters.aggregate".into(),
+            typed_config: Some(pack(&ClusterConfig {
+                clusters: children.iter().map(|c| c.to_string()).collect(),
+            })),
+        })),
+        lb_policy: LbPolicy::ClusterProvided as i32,
+        ..Default::default()
+    })
+}
+
+/// A LOGICAL_DNS Cluster (gRFC A37) resolving `host:port`.
+pub(crate) fn dns_cluster(name: &str, host: &str, port: u32) -> Any {
+    pack(&Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::LogicalDns as i32)),
+        lb_policy: LbPolicy::RoundRobin as i32,
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                        address: Some(Address {
+                            address: Some(address::Address::SocketAddress(SocketAddress {
+                                address: host.into(),
+                                port_specifier: Some(PortSpecifier::PortValue(port)),
+                                ..Default::default()
+                            })),
+                        }),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 /// An EDS Cluster whose EDS resource has the cluster's name.
 pub(crate) fn cluster(name: &str) -> Any {
     eds_cluster(name, "")
@@ -199,8 +246,12 @@ mod tests {
         match decode(ResourceType::Cluster, &eds_cluster("c", "svc-c")) {
             Ok(Resource::Cluster(c)) => {
                 assert_eq!(c.name, "c");
-                let ClusterKind::Eds { service_name } = &c.kind;
-                assert_eq!(service_name, "svc-c");
+                assert_eq!(
+                    c.kind,
+                    ClusterKind::Eds {
+                        service_name: "svc-c".into()
+                    }
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -1,9 +1,13 @@
 //! CDS: validation of `Cluster` resources into [`config::Cluster`] (gRFC A27, A32, A37, A42,
 //! A48, A52).
 //!
-//! This slice supports EDS clusters only: aggregate and logical-DNS clusters (A37) and every
-//! other type are NACKed with "unsupported cluster type". The EDS config source must be
-//! `ads` or `self`. The endpoint policy comes from `load_balancing_policy` when it is set
+//! Supported cluster types: EDS (the config source must be `ads` or `self`); LOGICAL_DNS
+//! (A37: `load_assignment` with exactly one locality holding exactly one endpoint whose
+//! socket address has a host, a port and no custom resolver, grpc-go's messages); and
+//! `cluster_type` `envoy.clusters.aggregate` (A37: its `typed_config` must be an
+//! `envoy.extensions.clusters.aggregate.v3.ClusterConfig` with a non-empty `clusters` list;
+//! A75: the aggregate's own LB policy is ignored, not validated). Every other type (STATIC,
+//! STRICT_DNS, ORIGINAL_DST, other custom types) is NACKed with "unsupported cluster type". The endpoint policy comes from `load_balancing_policy` when it is set
 //! (A52: the first supported entry wins, NACK when none is supported or the chosen one is
 //! invalid; nesting deeper than 16 NACKs), else from `lb_policy` with its `*_lb_config`:
 //! ROUND_ROBIN; LEAST_REQUEST (A48: `choice_count` ≥ 2, capped at 10); RING_HASH (A42:
@@ -24,8 +28,11 @@ use xds_proto::envoy::envoy::config::cluster::v3::{
     cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy as LbPolicyProto},
 };
 use xds_proto::envoy::envoy::config::core::v3::{
-    RoutingPriority, config_source::ConfigSourceSpecifier,
+    RoutingPriority, address::Address as AddressKind, config_source::ConfigSourceSpecifier,
+    socket_address::PortSpecifier,
 };
+use xds_proto::envoy::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use xds_proto::envoy::envoy::extensions::clusters::aggregate::v3::ClusterConfig as AggregateClusterConfig;
 use xds_proto::envoy::envoy::extensions::load_balancing_policies::{
     client_side_weighted_round_robin::v3::ClientSideWeightedRoundRobin,
     least_request::v3::LeastRequest,
@@ -47,6 +54,9 @@ use crate::config::{self, ClusterKind, LbPolicy};
 /// The protobuf message validated here.
 pub use xds_proto::envoy::envoy::config::cluster::v3::Cluster as ClusterProto;
 use xds_proto::envoy::envoy::config::cluster::v3::OutlierDetection as OutlierDetectionProto;
+
+/// gRFC A37: the custom cluster type of aggregate clusters.
+const AGGREGATE_CLUSTER: &str = "envoy.clusters.aggregate";
 
 /// A52: the recursion limit of LB policy conversion.
 const MAX_LB_POLICY_DEPTH: usize = 16;
@@ -75,34 +85,38 @@ pub fn validate(c: &ClusterProto, ctx: &ValidationContext) -> Result<config::Clu
                 },
             }
         }
+        Some(ClusterDiscoveryType::Type(t)) if *t == DiscoveryType::LogicalDns as i32 => {
+            let (host, port) = logical_dns_address(c).map_err(|e| format!("load_assignment{e}"))?;
+            ClusterKind::LogicalDns { host, port }
+        }
         Some(ClusterDiscoveryType::Type(t)) => {
             let name = DiscoveryType::try_from(*t)
                 .map(|d| d.as_str_name().to_string())
                 .unwrap_or_else(|_| t.to_string());
-            let hint = if name == "LOGICAL_DNS" {
-                " (logical DNS clusters are not supported yet)"
-            } else {
-                ""
-            };
-            return Err(format!("type: unsupported cluster type {name}{hint}"));
+            return Err(format!("type: unsupported cluster type {name}"));
+        }
+        Some(ClusterDiscoveryType::ClusterType(custom)) if custom.name == AGGREGATE_CLUSTER => {
+            let clusters = aggregate_clusters(custom.typed_config.as_ref())
+                .map_err(|e| format!("cluster_type.typed_config{e}"))?;
+            ClusterKind::Aggregate { clusters }
         }
         Some(ClusterDiscoveryType::ClusterType(custom)) => {
-            let hint = if custom.name == "envoy.clusters.aggregate" {
-                " (aggregate clusters are not supported yet)"
-            } else {
-                ""
-            };
             return Err(format!(
-                "cluster_type: unsupported cluster type {:?}{hint}",
+                "cluster_type: unsupported cluster type {:?}",
                 custom.name
             ));
         }
         // An unset oneof reads as type STATIC.
         None => return Err("type: unsupported cluster type STATIC".into()),
     };
-    let lb_policy = match &c.load_balancing_policy {
-        Some(p) => load_balancing_policy(p, 0).map_err(|e| format!("load_balancing_policy{e}"))?,
-        None => legacy_lb_policy(c)?,
+    let lb_policy = match (&kind, &c.load_balancing_policy) {
+        // A75: an aggregate cluster's policy is ignored (Envoy requires CLUSTER_PROVIDED);
+        // each underlying cluster is picked from with its own policy.
+        (ClusterKind::Aggregate { .. }, _) => LbPolicy::RoundRobin,
+        (_, Some(p)) => {
+            load_balancing_policy(p, 0).map_err(|e| format!("load_balancing_policy{e}"))?
+        }
+        (_, None) => legacy_lb_policy(c)?,
     };
     // grpc-go: LRS must report over the ADS server's channel.
     if let Some(lrs) = &c.lrs_server
@@ -147,6 +161,87 @@ pub fn validate(c: &ClusterProto, ctx: &ValidationContext) -> Result<config::Clu
         tls,
         outlier_detection,
     })
+}
+
+/// gRFC A37 as grpc-go reads it: the aggregate `ClusterConfig` in `cluster_type.typed_config`
+/// must decode and list at least one cluster. Errors are relative to `typed_config`.
+fn aggregate_clusters(any: Option<&xds_proto::protobuf::Any>) -> Result<Vec<String>, String> {
+    let Some(any) = any else {
+        return Err(
+            ": not set (an envoy.extensions.clusters.aggregate.v3.ClusterConfig is required)"
+                .into(),
+        );
+    };
+    let want = AggregateClusterConfig::type_url();
+    if any.type_url != want {
+        return Err(format!(
+            ": unexpected type {:?} (want {want:?})",
+            any.type_url
+        ));
+    }
+    let cfg = AggregateClusterConfig::decode(any.value.as_slice())
+        .map_err(|e| format!(": cannot decode ClusterConfig: {e}"))?;
+    if cfg.clusters.is_empty() {
+        return Err(".clusters: aggregate cluster has empty clusters field".into());
+    }
+    Ok(cfg.clusters)
+}
+
+/// gRFC A37 as grpc-go reads a LOGICAL_DNS cluster: `load_assignment` has exactly one
+/// locality with exactly one endpoint whose address is a socket address with a host, a
+/// port, and no custom resolver. Errors are relative to `load_assignment`.
+fn logical_dns_address(c: &ClusterProto) -> Result<(String, u16), String> {
+    let Some(la) = &c.load_assignment else {
+        return Err(": not present for LOGICAL_DNS cluster".into());
+    };
+    let [locality] = la.endpoints.as_slice() else {
+        return Err(format!(
+            ".endpoints: LOGICAL_DNS cluster must have exactly one locality, got {}",
+            la.endpoints.len()
+        ));
+    };
+    let [lb_endpoint] = locality.lb_endpoints.as_slice() else {
+        return Err(format!(
+            ".endpoints[0].lb_endpoints: locality for LOGICAL_DNS cluster must have exactly one endpoint, got {}",
+            locality.lb_endpoints.len()
+        ));
+    };
+    let at = ".endpoints[0].lb_endpoints[0]";
+    let Some(HostIdentifier::Endpoint(endpoint)) = &lb_endpoint.host_identifier else {
+        return Err(format!(
+            "{at}.endpoint: endpoint for LOGICAL_DNS cluster not set"
+        ));
+    };
+    let Some(AddressKind::SocketAddress(sa)) =
+        endpoint.address.as_ref().and_then(|a| a.address.as_ref())
+    else {
+        return Err(format!(
+            "{at}.endpoint.address.socket_address: socket address for endpoint for LOGICAL_DNS cluster not set"
+        ));
+    };
+    let at = format!("{at}.endpoint.address.socket_address");
+    if !sa.resolver_name.is_empty() {
+        return Err(format!(
+            "{at}.resolver_name: unexpected custom resolver name {:?}",
+            sa.resolver_name
+        ));
+    }
+    if sa.address.is_empty() {
+        return Err(format!(
+            "{at}.address: host for endpoint for LOGICAL_DNS cluster not set"
+        ));
+    }
+    let port = match sa.port_specifier {
+        Some(PortSpecifier::PortValue(p)) if p != 0 => p,
+        _ => {
+            return Err(format!(
+                "{at}.port_value: port for endpoint for LOGICAL_DNS cluster not set"
+            ));
+        }
+    };
+    let port =
+        u16::try_from(port).map_err(|_| format!("{at}.port_value: {port} is not a valid port"))?;
+    Ok((sa.address.clone(), port))
 }
 
 /// Envoy's `retry_budget`, read as our ratio budget: `budget_percent` (default 20 %) is the
@@ -516,8 +611,11 @@ pub(crate) mod tests {
         cluster::EdsClusterConfig, load_balancing_policy::Policy,
     };
     use xds_proto::envoy::envoy::config::core::v3::{
-        AggregatedConfigSource, ConfigSource, TransportSocket, TypedExtensionConfig,
-        config_source::ConfigSourceSpecifier,
+        Address, AggregatedConfigSource, ConfigSource, SocketAddress, TransportSocket,
+        TypedExtensionConfig, config_source::ConfigSourceSpecifier,
+    };
+    use xds_proto::envoy::envoy::config::endpoint::v3::{
+        ClusterLoadAssignment, Endpoint as EndpointProto, LbEndpoint, LocalityLbEndpoints,
     };
     use xds_proto::protobuf::{Any, Duration as PbDuration, UInt32Value, UInt64Value};
 
@@ -561,6 +659,64 @@ pub(crate) mod tests {
         pack(&c)
     }
 
+    fn dns_socket(host: &str, port: u32) -> SocketAddress {
+        SocketAddress {
+            address: host.into(),
+            port_specifier: Some(PortSpecifier::PortValue(port)),
+            ..Default::default()
+        }
+    }
+
+    fn set_dns_address(c: &mut ClusterProto, address: Option<AddressKind>) {
+        if let Some(la) = c.load_assignment.as_mut()
+            && let Some(HostIdentifier::Endpoint(e)) =
+                la.endpoints[0].lb_endpoints[0].host_identifier.as_mut()
+        {
+            e.address = Some(Address { address });
+        }
+    }
+
+    /// A LOGICAL_DNS cluster for db.example.com:5432, changed by `f`.
+    fn dns(f: impl FnOnce(&mut ClusterProto)) -> Any {
+        with(|c| {
+            c.cluster_discovery_type =
+                Some(ClusterDiscoveryType::Type(DiscoveryType::LogicalDns as i32));
+            c.eds_cluster_config = None;
+            c.load_assignment = Some(ClusterLoadAssignment {
+                cluster_name: "c1".into(),
+                endpoints: vec![LocalityLbEndpoints {
+                    lb_endpoints: vec![LbEndpoint {
+                        host_identifier: Some(HostIdentifier::Endpoint(EndpointProto {
+                            address: Some(Address {
+                                address: Some(AddressKind::SocketAddress(dns_socket(
+                                    "db.example.com",
+                                    5432,
+                                ))),
+                            }),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            f(c);
+        })
+    }
+
+    /// An aggregate cluster with this typed_config, and Envoy's CLUSTER_PROVIDED policy.
+    fn aggregate(typed_config: Option<Any>) -> Any {
+        with(|c| {
+            c.cluster_discovery_type = Some(ClusterDiscoveryType::ClusterType(CustomClusterType {
+                name: "envoy.clusters.aggregate".into(),
+                typed_config,
+            }));
+            c.eds_cluster_config = None;
+            c.lb_policy = LbPolicyProto::ClusterProvided as i32;
+        })
+    }
+
     fn policies(anys: Vec<Any>) -> Option<LoadBalancingPolicy> {
         Some(LoadBalancingPolicy {
             policies: anys
@@ -576,8 +732,10 @@ pub(crate) mod tests {
     }
 
     fn eds_name(c: &Cluster) -> &str {
-        let ClusterKind::Eds { service_name } = &c.kind;
-        service_name
+        match &c.kind {
+            ClusterKind::Eds { service_name } => service_name,
+            _ => "",
+        }
     }
 
     fn rows() -> Vec<(&'static str, Any, Expect<Cluster>)> {
@@ -627,35 +785,195 @@ pub(crate) mod tests {
                 Nack("eds_cluster_config.service_name: required with an xdstp: cluster name"),
             ),
             (
-                // A37: logical DNS is not supported in this slice.
-                "logical dns",
-                with(|c| {
-                    c.cluster_discovery_type =
-                        Some(ClusterDiscoveryType::Type(DiscoveryType::LogicalDns as i32))
-                }),
-                Nack(
-                    "type: unsupported cluster type LOGICAL_DNS (logical DNS clusters are not supported yet)",
-                ),
-            ),
-            (
                 // A27: STATIC (also what an unset type reads as) is unsupported.
                 "static",
                 with(|c| c.cluster_discovery_type = None),
                 Nack("type: unsupported cluster type STATIC"),
             ),
             (
-                // A37: aggregate clusters are not supported in this slice.
+                // A37: a LOGICAL_DNS cluster resolves its one endpoint's host and port.
+                "logical dns",
+                dns(|_| {}),
+                Accepted(|c| {
+                    c.kind
+                        == ClusterKind::LogicalDns {
+                            host: "db.example.com".into(),
+                            port: 5432,
+                        }
+                }),
+            ),
+            (
+                // A37 (grpc-go): LOGICAL_DNS needs a load_assignment.
+                "logical dns without load_assignment",
+                dns(|c| c.load_assignment = None),
+                Nack("load_assignment: not present for LOGICAL_DNS cluster"),
+            ),
+            (
+                // A37 (grpc-go): exactly one locality.
+                "logical dns with two localities",
+                dns(|c| {
+                    if let Some(la) = c.load_assignment.as_mut() {
+                        let l = la.endpoints[0].clone();
+                        la.endpoints.push(l);
+                    }
+                }),
+                Nack(
+                    "load_assignment.endpoints: LOGICAL_DNS cluster must have exactly one locality, got 2",
+                ),
+            ),
+            (
+                // A37 (grpc-go): exactly one endpoint in the locality.
+                "logical dns with no endpoint",
+                dns(|c| {
+                    if let Some(la) = c.load_assignment.as_mut() {
+                        la.endpoints[0].lb_endpoints.clear();
+                    }
+                }),
+                Nack(
+                    "load_assignment.endpoints[0].lb_endpoints: locality for LOGICAL_DNS cluster must have exactly one endpoint, got 0",
+                ),
+            ),
+            (
+                // A37 (grpc-go): the endpoint must be set (not an endpoint_name).
+                "logical dns endpoint name",
+                dns(|c| {
+                    if let Some(la) = c.load_assignment.as_mut() {
+                        la.endpoints[0].lb_endpoints[0].host_identifier =
+                            Some(HostIdentifier::EndpointName("e".into()));
+                    }
+                }),
+                Nack(
+                    "load_assignment.endpoints[0].lb_endpoints[0].endpoint: endpoint for LOGICAL_DNS cluster not set",
+                ),
+            ),
+            (
+                // A37 (grpc-go): the address must be a socket address.
+                "logical dns pipe address",
+                dns(|c| set_dns_address(c, Some(AddressKind::Pipe(Default::default())))),
+                Nack(
+                    "load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address: socket address for endpoint for LOGICAL_DNS cluster not set",
+                ),
+            ),
+            (
+                // A37 (grpc-go): no custom resolver.
+                "logical dns custom resolver",
+                dns(|c| {
+                    set_dns_address(
+                        c,
+                        Some(AddressKind::SocketAddress(SocketAddress {
+                            resolver_name: "mine".into(),
+                            ..dns_socket("db.example.com", 5432)
+                        })),
+                    )
+                }),
+                Nack(
+                    "load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.resolver_name: unexpected custom resolver name \"mine\"",
+                ),
+            ),
+            (
+                // A37 (grpc-go): the host must be set.
+                "logical dns without host",
+                dns(|c| set_dns_address(c, Some(AddressKind::SocketAddress(dns_socket("", 5432))))),
+                Nack(
+                    "load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: host for endpoint for LOGICAL_DNS cluster not set",
+                ),
+            ),
+            (
+                // A37 (grpc-go): the port must be set (0 or a named port is not).
+                "logical dns without port",
+                dns(|c| {
+                    set_dns_address(
+                        c,
+                        Some(AddressKind::SocketAddress(dns_socket("db.example.com", 0))),
+                    )
+                }),
+                Nack(
+                    "load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value: port for endpoint for LOGICAL_DNS cluster not set",
+                ),
+            ),
+            (
+                // A port beyond 65535 cannot be connected to.
+                "logical dns port out of range",
+                dns(|c| {
+                    set_dns_address(
+                        c,
+                        Some(AddressKind::SocketAddress(dns_socket(
+                            "db.example.com",
+                            70000,
+                        ))),
+                    )
+                }),
+                Nack(
+                    "load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value: 70000 is not a valid port",
+                ),
+            ),
+            (
+                // A37: an aggregate cluster lists its clusters in priority order; A75: its
+                // lb_policy (Envoy's CLUSTER_PROVIDED) is ignored rather than NACKed.
                 "aggregate",
+                aggregate(Some(pack(&AggregateClusterConfig {
+                    clusters: vec!["primary".into(), "secondary".into()],
+                }))),
+                Accepted(|c| {
+                    c.kind
+                        == ClusterKind::Aggregate {
+                            clusters: vec!["primary".into(), "secondary".into()],
+                        }
+                }),
+            ),
+            (
+                // A37 (grpc-go): an empty clusters list NACKs.
+                "aggregate with no clusters",
+                aggregate(Some(pack(&AggregateClusterConfig { clusters: vec![] }))),
+                Nack(
+                    "cluster_type.typed_config.clusters: aggregate cluster has empty clusters field",
+                ),
+            ),
+            (
+                // A37: the typed_config is required.
+                "aggregate without typed_config",
+                aggregate(None),
+                Nack(
+                    "cluster_type.typed_config: not set (an envoy.extensions.clusters.aggregate.v3.ClusterConfig is required)",
+                ),
+            ),
+            (
+                // A37: a typed_config of another type NACKs.
+                "aggregate typed_config of another type",
+                aggregate(Some(pack(&RoundRobin::default()))),
+                Nack(
+                    "cluster_type.typed_config: unexpected type \"type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin\"",
+                ),
+            ),
+            (
+                // A37 (grpc-go): a typed_config that does not decode NACKs.
+                "aggregate typed_config undecodable",
+                aggregate(Some(Any {
+                    type_url: AggregateClusterConfig::type_url(),
+                    value: vec![0x0a, 0x05, b'a'],
+                })),
+                Nack("cluster_type.typed_config: cannot decode ClusterConfig"),
+            ),
+            (
+                // A37: any other custom cluster type is unsupported.
+                "unknown custom cluster type",
                 with(|c| {
                     c.cluster_discovery_type =
                         Some(ClusterDiscoveryType::ClusterType(CustomClusterType {
-                            name: "envoy.clusters.aggregate".into(),
+                            name: "envoy.clusters.redis".into(),
                             typed_config: None,
                         }))
                 }),
-                Nack(
-                    "cluster_type: unsupported cluster type \"envoy.clusters.aggregate\" (aggregate clusters are not supported yet)",
-                ),
+                Nack("cluster_type: unsupported cluster type \"envoy.clusters.redis\""),
+            ),
+            (
+                // A27: STRICT_DNS is unsupported (only LOGICAL_DNS is, A37).
+                "strict dns",
+                with(|c| {
+                    c.cluster_discovery_type =
+                        Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32))
+                }),
+                Nack("type: unsupported cluster type STRICT_DNS"),
             ),
             (
                 // A42: legacy RING_HASH with defaults: 1024 / 8M, capped at 4096.
