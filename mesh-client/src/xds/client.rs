@@ -214,7 +214,7 @@ impl XdsClient {
         options: ProtocolOptions,
     ) -> Result<XdsClient, XdsError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| XdsError::NoRuntime)?;
-        // Fallback to the other servers (gRFC A71) is later work: the first one is used.
+        // The primary; the task falls back to the others in order (gRFC A71).
         let server = bootstrap
             .xds_servers
             .first()
@@ -360,6 +360,8 @@ impl XdsClient {
             return;
         };
         let task = AdsTask {
+            servers: self.inner.bootstrap.xds_servers.clone(),
+            current: 0,
             server: self.inner.server.clone(),
             state: AdsState::with_options(self.inner.node.clone(), self.inner.options.clone())
                 .with_validation_context(ValidationContext::from_bootstrap(&self.inner.bootstrap)),
@@ -544,6 +546,16 @@ impl Meta {
 }
 
 impl Cache {
+    /// Whether some subscribed resource has no value yet (gRFC A71's fallback condition).
+    fn has_uncached(&self) -> bool {
+        self.entries.values().any(|e| {
+            matches!(
+                *e.tx.borrow(),
+                ResourceState::Requested | ResourceState::Error(_)
+            )
+        })
+    }
+
     fn new(lkg: Option<super::persist::LastKnownGood>, validation: ValidationContext) -> Self {
         Cache {
             entries: HashMap::new(),
@@ -723,10 +735,20 @@ enum StreamEnd {
     Shutdown,
     /// The connection or the stream failed.
     Failed { got_response: bool, error: String },
+    /// On a fallback server, the primary became reachable again (gRFC A71).
+    PrimaryBack,
 }
+
+/// How often a client on a fallback server checks whether the primary is back (gRFC A71).
+const PRIMARY_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The task driving one ADS stream after another.
 struct AdsTask {
+    /// The bootstrap's `xds_servers` in order of preference (gRFC A71).
+    servers: Vec<XdsServer>,
+    /// Which of them this task uses now.
+    current: usize,
+    /// `servers[current]`.
     server: XdsServer,
     state: AdsState,
     cache: Arc<Mutex<Cache>>,
@@ -748,6 +770,14 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl AdsTask {
+    /// Uses `servers[index]` for the next stream.
+    fn switch_to(&mut self, index: usize) {
+        if let Some(s) = self.servers.get(index) {
+            self.current = index;
+            self.server = s.clone();
+        }
+    }
+
     /// Runs streams until the client is dropped; each failed attempt backs off.
     async fn run(mut self) {
         let mut backoff = Backoff::new();
@@ -755,6 +785,17 @@ impl AdsTask {
         loop {
             match self.run_stream().await {
                 StreamEnd::Shutdown => break,
+                StreamEnd::PrimaryBack => {
+                    tracing::info!(
+                        primary = %self.servers.first().map(|s| s.server_uri.as_str()).unwrap_or_default(),
+                        fallback = %self.server.server_uri,
+                        "primary xDS server reachable again; leaving the fallback (gRFC A71)"
+                    );
+                    self.stats.on_stream_failed(true);
+                    self.state.on_disconnected();
+                    self.switch_to(0);
+                    backoff.reset();
+                }
                 StreamEnd::Failed {
                     got_response,
                     error,
@@ -769,7 +810,18 @@ impl AdsTask {
                     }
                     let message = format!("xDS server {}: {error}", self.server.server_uri);
                     tracing::warn!(%message, "ADS stream failed before any response");
+                    // gRFC A71: with a resource not cached yet, try the next server at once;
+                    // with everything cached, keep serving the cache and retry the primary.
+                    if self.current + 1 < self.servers.len() && lock(&self.cache).has_uncached() {
+                        tracing::warn!(
+                            next = %self.servers[self.current + 1].server_uri,
+                            "falling back to the next xDS server (gRFC A71)"
+                        );
+                        self.switch_to(self.current + 1);
+                        continue;
+                    }
                     lock(&self.cache).connection_error(&message);
+                    self.switch_to(0);
                     if !self.wait(backoff.next_delay()).await {
                         break;
                     }
@@ -867,9 +919,40 @@ impl AdsTask {
         };
 
         let mut got_response = false;
+        // gRFC A71: on a fallback server, check now and then whether the primary is back.
+        let primary = (self.current > 0)
+            .then(|| self.servers.first().cloned())
+            .flatten();
+        let mut probe_at = primary
+            .as_ref()
+            .map(|_| tokio::time::Instant::now() + PRIMARY_PROBE_INTERVAL);
+        type Probe = std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<tonic::transport::Channel, XdsError>>
+                    + Send,
+            >,
+        >;
+        let mut probe: Option<Probe> = None;
         loop {
             let deadline = self.state.next_timer_deadline();
             tokio::select! {
+                _ = sleep_until(probe_at.map(tokio::time::Instant::into_std)), if probe.is_none() && probe_at.is_some() => {
+                    if let Some(p) = primary.clone() {
+                        probe = Some(Box::pin(async move { transport::connect(&p).await }));
+                    }
+                }
+                res = async {
+                    match probe.as_mut() {
+                        Some(p) => p.await,
+                        None => std::future::pending().await,
+                    }
+                }, if probe.is_some() => {
+                    probe = None;
+                    match res {
+                        Ok(_) => return StreamEnd::PrimaryBack,
+                        Err(_) => probe_at = Some(tokio::time::Instant::now() + PRIMARY_PROBE_INTERVAL),
+                    }
+                }
                 msg = stream.message() => match msg {
                     Ok(Some(response)) => {
                         got_response = true;
