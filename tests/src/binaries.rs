@@ -1,4 +1,5 @@
-//! Our own interop binaries (`interop-client`, `interop-server`, package mesh-examples).
+//! Our own binaries (`interop-client`, `interop-server`, `greeter-server`, package
+//! mesh-examples).
 //!
 //! They live in another package, so `CARGO_BIN_EXE_*` cannot name them. The first test
 //! that needs them builds them with the same cargo that runs the tests (so they are never
@@ -40,6 +41,37 @@ pub fn our_bin_dir() -> Result<PathBuf, String> {
             }
         }
         Ok(dir)
+    })
+    .clone()
+}
+
+/// The `greeter-server` example binary (an xDS-managed greeter, bootstrap from the
+/// environment), built the same way as [`our_bin_dir`] builds the interop binaries.
+pub fn greeter_server_bin() -> Result<PathBuf, String> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = crate::interop::gobuild::target_dir()
+            .join("debug")
+            .join("greeter-server");
+        if std::env::var_os("MESH_INTEROP_SKIP_BUILD").is_none() {
+            let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map(PathBuf::from)
+                .ok_or("no workspace root")?;
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "-p", "mesh-examples", "--bin", "greeter-server"])
+                .current_dir(workspace)
+                .status()
+                .map_err(|e| format!("running cargo build: {e}"))?;
+            if !status.success() {
+                return Err("cargo build -p mesh-examples --bin greeter-server failed".into());
+            }
+        }
+        if bin.is_file() {
+            Ok(bin)
+        } else {
+            Err(format!("{} not found", bin.display()))
+        }
     })
     .clone()
 }
