@@ -28,6 +28,7 @@ mod health;
 mod identity;
 mod limits;
 mod path;
+mod preface;
 mod request;
 mod server;
 mod stats;

@@ -1,8 +1,27 @@
-//! HTTP/2 limits, always set explicitly.
+//! HTTP/2 limits, always set explicitly (RFC 9113 SETTINGS and connection lifetime).
 //!
 //! tonic's server defaults leave concurrent streams and locally reset streams unbounded;
 //! a server in a mesh takes traffic from every caller, so each limit has a value here and
 //! can be changed on the builder.
+//!
+//! # Hardened defaults
+//!
+//! | Limit | Default | Guards against |
+//! |---|---|---|
+//! | `max_concurrent_streams` | 1024 | stream floods |
+//! | `max_header_list_size` | 16 KiB | header-list floods (answered 431, then GOAWAY) |
+//! | `max_frame_size` | 16 KiB | oversized frames |
+//! | `initial_stream_window_size` / `_connection_` | 1 MiB / 2 MiB | DATA beyond the window (GOAWAY `FLOW_CONTROL_ERROR`) |
+//! | `max_pending_accept_reset_streams` | 32 | rapid reset, CVE-2023-44487 (GOAWAY `ENHANCE_YOUR_CALM`) |
+//! | `max_local_error_reset_streams` | 256 | peers provoking endless stream errors |
+//! | `keepalive_interval` / `_timeout` | 2 h / 20 s | dead peers |
+//! | `max_connection_age` / `drain_grace` | 30 min / 30 s | connections pinned to old config or certificates |
+//! | `handshake_timeout` | 10 s | slowloris: connections that never finish TLS or the preface |
+//!
+//! CONTINUATION floods (CVE-2024-27316 class) are cut off by the HTTP/2 codec itself
+//! (GOAWAY `ENHANCE_YOUR_CALM` once a header block exceeds what `max_header_list_size`
+//! allows); gRPC messages are capped by tonic's 4 MiB `max_decoding_message_size`
+//! (`OUT_OF_RANGE`). `tests/tests/e2e_h2_abuse.rs` runs each attack against these defaults.
 
 use std::time::Duration;
 
@@ -34,6 +53,12 @@ pub struct Http2Limits {
     pub max_connection_age: Option<Duration>,
     /// How long a draining connection may keep running its in-flight RPCs.
     pub drain_grace: Duration,
+    /// How long a new connection has, from accept, to finish its TLS handshake (if any)
+    /// and send the HTTP/2 client preface and the header of its first frame; a connection
+    /// that has not is closed. This is the slowloris guard: without it a peer that opens
+    /// a TCP connection and sends a byte or two holds the connection until
+    /// `max_connection_age`.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Http2Limits {
@@ -50,6 +75,7 @@ impl Default for Http2Limits {
             keepalive_timeout: Duration::from_secs(20),
             max_connection_age: Some(Duration::from_secs(30 * 60)),
             drain_grace: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -372,10 +372,6 @@ struct Shared {
     telemetry: CallTelemetry,
 }
 
-/// How long a new connection may take to send its first byte (for sniffing TLS vs
-/// plaintext) and to finish a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Sniffs, matches a filter chain, does TLS when the chain says so, and serves.
 async fn handle_connection(
     stream: tokio::net::TcpStream,
@@ -386,11 +382,13 @@ async fn handle_connection(
     stop: watch::Receiver<bool>,
 ) {
     let stats = &shared.stats;
+    // One deadline from accept to the first HTTP/2 frame: sniffing, TLS, the preface.
+    let deadline = tokio::time::Instant::now() + shared.limits.handshake_timeout;
     // A TLS connection starts with a handshake record (0x16): tell TLS from plaintext as
     // Istio's listeners do (`transport_protocol` "tls" vs "raw_buffer"), so one port can
     // serve both (PERMISSIVE).
     let mut first = [0u8; 1];
-    let sniffed = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+    let sniffed = tokio::time::timeout_at(deadline, stream.peek(&mut first)).await;
     let is_tls = match sniffed {
         Ok(Ok(1)) => first[0] == 0x16,
         _ => {
@@ -425,8 +423,8 @@ async fn handle_connection(
                 ServerStats::inc(&stats.connections_refused);
                 return;
             };
-            let accepted = tokio::time::timeout(
-                HANDSHAKE_TIMEOUT,
+            let accepted = tokio::time::timeout_at(
+                deadline,
                 tokio_rustls::TlsAcceptor::from(config).accept(stream),
             )
             .await;
@@ -479,7 +477,7 @@ async fn handle_connection(
     // it, which is what drains this connection.
     drop(generation);
     serve_connection(
-        io,
+        Box::new(crate::preface::PrefaceDeadline::new(io, deadline)),
         ConnService(Arc::new(ctx)),
         shared.limits.clone(),
         drain,

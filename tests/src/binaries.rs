@@ -1,5 +1,5 @@
 //! Our own binaries used as separate processes (`interop-client`, `interop-server`,
-//! `greeter-client`, package mesh-examples).
+//! `greeter-client`, `greeter-server`, package mesh-examples).
 //!
 //! They live in another package, so `CARGO_BIN_EXE_*` cannot name them. The first test
 //! that needs them builds them with the same cargo that runs the tests (so they are never
@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// `target/debug`, after building the interop binaries there; the error says what failed.
+/// `target/debug`, after building our binaries there; the error says what failed.
 pub fn our_bin_dir() -> Result<PathBuf, String> {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -29,6 +29,8 @@ pub fn our_bin_dir() -> Result<PathBuf, String> {
                     "interop-server",
                     "--bin",
                     "greeter-client",
+                    "--bin",
+                    "greeter-server",
                 ])
                 .current_dir(workspace)
                 .status()
@@ -37,7 +39,12 @@ pub fn our_bin_dir() -> Result<PathBuf, String> {
                 return Err("cargo build -p mesh-examples (interop binaries) failed".into());
             }
         }
-        for bin in ["interop-server", "interop-client", "greeter-client"] {
+        for bin in [
+            "interop-server",
+            "interop-client",
+            "greeter-client",
+            "greeter-server",
+        ] {
             if !dir.join(bin).is_file() {
                 return Err(format!("{bin} not found in {}", dir.display()));
             }
@@ -45,4 +52,10 @@ pub fn our_bin_dir() -> Result<PathBuf, String> {
         Ok(dir)
     })
     .clone()
+}
+
+/// The `greeter-server` example binary (an xDS-managed greeter, bootstrap from the
+/// environment), built with the others by [`our_bin_dir`].
+pub fn greeter_server_bin() -> Result<PathBuf, String> {
+    Ok(our_bin_dir()?.join("greeter-server"))
 }

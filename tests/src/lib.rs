@@ -3,6 +3,7 @@
 
 pub mod binaries;
 pub mod gocp;
+pub mod h2raw;
 pub mod scripted;
 pub mod server;
 
