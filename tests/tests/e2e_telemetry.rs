@@ -615,3 +615,52 @@ async fn retries_give_one_attempt_span_each() {
     }
     mesh.stop().await;
 }
+
+/// Issue 5's certificate-expiry signal: `mesh.identity.certificate.seconds_to_expiry` per
+/// certificate provider instance of every live xDS client's bootstrap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_seconds_to_expiry_gauge() {
+    span_exporter();
+    const DAY: Duration = Duration::from_secs(86_400);
+    let ca = mesh_control::ca::DevCa::generate("cluster.local").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    ca.issue_svid("default", "expiry", DAY)
+        .unwrap()
+        .write_istio_layout(dir.path())
+        .unwrap();
+    let json =
+        mesh_control::bootstrap_json_with_certs("127.0.0.1:1", "expiry-node", Some(dir.path()));
+    let bootstrap = mesh_client::bootstrap::Bootstrap::from_json(&json.to_string()).unwrap();
+    let _client = mesh_client::xds::XdsClient::shared(&bootstrap).unwrap();
+    // Providers report once something uses them, as an mTLS cluster does.
+    let registry = mesh_client::identity::ProviderRegistry::for_bootstrap(&bootstrap);
+    let instance = |name: &str| mesh_client::config::CertProviderInstance {
+        instance_name: "default".into(),
+        certificate_name: name.into(),
+    };
+    let mut tls = registry
+        .client_tls(&mesh_client::config::UpstreamTls {
+            identity: Some(instance("default")),
+            roots: instance("ROOTCA"),
+            san_matchers: vec![],
+            sni: None,
+        })
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.wait_for(Option::is_some)).await;
+    let metrics = Metrics::new();
+    let _telemetry = Telemetry::new(&metrics.provider);
+    let rm = metrics.collect();
+    let (secs, _) = point(
+        &rm,
+        "mesh.identity.certificate.seconds_to_expiry",
+        &[("mesh.identity.provider", "default")],
+    );
+    println!(
+        "certificate of provider \"default\" expires in {secs} s (issued for {} s)",
+        DAY.as_secs()
+    );
+    assert!(
+        secs > (DAY.as_secs() - 600) as f64 && secs <= DAY.as_secs() as f64,
+        "{secs}"
+    );
+}
