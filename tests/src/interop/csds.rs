@@ -103,7 +103,10 @@ impl CsdsCheck {
         };
         let mut why = Vec::new();
         for s in seen.iter().filter(|s| s.status != "ACKED") {
-            why.push(format!("{} {} is {} (want ACKED)", s.kind, s.name, s.status));
+            why.push(format!(
+                "{} {} is {} (want ACKED)",
+                s.kind, s.name, s.status
+            ));
         }
         for (kind, names) in &self.acked {
             let want: BTreeSet<String> = names
@@ -134,8 +137,7 @@ impl CsdsCheck {
 /// `genericXdsConfigs` entry of every client config. Resources reported only in the legacy
 /// per-type fields are not read (grpc-go and ours both fill `genericXdsConfigs`).
 pub fn parse_config(json: &str) -> anyhow::Result<Vec<Seen>> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).context("csds-go output is not JSON")?;
+    let v: serde_json::Value = serde_json::from_str(json).context("csds-go output is not JSON")?;
     let configs = v
         .get("config")
         .and_then(|c| c.as_array())
@@ -200,7 +202,10 @@ mod tests {
         check.validate().unwrap();
         let why = check.compare(&seen, &ph).unwrap().unwrap_err();
         assert!(why.contains("Cluster cluster-a is NACKED"), "{why}");
-        assert!(why.contains("ClusterLoadAssignment cluster-a is UNKNOWN"), "{why}");
+        assert!(
+            why.contains("ClusterLoadAssignment cluster-a is UNKNOWN"),
+            "{why}"
+        );
         assert!(why.contains("Cluster cluster-b not reported"), "{why}");
         assert!(!why.contains("Listener interop.test:8080 not"), "{why}");
         assert!(!why.contains("Listener interop.test:8080 is"), "{why}");
