@@ -6,7 +6,9 @@
 //! / `GRPC_XDS_BOOTSTRAP_CONFIG`) and sends, round robin over them, `--qps` RPCs per second
 //! per channel of each `--rpc` type with its `--metadata`, each bounded by `--rpc_timeout`.
 //! On `--stats_port` (plain tonic) it serves `LoadBalancerStatsService`,
-//! `XdsUpdateClientConfigureService` and `grpc.health.v1.Health`. With
+//! `XdsUpdateClientConfigureService`, `grpc.health.v1.Health` and CSDS
+//! (`envoy.service.status.v3.ClientStatusDiscoveryService`, gRFC A40, from
+//! `mesh_client::admin`), as grpc-go's client serves its admin services there. With
 //! `--fail_on_failed_rpc` it exits non-zero on the first failed RPC after one succeeded.
 //! Ends on SIGTERM / Ctrl-C.
 //!
@@ -18,8 +20,8 @@
 //! `--secure_mode=false` grpc-go uses insecure credentials and ignores the CDS security
 //! config, while MeshChannel has no such switch and still honours it.
 //!
-//! Not supported: grpc-go's CSM observability and payload-size flags, the admin
-//! (CSDS/channelz) and reflection services.
+//! Not supported: grpc-go's CSM observability and payload-size flags, channelz and
+//! reflection.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -109,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
     let stats_server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(health)
+            .add_service(mesh_client::admin::Csds::all_clients().into_server())
             .add_service(LoadBalancerStatsServiceServer::new(StatsService::new(
                 hub.clone(),
             )))

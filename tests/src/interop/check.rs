@@ -295,10 +295,38 @@ pub struct AccumulatedCheck {
     /// Retry (new windows) until it holds, for at most this many seconds.
     #[serde(default)]
     pub within_sec: Option<u64>,
+    /// RpcType name → RPCs in flight at the end of the window: started − succeeded − failed
+    /// (the `num_rpcs_*_by_method` totals, as gRPC's circuit-breaking test reads them).
+    #[serde(default)]
+    pub in_flight: BTreeMap<String, String>,
 }
 
 /// Per method: status code → count.
 type Results = BTreeMap<String, BTreeMap<i32, i64>>;
+
+/// One `GetClientAccumulatedStats` answer: results per method, and RPCs in flight per
+/// method.
+struct Snapshot {
+    results: Results,
+    in_flight: BTreeMap<String, i64>,
+}
+
+/// Started − succeeded − failed per method, from the (deprecated but still sent) totals.
+#[allow(deprecated)]
+fn in_flight(resp: &LoadBalancerAccumulatedStatsResponse) -> BTreeMap<String, i64> {
+    resp.num_rpcs_started_by_method
+        .iter()
+        .map(|(m, started)| {
+            let done = |map: &std::collections::HashMap<String, i32>| {
+                i64::from(map.get(m).copied().unwrap_or(0))
+            };
+            let n = i64::from(*started)
+                - done(&resp.num_rpcs_succeeded_by_method)
+                - done(&resp.num_rpcs_failed_by_method);
+            (m.clone(), n)
+        })
+        .collect()
+}
 
 impl AccumulatedCheck {
     /// Checks the expressions parse.
@@ -312,12 +340,16 @@ impl AccumulatedCheck {
                     .map_err(|_| anyhow!("status code {code:?} is not a number"))?;
             }
         }
+        parse_map(&self.in_flight)?;
+        if self.methods.is_empty() && self.in_flight.is_empty() {
+            bail!("accumulated: nothing to check (no methods, no in_flight)");
+        }
         Ok(())
     }
 
     async fn snapshot(
         client: &mut LoadBalancerStatsServiceClient<Channel>,
-    ) -> anyhow::Result<Results> {
+    ) -> anyhow::Result<Snapshot> {
         let resp: LoadBalancerAccumulatedStatsResponse = tokio::time::timeout(
             Duration::from_secs(10),
             client.get_client_accumulated_stats(LoadBalancerAccumulatedStatsRequest {}),
@@ -326,7 +358,8 @@ impl AccumulatedCheck {
         .context("GetClientAccumulatedStats: no answer")?
         .context("GetClientAccumulatedStats")?
         .into_inner();
-        Ok(resp
+        let in_flight = in_flight(&resp);
+        let results = resp
             .stats_per_method
             .into_iter()
             .map(|(m, s)| {
@@ -338,7 +371,8 @@ impl AccumulatedCheck {
                         .collect(),
                 )
             })
-            .collect())
+            .collect();
+        Ok(Snapshot { results, in_flight })
     }
 
     /// Measures one window and compares.
@@ -349,6 +383,12 @@ impl AccumulatedCheck {
         let before = Self::snapshot(client).await?;
         tokio::time::sleep(Duration::from_millis(self.window_ms)).await;
         let after = Self::snapshot(client).await?;
+        Ok(self.compare(&before.results, &after))
+    }
+
+    /// Compares the window from `before` to `after`: `Ok(observed)` or `Err(observed + why)`.
+    fn compare(&self, before: &Results, after_snapshot: &Snapshot) -> Result<String, String> {
+        let after = &after_snapshot.results;
         let mut observed = Vec::new();
         let mut why = Vec::new();
         for (method, want) in &self.methods {
@@ -390,12 +430,21 @@ impl AccumulatedCheck {
                 );
             }
         }
+        for (method, expr) in &self.in_flight {
+            let n = after_snapshot.in_flight.get(method).copied().unwrap_or(0);
+            observed.push(format!("{method} in_flight={n}"));
+            if let Ok(e) = Expect::parse(expr)
+                && !e.holds(n, n)
+            {
+                why.push(format!("{method} in_flight={n} (want {expr})"));
+            }
+        }
         let observed = observed.join("; ");
-        Ok(if why.is_empty() {
+        if why.is_empty() {
             Ok(observed)
         } else {
             Err(format!("{observed}: {}", why.join("; ")))
-        })
+        }
     }
 }
 
@@ -414,5 +463,35 @@ mod tests {
         assert!(Expect::Share(15.0, 25.0).holds(200, 1000));
         assert!(!Expect::Share(15.0, 25.0).holds(300, 1000));
         assert!(Expect::parse("lots").is_err());
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn in_flight_is_started_minus_finished() {
+        let check: AccumulatedCheck = serde_json::from_str(
+            r#"{"window_ms": 100, "methods": {"UNARY_CALL": {"ok": "0", "codes": {"14": ">=5"}}},
+                "in_flight": {"UNARY_CALL": "10"}}"#,
+        )
+        .unwrap();
+        check.validate().unwrap();
+        let resp = LoadBalancerAccumulatedStatsResponse {
+            num_rpcs_started_by_method: [("UNARY_CALL".to_string(), 50)].into(),
+            num_rpcs_failed_by_method: [("UNARY_CALL".to_string(), 38)].into(),
+            num_rpcs_succeeded_by_method: [("UNARY_CALL".to_string(), 2)].into(),
+            ..Default::default()
+        };
+        let before: Results = [("UNARY_CALL".to_string(), [(0, 2), (14, 30)].into())].into();
+        let mut after = Snapshot {
+            results: [("UNARY_CALL".to_string(), [(0, 2), (14, 38)].into())].into(),
+            in_flight: in_flight(&resp),
+        };
+        let seen = check.compare(&before, &after).unwrap();
+        assert!(seen.contains("in_flight=10"), "{seen}");
+        after.in_flight.insert("UNARY_CALL".into(), 11);
+        let why = check.compare(&before, &after).unwrap_err();
+        assert!(why.contains("in_flight=11 (want 10)"), "{why}");
+        let empty: AccumulatedCheck =
+            serde_json::from_str(r#"{"window_ms": 100, "methods": {}}"#).unwrap();
+        assert!(empty.validate().is_err());
     }
 }

@@ -82,6 +82,22 @@ pub fn json2pb() -> anyhow::Result<PathBuf> {
         .map_err(|e: String| anyhow!(e))
 }
 
+/// Builds `tests/interop/csds-go` (our Go CSDS client, grpcdebug's `xds config` command
+/// line) once per process into `<target>/interop/csds-go`.
+pub fn csds_go() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            go_build(
+                &tests_dir().join("interop/csds-go"),
+                ".",
+                &interop_dir().join("csds-go"),
+            )
+        })
+        .clone()
+        .map_err(|e: String| anyhow!(e))
+}
+
 /// The newest modification time among a module's top-level `*.go`, `go.mod`, `go.sum`.
 fn newest_source(dir: &Path) -> anyhow::Result<SystemTime> {
     let mut newest = SystemTime::UNIX_EPOCH;

@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod control;
+pub mod csds;
 pub mod gobuild;
 pub mod peer;
 pub mod probe;

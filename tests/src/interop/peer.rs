@@ -212,9 +212,19 @@ impl Row {
     }
 }
 
-/// The scenarios the Python grpcio rows run (issue 4: "the basic scenarios", and issue 5's
-/// `security`).
-pub const PYTHON_SCENARIOS: &[&str] = &["ping_pong", "round_robin", "security"];
+/// The scenarios the Python grpcio rows run (issue 4: "the basic scenarios", issue 5's
+/// `security`, and issue 6's resilience scenarios, which need only `--metadata` and the
+/// accumulated stats). Not `csds`: the Python client serves no CSDS.
+pub const PYTHON_SCENARIOS: &[&str] = &[
+    "ping_pong",
+    "round_robin",
+    "security",
+    "circuit_breaking",
+    "timeout",
+    "fault_injection",
+    "retry",
+    "outlier_detection",
+];
 
 /// `tests/interop/python`: the Python client and its `requirements.txt`.
 pub fn python_dir() -> PathBuf {
@@ -530,7 +540,7 @@ mod tests {
         for r in &python {
             assert_eq!(r.cp, Cp::MeshControl);
             assert!(r.runs("ping_pong") && r.runs("round_robin"));
-            assert!(!r.runs("traffic_splitting"));
+            assert!(!r.runs("traffic_splitting") && !r.runs("csds"));
         }
         assert!(Row::matrix()[0].runs("traffic_splitting"));
         assert!(Impl::PythonGrpcio.server_binary().is_err());

@@ -414,6 +414,26 @@ impl CellRun<'_> {
                         self.observed.push(format!("{step_label}: started {ids:?}"));
                     }
                     Step::SleepMs(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+                    Step::Csds(check) => {
+                        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], stats_port));
+                        let deadline =
+                            Instant::now() + Duration::from_secs(check.within_sec.unwrap_or(0));
+                        loop {
+                            match check.run_once(addr, &ph).await? {
+                                Ok(obs) => {
+                                    self.observed.push(format!("{step_label}: {obs}"));
+                                    break;
+                                }
+                                Err(_) if Instant::now() < deadline => {
+                                    tokio::time::sleep(Duration::from_millis(500)).await;
+                                }
+                                Err(why) => {
+                                    self.observed.push(format!("{step_label}: {why}"));
+                                    bail!("failed: {why}");
+                                }
+                            }
+                        }
+                    }
                     Step::TlsProbe(probe) => {
                         let certs = self
                             .certs
@@ -548,6 +568,7 @@ fn step_name(step: &Step) -> &'static str {
         Step::StartServers(_) => "start_servers",
         Step::SleepMs(_) => "sleep_ms",
         Step::TlsProbe(_) => "tls_probe",
+        Step::Csds(_) => "csds",
     }
 }
 

@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 
 use super::check::{AccumulatedCheck, StatsCheck};
+use super::csds::CsdsCheck;
 use super::probe::TlsProbe;
 
 /// The xDS target the clients use unless a scenario says otherwise (`xds:///{target}`).
@@ -108,6 +109,9 @@ pub enum Step {
     /// certificate must be refused, mTLS accepted with the server's SPIFFE ID (needs
     /// `mtls`).
     TlsProbe(TlsProbe),
+    /// Ask the client's CSDS service (on its stats port) for its resources: every one
+    /// ACKED, the listed types holding exactly the listed names.
+    Csds(CsdsCheck),
 }
 
 /// The trust domain of the certificates of an `mtls` scenario.
@@ -179,6 +183,7 @@ impl Scenario {
                 }
                 Step::Check(c) => c.validate().with_context(|| format!("steps[{i}]"))?,
                 Step::Accumulated(c) => c.validate().with_context(|| format!("steps[{i}]"))?,
+                Step::Csds(c) => c.validate().with_context(|| format!("steps[{i}]"))?,
                 Step::SleepMs(_) => {}
                 Step::TlsProbe(p) => {
                     if !self.mtls {
