@@ -120,9 +120,19 @@ impl Model {
     fn request(&mut self, req: &DiscoveryRequest, ty: ResourceType) {
         assert!(self.connected, "request sent while disconnected");
         assert_eq!(req.type_url, ty.type_url());
-        assert_eq!(req.node.is_some(), !self.node_sent, "node only on a stream's first request");
+        assert_eq!(
+            req.node.is_some(),
+            !self.node_sent,
+            "node only on a stream's first request"
+        );
         self.node_sent = true;
-        let names: Vec<String> = self.subscribed.get(&ty).into_iter().flatten().cloned().collect();
+        let names: Vec<String> = self
+            .subscribed
+            .get(&ty)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         assert_eq!(req.resource_names, names, "full subscribed name list");
     }
 }
@@ -149,7 +159,11 @@ fuzz_target!(|input: Input| {
         match op {
             Op::Subscribe(ty, name) => {
                 let (ty, name) = (ty.ty(), mesh_fuzz::name(name));
-                let new = model.subscribed.entry(ty).or_default().insert(name.to_string());
+                let new = model
+                    .subscribed
+                    .entry(ty)
+                    .or_default()
+                    .insert(name.to_string());
                 let reqs = state.subscribe(ty, name, now);
                 assert_eq!(reqs.len(), usize::from(new && model.connected));
                 for r in &reqs {
@@ -159,7 +173,10 @@ fuzz_target!(|input: Input| {
             }
             Op::Unsubscribe(ty, name) => {
                 let (ty, name) = (ty.ty(), mesh_fuzz::name(name));
-                let was = model.subscribed.get_mut(&ty).is_some_and(|n| n.remove(name));
+                let was = model
+                    .subscribed
+                    .get_mut(&ty)
+                    .is_some_and(|n| n.remove(name));
                 let reqs = state.unsubscribe(ty, name);
                 assert_eq!(reqs.len(), usize::from(was && model.connected));
                 for r in &reqs {
@@ -184,13 +201,20 @@ fuzz_target!(|input: Input| {
                     model.request(r, ty);
                     assert!(r.response_nonce.is_empty(), "no nonce on a new stream");
                     let acked = model.acked.get(&ty).cloned().unwrap_or_default();
-                    assert_eq!(r.version_info, acked, "resubscribe with the last ACKed version");
+                    assert_eq!(
+                        r.version_info, acked,
+                        "resubscribe with the last ACKed version"
+                    );
                 }
             }
             Op::Disconnect => {
                 state.on_disconnected();
                 model.connected = false;
-                assert_eq!(state.next_timer_deadline(), None, "timers stop with the stream");
+                assert_eq!(
+                    state.next_timer_deadline(),
+                    None,
+                    "timers stop with the stream"
+                );
             }
             Op::Advance(secs) => {
                 now += Duration::from_secs(u64::from(secs));
@@ -200,7 +224,12 @@ fuzz_target!(|input: Input| {
                 }
                 for e in &events {
                     assert!(matches!(e.kind, ResourceEventKind::DoesNotExist));
-                    assert!(model.subscribed.get(&e.ty).is_some_and(|n| n.contains(&e.name)));
+                    assert!(
+                        model
+                            .subscribed
+                            .get(&e.ty)
+                            .is_some_and(|n| n.contains(&e.name))
+                    );
                 }
                 if let Some(d) = state.next_timer_deadline() {
                     assert!(d > now, "a due timer was not fired");
@@ -232,7 +261,13 @@ fuzz_target!(|input: Input| {
         }
         assert_eq!(state.is_connected(), model.connected);
         for ty in ResourceType::ALL {
-            let names: Vec<String> = model.subscribed.get(&ty).into_iter().flatten().cloned().collect();
+            let names: Vec<String> = model
+                .subscribed
+                .get(&ty)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
             assert_eq!(state.subscribed(ty), names);
         }
     }
@@ -256,15 +291,24 @@ fn respond(state: &mut AdsState, model: &mut Model, resp: DiscoveryResponse, now
         panic!("{} requests for one response", outcome.requests.len());
     };
     model.request(req, ty);
-    assert_eq!(req.response_nonce, nonce, "the request answers the response's nonce");
+    assert_eq!(
+        req.response_nonce, nonce,
+        "the request answers the response's nonce"
+    );
     let acked = model.acked.entry(ty).or_default();
     match &req.error_detail {
         None => {
-            assert_eq!(req.version_info, version, "an ACK carries the response's version");
+            assert_eq!(
+                req.version_info, version,
+                "an ACK carries the response's version"
+            );
             *acked = version.clone();
         }
         Some(status) => {
-            assert_eq!(&req.version_info, acked, "a NACK carries the last ACKed version");
+            assert_eq!(
+                &req.version_info, acked,
+                "a NACK carries the last ACKed version"
+            );
             assert_eq!(status.code, 3, "NACKs are INVALID_ARGUMENT");
             assert!(!status.message.is_empty(), "a NACK says why");
         }
@@ -273,17 +317,28 @@ fn respond(state: &mut AdsState, model: &mut Model, resp: DiscoveryResponse, now
     for e in &outcome.updates {
         assert_eq!(e.ty, ty);
         assert!(seen.insert(e.name.clone()), "two events for {:?}", e.name);
-        assert!(model.subscribed.get(&ty).is_some_and(|n| n.contains(&e.name)));
+        assert!(
+            model
+                .subscribed
+                .get(&ty)
+                .is_some_and(|n| n.contains(&e.name))
+        );
         assert_eq!(e.version, version);
         match &e.kind {
             ResourceEventKind::Changed(r) => {
                 assert_eq!(r.name(), e.name);
                 assert_eq!(r.resource_type(), ty);
-                assert!(e.raw.is_some(), "a change carries the raw resource for CSDS");
+                assert!(
+                    e.raw.is_some(),
+                    "a change carries the raw resource for CSDS"
+                );
             }
             ResourceEventKind::Error(message) => {
                 assert!(!message.is_empty());
-                assert!(req.error_detail.is_some(), "a resource error NACKs the response");
+                assert!(
+                    req.error_detail.is_some(),
+                    "a resource error NACKs the response"
+                );
             }
             ResourceEventKind::DoesNotExist => {}
         }

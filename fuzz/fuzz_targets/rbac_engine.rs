@@ -13,7 +13,9 @@ use libfuzzer_sys::fuzz_target;
 use mesh_client::config::{
     PeerCertInfo, PeerSecurity, Permission, Principal, RbacAction, RbacRules, RequestInfo,
 };
-use mesh_client::xds::resource::rbac::{RbacPerRouteProto, RbacProto, validate_rbac, validate_rbac_per_route};
+use mesh_client::xds::resource::rbac::{
+    RbacPerRouteProto, RbacProto, validate_rbac, validate_rbac_per_route,
+};
 use prost::Message;
 
 #[derive(Arbitrary, Debug)]
@@ -105,7 +107,9 @@ fuzz_target!(|input: Input| {
     }
     match (&rbac.shadow, &decision.shadow) {
         (None, None) => {}
-        (Some(rules), Some(shadow)) => check_rules(rules, shadow.allowed, shadow.matched_policy, &req),
+        (Some(rules), Some(shadow)) => {
+            check_rules(rules, shadow.allowed, shadow.matched_policy, &req)
+        }
         _ => panic!("shadow decision present iff shadow rules are"),
     }
 });
@@ -119,13 +123,22 @@ fn check_rules(rules: &RbacRules, allowed: bool, matched: Option<&str>, req: &Re
     // The reported policy is the first (by name) that matches.
     let first = rules.policies.iter().find(|(_, p)| p.matches(req));
     assert_eq!(first.map(|(n, _)| n.as_str()), matched);
-    assert!(rules.policies.windows(2).all(|w| w[0].0 <= w[1].0), "policies sorted by name");
+    assert!(
+        rules.policies.windows(2).all(|w| w[0].0 <= w[1].0),
+        "policies sorted by name"
+    );
     for (_, policy) in &rules.policies {
         for p in &policy.permissions {
-            assert_eq!(Permission::Not(Box::new(p.clone())).matches(req), !p.matches(req));
+            assert_eq!(
+                Permission::Not(Box::new(p.clone())).matches(req),
+                !p.matches(req)
+            );
         }
         for p in &policy.principals {
-            assert_eq!(Principal::Not(Box::new(p.clone())).matches(req), !p.matches(req));
+            assert_eq!(
+                Principal::Not(Box::new(p.clone())).matches(req),
+                !p.matches(req)
+            );
         }
     }
 }

@@ -53,7 +53,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // The bootstrap check only adds rejections.
     if checked.is_ok() {
-        assert!(plain.is_ok(), "accepted with a bootstrap context, rejected without");
+        assert!(
+            plain.is_ok(),
+            "accepted with a bootstrap context, rejected without"
+        );
     }
     // A rejection names the same resource either way.
     if let (Err(a), Err(b)) = (&plain, &checked) {

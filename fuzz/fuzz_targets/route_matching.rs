@@ -98,7 +98,10 @@ fuzz_target!(|input: Input| {
     );
     let selected = table.select(&input.path, &headers, input.channel_id);
     if vh.is_none() {
-        assert!(selected.is_err(), "no virtual host, yet a route was selected");
+        assert!(
+            selected.is_err(),
+            "no virtual host, yet a route was selected"
+        );
     }
     if let Ok(selection) = selected {
         let ClusterTarget::Unavailable { name, .. } = selection.cluster else {

@@ -82,14 +82,15 @@ fn verify_chain(chain: &[CertificateDer<'static>], roots: Roots) {
         return;
     };
     // Two policies: the SVID rules with a SAN matcher, and plain X.509 with none.
-    let strict = PeerValidation::default()
-        .with_san(SanMatcher::exact_uri("spiffe://cluster.local/ns/default/sa/greeter"));
+    let strict = PeerValidation::default().with_san(SanMatcher::exact_uri(
+        "spiffe://cluster.local/ns/default/sa/greeter",
+    ));
     let lax = PeerValidation {
         require_svid: false,
         ..PeerValidation::default()
     };
-    // A fixed time inside the validity of usual test certificates.
-    let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_780_000_000));
+    // A fixed time (2033-05-18), inside the validity of the seed certificates.
+    let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(2_000_000_000));
     let server_name = ServerName::try_from("greeter.default").expect("a valid DNS name");
     for policy in [strict, lax] {
         let server = SpiffeServerVerifier::new(&roots, policy.clone());

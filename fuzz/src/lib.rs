@@ -47,7 +47,12 @@ use xds_proto::envoy::envoy::r#type::matcher::v3::{
 use xds_proto::protobuf::{Any, UInt32Value};
 
 /// Resource names the targets draw from: few, so responses hit subscriptions often.
-pub const NAMES: [&str; 4] = ["a", "b", "xdstp://auth/envoy.config.listener.v3.Listener/c", ""];
+pub const NAMES: [&str; 4] = [
+    "a",
+    "b",
+    "xdstp://auth/envoy.config.listener.v3.Listener/c",
+    "",
+];
 
 /// `NAMES[i % len]`.
 pub fn name(i: u8) -> &'static str {
@@ -102,8 +107,8 @@ fn regex(re: &str) -> RegexMatcher {
 /// A RouteConfiguration using most route matching features: domains of each form, path
 /// prefix / exact / regex, header matchers of each kind, weighted clusters.
 pub fn route_config(name: &str) -> RouteConfiguration {
-    let route = |path: PathSpecifier, headers: Vec<HeaderMatcher>, cluster: ClusterSpecifier| {
-        Route {
+    let route =
+        |path: PathSpecifier, headers: Vec<HeaderMatcher>, cluster: ClusterSpecifier| Route {
             r#match: Some(RouteMatch {
                 path_specifier: Some(path),
                 headers,
@@ -114,8 +119,7 @@ pub fn route_config(name: &str) -> RouteConfiguration {
                 ..Default::default()
             })),
             ..Default::default()
-        }
-    };
+        };
     let one = |c: &str| ClusterSpecifier::Cluster(c.into());
     let split = ClusterSpecifier::WeightedClusters(WeightedCluster {
         clusters: vec![
