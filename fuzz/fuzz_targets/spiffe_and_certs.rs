@@ -47,11 +47,11 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             let chain = chain_of(rest);
-            if let Some(identity) = peer_identity(&chain) {
-                if let Some(id) = &identity.spiffe_id {
-                    // The identity's SPIFFE ID is its one URI SAN.
-                    assert_eq!(identity.cert.uri_sans, vec![id.to_string()]);
-                }
+            if let Some(identity) = peer_identity(&chain)
+                && let Some(id) = &identity.spiffe_id
+            {
+                // The identity's SPIFFE ID is its one URI SAN.
+                assert_eq!(identity.cert.uri_sans, vec![id.to_string()]);
             }
             if let Some(root) = chain.last() {
                 verify_chain(&chain, Roots::Certificates(vec![root.clone().into_owned()]));
