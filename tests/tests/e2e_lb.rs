@@ -157,11 +157,32 @@ async fn weighted_round_robin_follows_orca_weights() {
         .unwrap();
     let mut client = GreeterClient::new(channel);
     let hello = || HelloRequest { name: "w".into() };
-    // Warm up: every backend reports, and the schedule is rebuilt (every 100 ms).
-    for _ in 0..300 {
-        client.say_hello(hello()).await.unwrap();
+    let want = [4.0 / 7.0, 2.0 / 7.0, 1.0 / 7.0];
+    let within = |got: &[u64], n: u64| {
+        got.iter()
+            .zip(want)
+            .all(|(g, w)| ((*g as f64 / n as f64) - w).abs() / w <= 0.05)
+    };
+    // Warm up until the weights are in force: every backend has reported and the schedule
+    // was rebuilt (every 100 ms). Bounded: at most 20 rounds of 300 RPCs.
+    let mut rounds = 0;
+    for _ in 0..20 {
+        rounds += 1;
+        let start: Vec<u64> = backends.iter().map(|b| b.calls()).collect();
+        for _ in 0..300 {
+            client.say_hello(hello()).await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let got: Vec<u64> = backends
+            .iter()
+            .zip(&start)
+            .map(|(b, was)| b.calls() - was)
+            .collect();
+        if rounds > 1 && within(&got, 300) {
+            break;
+        }
     }
-    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    println!("WRR: weights in force after {rounds} warm-up rounds of 300 RPCs");
     let before: Vec<u64> = backends.iter().map(|b| b.calls()).collect();
     let n = 3000u64;
     for _ in 0..n {
@@ -172,7 +193,6 @@ async fn weighted_round_robin_follows_orca_weights() {
         .zip(&before)
         .map(|(b, was)| b.calls() - was)
         .collect();
-    let want = [4.0 / 7.0, 2.0 / 7.0, 1.0 / 7.0];
     let shares: Vec<String> = got
         .iter()
         .zip(want)
