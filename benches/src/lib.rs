@@ -1,4 +1,7 @@
 //! Benchmarks. `telemetry-cost` (src/bin) measures the throughput cost of telemetry
 //! (gRFC A66 metrics, spans, W3C propagation) over a real loopback MeshChannel → MeshServer
-//! pair; criterion micro-benchmarks and the end-to-end load bench come with the
-//! performance issue.
+//! pair. The criterion micro-benchmarks (`benches/`: picks, route matching, EDS/CDS
+//! decode and pool builds, bytes per endpoint) take their inputs from [`micro`]; the
+//! end-to-end load bench comes with the performance issue.
+
+pub mod micro;

@@ -218,8 +218,9 @@ impl EndpointConnection {
         self.inner.load.start_at(crate::balance::now_ns())
     }
 
-    /// An endpoint in `state` with no connection behind it, for picker tests.
-    #[cfg(test)]
+    /// An endpoint in `state` with no connection behind it, for picker tests (and the
+    /// `bench` feature's [`crate::balance::ClusterPool::for_bench`]).
+    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn test_with_state(addr: SocketAddr, state: ConnectivityState) -> Self {
         let (stop_tx, _) = watch::channel(());
         EndpointConnection {
@@ -238,7 +239,7 @@ impl EndpointConnection {
     }
 
     /// A ready endpoint with no connection behind it, for picker tests.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn test_ready(addr: SocketAddr) -> Self {
         Self::test_with_state(addr, ConnectivityState::Ready)
     }

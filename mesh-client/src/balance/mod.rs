@@ -529,5 +529,30 @@ fn first_ready_from(eps: &[PoolEndpoint], start: usize) -> Option<&PoolEndpoint>
         .find(|e| e.is_ready())
 }
 
+/// Bench support (`bench` feature, for `mesh-benches` only): not part of the API.
+#[cfg(feature = "bench")]
+impl ClusterPool {
+    /// A one-priority pool of `n` READY endpoints of weight 1 with no connection behind
+    /// them (addresses 127.x.y.z:8080), picking with `policy`, so criterion can time picks.
+    #[doc(hidden)]
+    pub fn for_bench(policy: &LbPolicy, n: usize) -> Self {
+        let members = (0..n)
+            .map(|i| {
+                let ip = u32::try_from(i).unwrap_or(u32::MAX) & 0x00ff_ffff;
+                let addr =
+                    std::net::SocketAddr::from((std::net::Ipv4Addr::from(0x7f00_0000 | ip), 8080));
+                Member {
+                    conn: EndpointConnection::test_ready(addr),
+                    rr_weight: 1,
+                    ring_weight: 1,
+                    hash_key: addr.to_string(),
+                    outlier: None,
+                }
+            })
+            .collect();
+        Self::from_priorities("bench", policy, vec![members])
+    }
+}
+
 #[cfg(test)]
 mod tests;
