@@ -364,6 +364,7 @@ impl RouteConfig {
     ///     domains: vec![domain.into()],
     ///     routes: vec![],
     ///     filter_overrides: Default::default(),
+    ///     retry_policy: None,
     /// };
     /// let rc = RouteConfig {
     ///     name: "r".into(),
