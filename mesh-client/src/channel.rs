@@ -639,9 +639,8 @@ async fn attempt(
                     // Reached the connection but the server never processed it
                     // (REFUSED_STREAM, above a graceful GOAWAY's last stream): replay it if
                     // it was recorded.
-                    let headers = resend.headers.clone();
                     match replay::never_processed(&err)
-                        .then(|| resend.request(&headers))
+                        .then(|| resend.request(&resend.headers))
                         .flatten()
                     {
                         Some(again) => Ok((again, err)),
@@ -767,7 +766,7 @@ async fn attempts(
         let Some(policy) = policy.filter(|p| retry::retryable(p, code, tries)) else {
             return give_up(failure);
         };
-        if resend.replay.body().is_none() {
+        if !resend.replay.is_replayable() {
             // The body outgrew the replay buffer (or is still being sent): no retry.
             return give_up(failure);
         }

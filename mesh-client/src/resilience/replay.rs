@@ -63,6 +63,15 @@ impl ReplayBody {
 }
 
 impl Replay {
+    /// Whether the whole body was recorded, so [`Replay::body`] would succeed (without
+    /// copying the frames to find out).
+    pub fn is_replayable(&self) -> bool {
+        self.rec
+            .lock()
+            .map(|rec| rec.finished && !rec.spoiled)
+            .unwrap_or(false)
+    }
+
     /// A fresh body with the recorded frames, if the whole body was recorded. The new body
     /// shares the recording, so it can be replayed again.
     pub fn body(&self) -> Option<ReplayBody> {
