@@ -78,6 +78,76 @@ pub fn bootstrap_json_with_cert_refresh(
     bootstrap
 }
 
+/// A workload's identity as Istio's agent (`pilot-agent`) describes it to istiod in a
+/// proxyless gRPC bootstrap: the node id `sidecar~{ip}~{workload}.{namespace}~{namespace}.svc.cluster.local`
+/// and the node metadata istiod reads (`GENERATOR`, `NAMESPACE`, `CLUSTER_ID`, `INSTANCE_IPS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IstioNode {
+    /// The workload's IP (`INSTANCE_IPS`; the server listener name uses it too).
+    pub ip: std::net::IpAddr,
+    /// The workload name (a pod name under Kubernetes).
+    pub workload: String,
+    /// The workload's namespace.
+    pub namespace: String,
+    /// istiod's cluster id (`Kubernetes` unless istiod was told otherwise).
+    pub cluster_id: String,
+}
+
+impl IstioNode {
+    /// A node in `namespace` of istiod's default cluster `Kubernetes`.
+    pub fn new(ip: std::net::IpAddr, workload: &str, namespace: &str) -> Self {
+        IstioNode {
+            ip,
+            workload: workload.to_string(),
+            namespace: namespace.to_string(),
+            cluster_id: "Kubernetes".to_string(),
+        }
+    }
+
+    /// The node id, as `pilot-agent` writes it.
+    pub fn node_id(&self) -> String {
+        format!(
+            "sidecar~{}~{}.{ns}~{ns}.svc.cluster.local",
+            self.ip,
+            self.workload,
+            ns = self.namespace
+        )
+    }
+
+    /// The bootstrap's `node` object: the id and the metadata istiod reads.
+    pub fn node_json(&self) -> Value {
+        json!({
+            "id": self.node_id(),
+            "metadata": {
+                "GENERATOR": "grpc",
+                "NAMESPACE": self.namespace,
+                "CLUSTER_ID": self.cluster_id,
+                "INSTANCE_IPS": self.ip.to_string(),
+            },
+            "locality": {},
+        })
+    }
+}
+
+/// A proxyless gRPC bootstrap for a workload under istiod (plaintext xDS to `server_uri`),
+/// as Istio's agent writes it: the node of [`IstioNode`] with `GENERATOR: grpc` (so istiod
+/// answers with its proxyless generator), Istio's server listener template, and with
+/// `certs_dir` the `default` `file_watcher` certificate provider over Istio's file layout.
+///
+/// ```
+/// use mesh_control::bootstrap::{IstioNode, istio_bootstrap_json};
+/// let node = IstioNode::new("10.0.0.7".parse().unwrap(), "greeter-1", "default");
+/// let b = istio_bootstrap_json("127.0.0.1:15010", &node, None);
+/// assert_eq!(b["node"]["id"], "sidecar~10.0.0.7~greeter-1.default~default.svc.cluster.local");
+/// assert_eq!(b["node"]["metadata"]["GENERATOR"], "grpc");
+/// assert_eq!(b["node"]["metadata"]["INSTANCE_IPS"], "10.0.0.7");
+/// ```
+pub fn istio_bootstrap_json(server_uri: &str, node: &IstioNode, certs_dir: Option<&Path>) -> Value {
+    let mut bootstrap = bootstrap_json_with_certs(server_uri, &node.node_id(), certs_dir);
+    bootstrap["node"] = node.node_json();
+    bootstrap
+}
+
 /// One `certificate_providers` entry as Istio's agent writes it: the `file_watcher` plugin
 /// over `dir`'s `cert-chain.pem`, `key.pem` and `root-cert.pem`. Paths are written as given
 /// (relative ones resolve against the client's working directory), and a path that is not

@@ -12,7 +12,7 @@
 //! - `ca rotate --ns NS --sa SA --out DIR [--ca-dir DIR]`: replaces it with a fresh one.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -67,6 +67,14 @@ enum Command {
         /// Write to this file instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Write the bootstrap Istio's agent writes for a proxyless workload at this IP
+        /// (node id `sidecar~IP~NODE.NS~NS.svc.cluster.local`, `GENERATOR: grpc`, ...):
+        /// `--node` is then the workload name and `--server` istiod's plaintext xDS address.
+        #[arg(long, value_name = "IP")]
+        istio: Option<std::net::IpAddr>,
+        /// The workload's namespace (with `--istio`).
+        #[arg(long, default_value = "default", requires = "istio")]
+        namespace: String,
     },
     /// Check a mesh.yaml and print what it would serve, changing nothing.
     Validate {
@@ -135,7 +143,21 @@ async fn main() -> ExitCode {
             certs,
             refresh_interval,
             out,
-        } => bootstrap(&node, &server, certs.as_deref(), refresh_interval, out),
+            istio,
+            namespace,
+        } => {
+            let mut json = bootstrap_json_with_cert_refresh(
+                &server,
+                &node,
+                certs.as_deref(),
+                refresh_interval,
+            );
+            if let Some(ip) = istio {
+                json["node"] =
+                    mesh_control::bootstrap::IstioNode::new(ip, &node, &namespace).node_json();
+            }
+            write_json(&json, out)
+        }
         Command::Validate { config } => validate(config),
         Command::Ca { command } => ca(command),
     }
@@ -227,15 +249,8 @@ async fn serve(config: Option<PathBuf>, raw: Option<PathBuf>, listen: SocketAddr
     ExitCode::SUCCESS
 }
 
-fn bootstrap(
-    node: &str,
-    server: &str,
-    certs: Option<&Path>,
-    refresh_interval: Duration,
-    out: Option<PathBuf>,
-) -> ExitCode {
-    let json = bootstrap_json_with_cert_refresh(server, node, certs, refresh_interval);
-    let text = match serde_json::to_string_pretty(&json) {
+fn write_json(json: &serde_json::Value, out: Option<PathBuf>) -> ExitCode {
+    let text = match serde_json::to_string_pretty(json) {
         Ok(text) => text + "\n",
         Err(e) => {
             eprintln!("error: {e}");

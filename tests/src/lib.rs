@@ -4,6 +4,7 @@
 pub mod binaries;
 pub mod gocp;
 pub mod h2raw;
+pub mod istio;
 pub mod scripted;
 pub mod server;
 

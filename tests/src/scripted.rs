@@ -69,7 +69,12 @@ pub struct BackendState {
 impl Backend {
     /// Starts a backend on an ephemeral 127.0.0.1 port.
     pub async fn start(behaviour: Behaviour) -> Backend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), behaviour).await
+    }
+
+    /// Starts a backend on `addr`.
+    pub async fn start_on(addr: SocketAddr, behaviour: Behaviour) -> Backend {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(BackendState {
             behaviour: Mutex::new(behaviour),
