@@ -80,7 +80,8 @@ pub fn bootstrap_json_with_cert_refresh(
 
 /// A workload's identity as Istio's agent (`pilot-agent`) describes it to istiod in a
 /// proxyless gRPC bootstrap: the node id `sidecar~{ip}~{workload}.{namespace}~{namespace}.svc.cluster.local`
-/// and the node metadata istiod reads (`GENERATOR`, `NAMESPACE`, `CLUSTER_ID`, `INSTANCE_IPS`).
+/// and the node metadata istiod reads (`GENERATOR`, `NAMESPACE`, `CLUSTER_ID`, `INSTANCE_IPS`,
+/// `ISTIO_VERSION`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IstioNode {
     /// The workload's IP (`INSTANCE_IPS`; the server listener name uses it too).
@@ -91,9 +92,15 @@ pub struct IstioNode {
     pub namespace: String,
     /// istiod's cluster id (`Kubernetes` unless istiod was told otherwise).
     pub cluster_id: String,
+    /// The Istio release the workload claims (`ISTIO_VERSION`; istiod gates some features on
+    /// it and warns when it is missing): [`IstioNode::ISTIO_VERSION`] unless set.
+    pub istio_version: String,
 }
 
 impl IstioNode {
+    /// The Istio release our tests run istiod from (release-1.31).
+    pub const ISTIO_VERSION: &'static str = "1.31.0";
+
     /// A node in `namespace` of istiod's default cluster `Kubernetes`.
     pub fn new(ip: std::net::IpAddr, workload: &str, namespace: &str) -> Self {
         IstioNode {
@@ -101,6 +108,7 @@ impl IstioNode {
             workload: workload.to_string(),
             namespace: namespace.to_string(),
             cluster_id: "Kubernetes".to_string(),
+            istio_version: Self::ISTIO_VERSION.to_string(),
         }
     }
 
@@ -123,6 +131,7 @@ impl IstioNode {
                 "NAMESPACE": self.namespace,
                 "CLUSTER_ID": self.cluster_id,
                 "INSTANCE_IPS": self.ip.to_string(),
+                "ISTIO_VERSION": self.istio_version,
             },
             "locality": {},
         })

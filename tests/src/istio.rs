@@ -18,11 +18,22 @@ use crate::interop::gobuild::{go_build, target_dir, tests_dir};
 /// How long istiod may take to answer `/ready` (its first push context is built at start).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Builds `tests/istio/istiod` once per process into `<target>/istio/istiod`.
+/// How long to wait for a build `.ci/run` started in the background.
+const BACKGROUND_BUILD_WAIT: Duration = Duration::from_secs(1200);
+
+/// Builds `tests/istio/istiod` once per process into `<target>/istio/istiod`. `.ci/run`
+/// starts that build in the background while the Rust tests run (it is the biggest Go
+/// program here) and marks it with `<target>/istio/istiod.building`: wait for it first, so
+/// the two builds do not race.
 pub fn istiod_bin() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            let marker = target_dir().join("istio/istiod.building");
+            let started = Instant::now();
+            while marker.exists() && started.elapsed() < BACKGROUND_BUILD_WAIT {
+                std::thread::sleep(Duration::from_secs(1));
+            }
             go_build(
                 &tests_dir().join("istio/istiod"),
                 ".",
@@ -147,6 +158,17 @@ impl Istiod {
         self.spawn()
     }
 
+    /// Every NACK istiod logged (`ACK ERROR`: a client rejected what it sent), so a scenario
+    /// can assert there was none.
+    pub fn nacks(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("ACK ERROR"))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The last lines istiod logged.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -172,6 +194,22 @@ impl Istiod {
 impl Drop for Istiod {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.config_dir);
+    }
+}
+
+/// Appends one scenario's observed numbers to `<target>/istio/report.md` (the Istio column
+/// of the interop report; a line per scenario, newest last).
+pub fn report(scenario: &str, observed: &str) {
+    use std::io::Write;
+    let path = target_dir().join("istio").join("report.md");
+    let _ = std::fs::create_dir_all(target_dir().join("istio"));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        let _ = writeln!(f, "| {scenario} | ours/ours/istiod | PASS: {observed} |");
     }
 }
 

@@ -64,7 +64,7 @@ async fn client(
     istiod: &Istiod,
     port: u16,
 ) -> xds_proto::helloworld::greeter_client::GreeterClient<mesh_client::MeshChannel> {
-    let channel = mesh_client::MeshChannel::builder(&format!("xds:///{HOST}:{port}"))
+    let channel = mesh_client::MeshChannel::builder(format!("xds:///{HOST}:{port}"))
         .with_bootstrap(istiod.bootstrap(ip(1), "client", NS, None))
         .with_connect_timeout(Duration::from_secs(30))
         .connect()
@@ -114,6 +114,15 @@ async fn istiod_round_robin_across_three_workloads() {
             "{backend} got {n} of 3000 (want 1000 ± 3 %): {counts:?}"
         );
     }
+    assert_eq!(
+        istiod.nacks(),
+        Vec::<String>::new(),
+        "our client rejected nothing istiod sent"
+    );
+    mesh_tests::istio::report(
+        "round robin, 3 WorkloadEntries",
+        &format!("{counts:?} of 3000"),
+    );
 }
 
 fn subsets_rule() -> String {
@@ -185,6 +194,15 @@ async fn istiod_virtual_service_split_then_shift() {
     .await;
     eprintln!("istiod after the shift to 0/100: {shifted:?}");
     assert_eq!(version_share(&shifted), (0, 100), "{shifted:?}");
+    assert_eq!(
+        istiod.nacks(),
+        Vec::<String>::new(),
+        "our client rejected nothing istiod sent"
+    );
+    mesh_tests::istio::report(
+        "VirtualService 80/20 then 0/100",
+        &format!("v1 {v1} / v2 {v2} of 1000, then {shifted:?}"),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,6 +233,15 @@ async fn istiod_restarted_under_load_fails_no_rpc() {
     );
     assert_eq!(report.failed, 0, "{:?}", report.errors);
     assert_eq!(report.by_backend.len(), 3);
+    assert_eq!(
+        istiod.nacks(),
+        Vec::<String>::new(),
+        "our client rejected nothing istiod sent"
+    );
+    mesh_tests::istio::report(
+        "istiod restarted under load",
+        &format!("ok {} failed {}", report.ok, report.failed),
+    );
 }
 
 /// A service `name` whose workloads are scripted backends at `ips` (label `app: name`).
@@ -250,7 +277,7 @@ async fn scripted_client(
     port: u16,
 ) -> xds_proto::helloworld::greeter_client::GreeterClient<mesh_client::MeshChannel> {
     let channel =
-        mesh_client::MeshChannel::builder(&format!("xds:///{name}.{NS}.svc.cluster.local:{port}"))
+        mesh_client::MeshChannel::builder(format!("xds:///{name}.{NS}.svc.cluster.local:{port}"))
             .with_bootstrap(istiod.bootstrap(ip(1), &format!("{name}-client"), NS, None))
             .with_connect_timeout(Duration::from_secs(30))
             .connect()
@@ -392,6 +419,17 @@ async fn istiod_virtual_service_retries_timeout_and_fault() {
         fine.calls() as usize,
         2000 - aborted,
         "aborted calls never reach the backend"
+    );
+    assert_eq!(
+        istiod.nacks(),
+        Vec::<String>::new(),
+        "our client rejected nothing istiod sent"
+    );
+    mesh_tests::istio::report(
+        "VirtualService retries, timeout, fault",
+        &format!(
+            "attempts 0: {without:?}; attempts 2: {with:?}; timeout 0.3s: DeadlineExceeded after {took:?}; abort 20 %: {faults:?}"
+        ),
     );
 }
 
@@ -564,4 +602,181 @@ async fn istiod_destination_rule_load_balancer_and_connection_pool() {
     assert_eq!(ok, 2, "{dropped:?}");
     assert!(max <= 2);
     assert!(dropped.iter().all(|(code, msg)| *code == tonic::Code::Unavailable && msg.contains("circuit breaker")), "{dropped:?}");
+    assert_eq!(
+        istiod.nacks(),
+        Vec::<String>::new(),
+        "our client rejected nothing istiod sent"
+    );
+    mesh_tests::istio::report(
+        "DestinationRule LEAST_REQUEST, consistentHash, http2MaxRequests",
+        &format!(
+            "slow workload {:.1} %; 20 users on one workload each; {ok} ok / {} dropped of 10, max in flight {max}",
+            share * 100.0,
+            dropped.len()
+        ),
+    );
+}
+
+fn security_config() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "mtls-dr.yaml",
+            format!(
+                "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: greeter
+  namespace: {NS}
+spec:
+  host: {HOST}
+  trafficPolicy:
+    tls: {{ mode: ISTIO_MUTUAL }}
+"
+            ),
+        ),
+        (
+            "peer-authentication.yaml",
+            format!(
+                "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: {NS}
+spec:
+  mtls: {{ mode: STRICT }}
+"
+            ),
+        ),
+        (
+            "authorization.yaml",
+            format!(
+                "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: greeter-callers
+  namespace: {NS}
+spec:
+  selector:
+    matchLabels: {{ app: greeter }}
+  action: ALLOW
+  rules:
+    - from:
+        - source:
+            principals: [cluster.local/ns/{NS}/sa/allowed]
+"
+            ),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istiod_istio_mutual_strict_and_authorization_policy() {
+    use mesh_control::ca::DevCa;
+    use mesh_tests::server::MeshGreeter;
+    init_tracing();
+    let port = service_port();
+    let ca = DevCa::generate("cluster.local").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = |sa: &str| {
+        let d = dir.path().join(sa);
+        std::fs::create_dir_all(&d).unwrap();
+        ca.issue_svid(NS, sa, Duration::from_secs(24 * 3600))
+            .unwrap()
+            .write_istio_layout(&d)
+            .unwrap();
+        d
+    };
+    let (server_certs, allowed_certs, denied_certs) =
+        (certs("greeter"), certs("allowed"), certs("denied"));
+    let mut files = greeter_config(port);
+    files.extend(security_config());
+    let istiod = Istiod::start("mtls", &files).unwrap();
+
+    // The three workloads are MeshServers with their own bootstrap: istiod sends each its
+    // inbound Listener (STRICT mTLS, the RBAC filter of the AuthorizationPolicy).
+    let mut servers = Vec::new();
+    for i in 1..=3u8 {
+        let listener = tokio::net::TcpListener::bind((ip(10 + i), port))
+            .await
+            .unwrap();
+        let name = format!("greeter-{i}");
+        let bootstrap = istiod.bootstrap(ip(10 + i), &name, NS, Some(&server_certs));
+        servers.push(MeshGreeter::start(listener, &name, bootstrap).await);
+    }
+    for s in &servers {
+        assert!(
+            s.wait_health("SERVING", Duration::from_secs(30)).await,
+            "the MeshServer got its inbound Listener from istiod: {}",
+            istiod.log_tail()
+        );
+    }
+
+    let caller = |sa: &'static str, certs: Option<std::path::PathBuf>| {
+        let bootstrap = istiod.bootstrap(ip(2), sa, NS, certs.as_deref());
+        async move {
+            let channel = mesh_client::MeshChannel::builder(format!("xds:///{HOST}:{port}"))
+                .with_bootstrap(bootstrap)
+                .with_connect_timeout(Duration::from_secs(30))
+                .connect()
+                .await
+                .unwrap();
+            xds_proto::helloworld::greeter_client::GreeterClient::new(channel)
+        }
+    };
+    let mut allowed = caller("allowed", Some(allowed_certs)).await;
+    let mut denied = caller("denied", Some(denied_certs)).await;
+
+    let started = Instant::now();
+    let ok = loop {
+        let ok = spread(&mut allowed, 30).await;
+        if ok.as_ref().is_ok_and(|m| m.len() == 3) || started.elapsed() > Duration::from_secs(20) {
+            break ok;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("istiod ISTIO_MUTUAL, allowed service account: {ok:?}");
+    assert_eq!(
+        ok.map(|m| m.len()).map_err(|s| s.to_string()),
+        Ok(3),
+        "every workload answers the allowed caller over mTLS"
+    );
+
+    let r = denied
+        .say_hello(xds_proto::helloworld::HelloRequest { name: "d".into() })
+        .await;
+    eprintln!(
+        "istiod AuthorizationPolicy, denied service account: {:?}",
+        r.as_ref().map_err(|s| (s.code(), s.message()))
+    );
+    assert_eq!(r.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let denied_count = codes(&mut denied, 30).await;
+    assert_eq!(
+        denied_count.get("PermissionDenied"),
+        Some(&30),
+        "{denied_count:?}"
+    );
+
+    // STRICT: a caller without certificates cannot reach the workloads directly in plaintext.
+    let plain = direct_hello_at((ip(11), port).into()).await;
+    eprintln!("istiod STRICT, plaintext caller: {plain:?}");
+    assert!(plain.is_err(), "STRICT refuses plaintext: {plain:?}");
+    for s in servers {
+        s.stop().await;
+    }
+    assert_eq!(
+        istiod.nacks(),
+        Vec::<String>::new(),
+        "our client rejected nothing istiod sent"
+    );
+    mesh_tests::istio::report(
+        "ISTIO_MUTUAL + STRICT + AuthorizationPolicy",
+        &format!(
+            "allowed sa: 30 ok over 3 workloads; denied sa: {denied_count:?}; plaintext: refused"
+        ),
+    );
+}
+
+/// A plaintext tonic call straight to `addr` (no mesh).
+async fn direct_hello_at(addr: std::net::SocketAddr) -> Result<String, String> {
+    mesh_tests::server::direct_hello(addr).await
 }
