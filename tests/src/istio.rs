@@ -198,18 +198,36 @@ impl Drop for Istiod {
     }
 }
 
-/// Appends one scenario's observed numbers to `<target>/istio/report.md` (the Istio column
-/// of the interop report; a line per scenario, newest last).
+/// Appends one scenario's observed numbers to `<target>/istio/report.md` and, as the istiod
+/// column, to the interop report `<target>/interop/report.md` (which the interop suite, run
+/// just before in `cargo test`, has just written): a header once per test process, then a
+/// row per scenario.
 pub fn report(scenario: &str, observed: &str) {
     use std::io::Write;
-    let path = target_dir().join("istio").join("report.md");
-    let _ = std::fs::create_dir_all(target_dir().join("istio"));
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-    {
-        let _ = writeln!(f, "| {scenario} | ours/ours/istiod | PASS: {observed} |");
+    static HEADER_WRITTEN: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut written = HEADER_WRITTEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let header = if *written {
+        ""
+    } else {
+        "\n## Under istiod (`tests/tests/istio.rs`, Istio release-1.31 discovery server)\n\n\
+         | Scenario | client/server/control plane | Result |\n|---|---|---|\n"
+    };
+    *written = true;
+    for dir in ["istio", "interop"] {
+        let path = target_dir().join(dir).join("report.md");
+        let _ = std::fs::create_dir_all(target_dir().join(dir));
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            let _ = write!(
+                f,
+                "{header}| {scenario} | ours/ours/istiod | PASS: {observed} |\n"
+            );
+        }
     }
 }
 
