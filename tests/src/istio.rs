@@ -223,9 +223,9 @@ pub fn report(scenario: &str, observed: &str) {
             .append(true)
             .open(&path)
         {
-            let _ = write!(
+            let _ = writeln!(
                 f,
-                "{header}| {scenario} | ours/ours/istiod | PASS: {observed} |\n"
+                "{header}| {scenario} | ours/ours/istiod | PASS: {observed} |"
             );
         }
     }
