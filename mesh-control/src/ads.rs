@@ -39,6 +39,8 @@ pub struct AdsService {
 /// What every stream of a control plane has exchanged, for [`crate::ControlPlane::stats`].
 #[derive(Debug, Default)]
 pub(crate) struct AdsCounters {
+    sotw_streams: AtomicU64,
+    delta_streams: AtomicU64,
     responses: AtomicU64,
     resources_sent: AtomicU64,
     removals_sent: AtomicU64,
@@ -48,6 +50,8 @@ pub(crate) struct AdsCounters {
 impl AdsCounters {
     pub(crate) fn snapshot(&self) -> AdsStats {
         AdsStats {
+            sotw_streams: self.sotw_streams.load(Ordering::Relaxed),
+            delta_streams: self.delta_streams.load(Ordering::Relaxed),
             responses: self.responses.load(Ordering::Relaxed),
             resources_sent: self.resources_sent.load(Ordering::Relaxed),
             removals_sent: self.removals_sent.load(Ordering::Relaxed),
@@ -59,6 +63,10 @@ impl AdsCounters {
 /// Totals over every ADS stream a control plane has served (SotW and delta).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AdsStats {
+    /// State-of-the-world streams opened.
+    pub sotw_streams: u64,
+    /// Delta streams opened.
+    pub delta_streams: u64,
     /// Responses sent.
     pub responses: u64,
     /// Resources sent in them (a SotW response counts each resource it carries).
@@ -113,6 +121,12 @@ impl AdsService {
             node: String::new(),
             counters: Arc::clone(&self.counters),
         };
+        let opened = if P::DELTA {
+            &self.counters.delta_streams
+        } else {
+            &self.counters.sotw_streams
+        };
+        opened.fetch_add(1, Ordering::Relaxed);
         let streams = Arc::clone(&self.streams);
         streams.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
@@ -131,6 +145,8 @@ trait StreamProtocol: Default + Send + 'static {
     type Response: Send + 'static;
     /// The protocol's name in logs.
     const NAME: &'static str;
+    /// Whether this is delta xDS (for the stream counters).
+    const DELTA: bool;
 
     /// The node of a request, when it carries one.
     fn node(req: &Self::Request) -> Option<&str>;
@@ -264,6 +280,7 @@ impl StreamProtocol for StreamState {
     type Request = DiscoveryRequest;
     type Response = DiscoveryResponse;
     const NAME: &'static str = "sotw";
+    const DELTA: bool = false;
 
     fn node(req: &DiscoveryRequest) -> Option<&str> {
         req.node.as_ref().map(|n| n.id.as_str())
@@ -330,6 +347,7 @@ impl StreamProtocol for DeltaStreamState {
     type Request = DeltaDiscoveryRequest;
     type Response = DeltaDiscoveryResponse;
     const NAME: &'static str = "delta";
+    const DELTA: bool = true;
 
     fn node(req: &DeltaDiscoveryRequest) -> Option<&str> {
         req.node.as_ref().map(|n| n.id.as_str())

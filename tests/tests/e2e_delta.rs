@@ -61,6 +61,7 @@ async fn delta_ads_update_removal_and_reconnect_with_initial_versions() {
     assert_eq!(counts.get("backend-1"), Some(&10), "{counts:?}");
     let first = control.stats();
     println!("after connect: {first:?}");
+    assert_eq!((first.sotw_streams, first.delta_streams), (0, 1));
     assert_eq!(first.resources_sent, 4, "LDS, RDS, CDS and EDS, once each");
     assert_eq!(first.initial_resource_versions, 0);
 
@@ -166,4 +167,61 @@ async fn sotw_and_delta_clients_share_one_control_plane() {
     }
     assert_eq!(cp.control().connected_streams(), 2);
     cp.shutdown().await;
+}
+
+/// The protocol is chosen per server (gRFC A71 fallback): the primary speaks delta, the
+/// secondary state of the world. With the primary down at start the client takes its
+/// configuration from the secondary over SotW; when the primary returns it switches back
+/// over delta, asking for everything (what it holds came from another server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_primary_and_sotw_fallback() {
+    init_tracing();
+    let backends = start_backends(2).await;
+    let primary_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let secondary = ControlPlane::raw(resources(&[backends[1].addr]))
+        .listen(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let server = |a: std::net::SocketAddr, features: &[&str]| {
+        serde_json::json!({
+            "server_uri": a.to_string(),
+            "channel_creds": [{"type": "insecure"}],
+            "server_features": features,
+        })
+    };
+    let json = serde_json::json!({
+        "xds_servers": [
+            server(primary_addr, &["xds_v3", "delta_ads"]),
+            server(secondary.local_addr(), &["xds_v3"]),
+        ],
+        "node": {"id": "delta-fallback", "cluster": "mesh-tests", "locality": {}},
+    });
+    let bootstrap = mesh_client::bootstrap::Bootstrap::from_json(&json.to_string()).unwrap();
+    let mut client = greeter_client(bootstrap).await;
+    let counts = spread(&mut client, 10).await.unwrap();
+    assert_eq!(counts.get("backend-2"), Some(&10), "{counts:?}");
+    let on_secondary = secondary.control().stats();
+    assert_eq!(
+        (on_secondary.sotw_streams, on_secondary.delta_streams),
+        (1, 0)
+    );
+
+    let primary = ControlPlane::raw(resources(&[backends[0].addr]))
+        .listen(primary_addr)
+        .await
+        .unwrap();
+    assert!(
+        wait_for_backend(&mut client, "backend-1", 300).await,
+        "back to the primary"
+    );
+    let on_primary = primary.control().stats();
+    println!("primary back: {on_primary:?}");
+    assert_eq!((on_primary.sotw_streams, on_primary.delta_streams), (0, 1));
+    assert_eq!(on_primary.initial_resource_versions, 0);
+    assert_eq!(on_primary.resources_sent, 4);
+    primary.shutdown().await;
+    secondary.shutdown().await;
 }
