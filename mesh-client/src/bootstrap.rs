@@ -39,6 +39,16 @@ pub const CLIENT_FEATURES: [&str; 2] = [
 pub const FEATURE_IGNORE_RESOURCE_DELETION: &str = "ignore_resource_deletion";
 /// Server feature: the server is trusted with security-affecting config (gRFC A81).
 pub const FEATURE_TRUSTED_XDS_SERVER: &str = "trusted_xds_server";
+/// Server feature (ours; gRPC ignores server features it does not know): talk to this
+/// server with delta xDS (`DeltaAggregatedResources`, the incremental protocol) instead of
+/// state-of-the-world ADS. Chosen per `xds_servers` entry, so a fallback server (gRFC A71)
+/// may speak either:
+///
+/// ```json
+/// {"server_uri": "xds.example:15010", "channel_creds": [{"type": "insecure"}],
+///  "server_features": ["xds_v3", "delta_ads"]}
+/// ```
+pub const FEATURE_DELTA_ADS: &str = "delta_ads";
 
 /// The default `client_default_listener_resource_name_template` (gRFC A47).
 const DEFAULT_CLIENT_TEMPLATE: &str = "%s";
@@ -434,6 +444,12 @@ impl XdsServer {
     /// Whether `server_features` contains `trusted_xds_server` (gRFC A81).
     pub fn trusted_xds_server(&self) -> bool {
         self.has_feature(FEATURE_TRUSTED_XDS_SERVER)
+    }
+
+    /// Whether `server_features` contains `delta_ads` ([`FEATURE_DELTA_ADS`]): this server
+    /// is spoken to with delta xDS.
+    pub fn delta_ads(&self) -> bool {
+        self.has_feature(FEATURE_DELTA_ADS)
     }
 
     /// Whether `server_features` contains `feature`.
@@ -1104,6 +1120,19 @@ mod tests {
     }
 
     #[test]
+    fn delta_ads_is_chosen_per_server() {
+        let b = parse(&json!({"xds_servers": [
+            {"server_uri": "a:1", "channel_creds": [{"type": "insecure"}],
+             "server_features": ["xds_v3", "delta_ads"]},
+            {"server_uri": "b:1", "channel_creds": [{"type": "insecure"}],
+             "server_features": ["xds_v3"]}
+        ]}))
+        .unwrap();
+        let delta: Vec<bool> = b.xds_servers.iter().map(XdsServer::delta_ads).collect();
+        assert_eq!(delta, [true, false]);
+    }
+
+    #[test]
     fn unknown_fields_and_nulls_are_ignored() {
         let b = parse(&json!({
             "xds_servers": [{"server_uri": "a:1", "channel_creds": [{"type": "insecure", "extra": 1}],
@@ -1121,6 +1150,7 @@ mod tests {
             ["ignore_resource_deletion", "trusted_xds_server"]
         );
         assert!(s.ignore_resource_deletion());
+        assert!(!s.delta_ads());
         assert!(s.trusted_xds_server());
         assert_eq!(b.node.id, "n");
         assert_eq!(b.node.cluster, "");

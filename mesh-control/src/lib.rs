@@ -2,7 +2,8 @@
 //!
 //! It reads a `mesh.yaml` ([`MeshConfig`]), translates it into xDS resources named the way
 //! Istio names them for proxyless gRPC ([`translate()`]), and serves them over ADS v3, state
-//! of the world ([`ControlPlane`]), to our Rust clients and to real gRPC clients.
+//! of the world or delta xDS ([`ControlPlane`]), to our Rust clients and to real gRPC
+//! clients.
 //! Servers get their inbound Listeners (gRFC A36) with RBAC (gRFC A41) from the same
 //! translation ([`inbound_listener_name`]). Services may use mTLS with SPIFFE identities
 //! ([`MtlsMode`], [`spiffe`], [`tls`]), with certificates from the development CA ([`ca`]).
@@ -11,6 +12,7 @@
 pub mod ads;
 pub mod bootstrap;
 pub mod ca;
+mod delta;
 pub mod describe;
 pub mod duration;
 pub mod envoy_json;
@@ -34,6 +36,7 @@ pub mod translate;
 mod translate_tests;
 mod validate;
 
+pub use ads::AdsStats;
 pub use bootstrap::{bootstrap_json, bootstrap_json_with_cert_refresh, bootstrap_json_with_certs};
 pub use describe::{describe, describe_services};
 pub use error::{ConfigError, ServeError};

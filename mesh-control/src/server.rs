@@ -3,7 +3,8 @@
 //! [`RunningControlPlane`]).
 //!
 //! Every change bumps one global version (`"1"`, `"2"`, …) and is pushed to every connected
-//! stream; each stream only receives the types whose content changed for it.
+//! stream; each stream only receives the types whose content changed for it (state of the
+//! world), or only the resources that changed or were removed (delta xDS).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use xds_proto::envoy::envoy::service::discovery::v3::aggregated_discovery_servic
 use xds_proto::protobuf::Any;
 use xds_proto::type_url;
 
-use crate::ads::AdsService;
+use crate::ads::{AdsCounters, AdsService, AdsStats};
 use crate::error::{ConfigError, ServeError};
 use crate::model::MeshConfig;
 use crate::stream::Resources;
@@ -61,6 +62,7 @@ struct Inner {
     stop: watch::Sender<u64>,
     config: Mutex<Option<MeshConfig>>,
     streams: Arc<AtomicUsize>,
+    counters: Arc<AdsCounters>,
 }
 
 impl ControlPlane {
@@ -103,6 +105,7 @@ impl ControlPlane {
                 stop: watch::Sender::new(0),
                 config: Mutex::new(None),
                 streams: Arc::new(AtomicUsize::new(0)),
+                counters: Arc::default(),
             }),
         }
     }
@@ -189,6 +192,12 @@ impl ControlPlane {
         self.inner.streams.load(Ordering::Relaxed)
     }
 
+    /// Totals over every ADS stream served so far, state of the world and delta: responses,
+    /// resources and removals sent, `initial_resource_versions` received.
+    pub fn stats(&self) -> AdsStats {
+        self.inner.counters.snapshot()
+    }
+
     /// The ADS service, to mount in a tonic server of your own. Its streams end when
     /// [`ControlPlane::shutdown`] is called.
     pub fn service(&self) -> AggregatedDiscoveryServiceServer<AdsService> {
@@ -197,6 +206,7 @@ impl ControlPlane {
             stop: self.inner.stop.subscribe(),
             generation: *self.inner.stop.borrow(),
             streams: Arc::clone(&self.inner.streams),
+            counters: Arc::clone(&self.inner.counters),
         })
     }
 

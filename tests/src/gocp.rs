@@ -4,7 +4,10 @@
 //! The Go program lives in `tests/interop/go-control-plane/`; [`build_go_control_plane`]
 //! builds it once per test process and [`GoControlPlane`] runs it. It is driven through its
 //! stdin (`UPDATE <backends> [split]` → `VERSION n`) and exits when stdin closes, so it never
-//! outlives the test.
+//! outlives the test. It serves state-of-the-world and delta ADS from one snapshot cache;
+//! [`GoControlPlane::start_with`] can restrict it to one protocol, [`GoControlPlane::stats`]
+//! says what its streams saw and [`GoControlPlane::restart`] closes every stream and serves
+//! again on the same port with the same cache.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -24,7 +27,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow, bail, ensure};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
@@ -104,6 +107,43 @@ pub struct GoControlPlane {
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
 }
 
+/// Which ADS protocols the Go control plane serves (the other answers `UNIMPLEMENTED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocols {
+    /// State of the world and delta (the default).
+    #[default]
+    Both,
+    /// Only `StreamAggregatedResources`.
+    SotwOnly,
+    /// Only `DeltaAggregatedResources`.
+    DeltaOnly,
+}
+
+impl Protocols {
+    fn flag(self) -> &'static str {
+        match self {
+            Protocols::Both => "sotw,delta",
+            Protocols::SotwOnly => "sotw",
+            Protocols::DeltaOnly => "delta",
+        }
+    }
+}
+
+/// What the Go control plane's streams have seen (its `STATS` command), since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GoStats {
+    /// State-of-the-world streams opened.
+    pub sotw_streams: u64,
+    /// Delta streams opened.
+    pub delta_streams: u64,
+    /// `initial_resource_versions` entries received on delta streams.
+    pub initial_resource_versions: u64,
+    /// Resources sent on delta streams.
+    pub delta_resources_sent: u64,
+    /// Delta NACKs received.
+    pub delta_nacks: u64,
+}
+
 impl GoControlPlane {
     /// Builds (if needed) and starts the control plane serving `{service}:{port}` with the
     /// given backends, optionally split `v1`/`v2` by weight (even-indexed backends in v1,
@@ -127,6 +167,18 @@ impl GoControlPlane {
         split: Option<(u32, u32)>,
         resources: Option<&Path>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(service, port, backends, split, resources, Protocols::Both).await
+    }
+
+    /// Like [`start_with_resources`](Self::start_with_resources), serving only `protocols`.
+    pub async fn start_with(
+        service: &str,
+        port: u16,
+        backends: &[SocketAddr],
+        split: Option<(u32, u32)>,
+        resources: Option<&Path>,
+        protocols: Protocols,
+    ) -> anyhow::Result<Self> {
         let bin = tokio::task::spawn_blocking(build_go_control_plane)
             .await
             .context("build task")??;
@@ -138,7 +190,9 @@ impl GoControlPlane {
             .arg("--port")
             .arg(port.to_string())
             .arg("--backends")
-            .arg(backend_list(backends));
+            .arg(backend_list(backends))
+            .arg("--protocols")
+            .arg(protocols.flag());
         if let Some((v1, v2)) = split {
             cmd.arg("--split").arg(format!("{v1},{v2}"));
         }
@@ -239,6 +293,62 @@ impl GoControlPlane {
             .parse()
             .with_context(|| format!("bad VERSION {version:?}"))?;
         Ok(())
+    }
+
+    /// Asks the program what its streams have seen.
+    pub async fn stats(&mut self) -> anyhow::Result<GoStats> {
+        let line = self.command("STATS").await?;
+        let fields = line
+            .strip_prefix("STATS ")
+            .ok_or_else(|| anyhow!("STATS answered {line:?}"))?;
+        let mut stats = GoStats::default();
+        for field in fields.split_whitespace() {
+            let (key, value) = field
+                .split_once('=')
+                .ok_or_else(|| anyhow!("bad STATS field {field:?}"))?;
+            let value: u64 = value
+                .parse()
+                .with_context(|| format!("bad STATS value {field:?}"))?;
+            match key {
+                "sotw_streams" => stats.sotw_streams = value,
+                "delta_streams" => stats.delta_streams = value,
+                "initial_resource_versions" => stats.initial_resource_versions = value,
+                "delta_resources_sent" => stats.delta_resources_sent = value,
+                "delta_nacks" => stats.delta_nacks = value,
+                _ => {}
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Closes every ADS stream (the gRPC server stops) and serves again on the same
+    /// address with the same snapshot cache; resolves once it listens again.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let line = self.command("RESTART").await?;
+        let addr = line
+            .strip_prefix("LISTENING ")
+            .ok_or_else(|| anyhow!("RESTART answered {line:?}"))?;
+        ensure!(
+            addr == self.addr.to_string(),
+            "restarted on {addr}, not {}",
+            self.addr
+        );
+        Ok(())
+    }
+
+    /// Sends one command line and reads its one-line answer.
+    async fn command(&mut self, command: &str) -> anyhow::Result<String> {
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .with_context(|| format!("writing {command}"))?;
+        self.stdin
+            .flush()
+            .await
+            .with_context(|| format!("writing {command}"))?;
+        self.next_line(UPDATE_TIMEOUT)
+            .await
+            .with_context(|| format!("waiting for the answer to {command}"))
     }
 
     /// The next stdout line, or an error carrying the program's recent stderr.

@@ -65,6 +65,20 @@ pub fn bootstrap_for(addr: std::net::SocketAddr, node_id: &str) -> Bootstrap {
     Bootstrap::from_json(&json.to_string()).expect("bootstrap parses")
 }
 
+/// A bootstrap pointing at an ADS server on `addr` that speaks delta xDS to it (the
+/// `delta_ads` server feature).
+pub fn delta_bootstrap_for(addr: std::net::SocketAddr, node_id: &str) -> Bootstrap {
+    let json = serde_json::json!({
+        "xds_servers": [{
+            "server_uri": addr.to_string(),
+            "channel_creds": [{"type": "insecure"}],
+            "server_features": ["xds_v3", "delta_ads"]
+        }],
+        "node": {"id": node_id, "cluster": "mesh-tests", "locality": {}}
+    });
+    Bootstrap::from_json(&json.to_string()).expect("bootstrap parses")
+}
+
 /// Connects a greeter client to `xds:///greeter.default:8080` through `bootstrap`.
 pub async fn greeter_client(bootstrap: Bootstrap) -> GreeterClient<MeshChannel> {
     let channel = MeshChannel::builder("xds:///greeter.default:8080")

@@ -6,6 +6,9 @@
 //! The protocol rules live in the sans-IO [`super::protocol`] core; this module only moves
 //! bytes and time: a task per client connects (with `transport`), feeds the core
 //! the responses, sends what it returns and publishes the resource events to the cache.
+//! Each stream speaks state-of-the-world ADS or, for a server whose bootstrap entry has the
+//! `delta_ads` server feature, delta xDS: only the wire encoding differs, the core's state,
+//! the cache, CSDS, the persisted cache, the metrics and fallback are the same.
 //! The task starts on the first subscription and ends when the client and all its
 //! subscriptions are dropped.
 //!
@@ -21,8 +24,10 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use xds_proto::envoy::envoy::config::core::v3 as core;
-use xds_proto::envoy::envoy::service::discovery::v3::DiscoveryRequest;
 use xds_proto::envoy::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use xds_proto::envoy::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
 use xds_proto::protobuf::Any;
 
 use super::XdsError;
@@ -773,6 +778,10 @@ impl AdsTask {
     /// Uses `servers[index]` for the next stream.
     fn switch_to(&mut self, index: usize) {
         if let Some(s) = self.servers.get(index) {
+            if index != self.current {
+                // Delta versions are the previous server's; another server may mean others.
+                self.state.forget_resource_versions();
+            }
             self.current = index;
             self.server = s.clone();
         }
@@ -846,12 +855,49 @@ impl AdsTask {
         }
     }
 
-    fn command(&mut self, cmd: Command, tx: Option<&mpsc::UnboundedSender<DiscoveryRequest>>) {
-        let requests = match cmd {
-            Command::Subscribe(ty, name) => self.state.subscribe(ty, &name, now()),
-            Command::Unsubscribe(ty, name) => self.state.unsubscribe(ty, &name),
+    fn command(&mut self, cmd: Command, tx: Option<&Outbox>) {
+        match tx {
+            Some(Outbox::Delta(tx)) => {
+                let requests = match cmd {
+                    Command::Subscribe(ty, name) => self.state.subscribe_delta(ty, &name, now()),
+                    Command::Unsubscribe(ty, name) => self.state.unsubscribe_delta(ty, &name),
+                };
+                send_all(Some(tx), requests);
+            }
+            Some(Outbox::Sotw(tx)) => {
+                let requests = match cmd {
+                    Command::Subscribe(ty, name) => self.state.subscribe(ty, &name, now()),
+                    Command::Unsubscribe(ty, name) => self.state.unsubscribe(ty, &name),
+                };
+                send_all(Some(tx), requests);
+            }
+            // Not connected: the core only records the change (no request is owed).
+            None => {
+                let _ = match cmd {
+                    Command::Subscribe(ty, name) => self.state.subscribe(ty, &name, now()),
+                    Command::Unsubscribe(ty, name) => self.state.unsubscribe(ty, &name),
+                };
+            }
+        }
+    }
+
+    /// Feeds one response to the core: sends its ACK or NACK, publishes its events.
+    fn response(&mut self, response: Inbound, tx: &Outbox) {
+        let updates = match (response, tx) {
+            (Inbound::Sotw(response), Outbox::Sotw(tx)) => {
+                let outcome = self.state.on_response(response, now());
+                send_all(Some(tx), outcome.requests);
+                outcome.updates
+            }
+            (Inbound::Delta(response), Outbox::Delta(tx)) => {
+                let outcome = self.state.on_delta_response(response, now());
+                send_all(Some(tx), outcome.requests);
+                outcome.updates
+            }
+            // A stream's two halves always use the same encoding.
+            _ => Vec::new(),
         };
-        send_all(tx, requests);
+        self.events(updates);
     }
 
     fn events(&self, events: Vec<ResourceEvent>) {
@@ -894,17 +940,38 @@ impl AdsTask {
         // The first requests must be queued before the call is awaited: the call resolves
         // on the response headers, and a grpc-go server (go-control-plane) sends those only
         // with its first response, i.e. after it has seen a request.
-        let (tx, rx) = mpsc::unbounded_channel();
-        send_all(Some(&tx), self.state.on_connected(now()));
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
             .max_decoding_message_size(MAX_RESPONSE_BYTES);
-        let call = client.stream_aggregated_resources(UnboundedReceiverStream::new(rx));
+        type Call = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Inbox, tonic::Status>> + Send>,
+        >;
+        let (tx, call): (Outbox, Call) = if server.delta_ads() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            send_all(Some(&tx), self.state.on_connected_delta(now()));
+            let call = async move {
+                let response = client
+                    .delta_aggregated_resources(UnboundedReceiverStream::new(rx))
+                    .await?;
+                Ok(Inbox::Delta(response.into_inner()))
+            };
+            (Outbox::Delta(tx), Box::pin(call))
+        } else {
+            let (tx, rx) = mpsc::unbounded_channel();
+            send_all(Some(&tx), self.state.on_connected(now()));
+            let call = async move {
+                let response = client
+                    .stream_aggregated_resources(UnboundedReceiverStream::new(rx))
+                    .await?;
+                Ok(Inbox::Sotw(response.into_inner()))
+            };
+            (Outbox::Sotw(tx), Box::pin(call))
+        };
         tokio::pin!(call);
         let mut stream = loop {
             let deadline = self.state.next_timer_deadline();
             tokio::select! {
                 res = &mut call => match res {
-                    Ok(response) => break response.into_inner(),
+                    Ok(inbox) => break inbox,
                     Err(status) => return failed(status_message(&status)),
                 },
                 cmd = self.commands.recv() => match cmd {
@@ -957,9 +1024,7 @@ impl AdsTask {
                     Ok(Some(response)) => {
                         got_response = true;
                         self.stats.on_response();
-                        let outcome = self.state.on_response(response, now());
-                        send_all(Some(&tx), outcome.requests);
-                        self.events(outcome.updates);
+                        self.response(response, &tx);
                     }
                     Ok(None) => {
                         return StreamEnd::Failed {
@@ -987,7 +1052,37 @@ impl AdsTask {
     }
 }
 
-fn send_all(tx: Option<&mpsc::UnboundedSender<DiscoveryRequest>>, requests: Vec<DiscoveryRequest>) {
+/// The sending half of the current ADS stream, in the encoding its server speaks.
+enum Outbox {
+    /// State-of-the-world `StreamAggregatedResources`.
+    Sotw(mpsc::UnboundedSender<DiscoveryRequest>),
+    /// Delta `DeltaAggregatedResources`.
+    Delta(mpsc::UnboundedSender<DeltaDiscoveryRequest>),
+}
+
+/// The receiving half of the current ADS stream.
+enum Inbox {
+    Sotw(tonic::Streaming<DiscoveryResponse>),
+    Delta(tonic::Streaming<DeltaDiscoveryResponse>),
+}
+
+/// One response, as received.
+enum Inbound {
+    Sotw(DiscoveryResponse),
+    Delta(DeltaDiscoveryResponse),
+}
+
+impl Inbox {
+    /// The next response; `None` when the server ended the stream.
+    async fn message(&mut self) -> Result<Option<Inbound>, tonic::Status> {
+        Ok(match self {
+            Inbox::Sotw(s) => s.message().await?.map(Inbound::Sotw),
+            Inbox::Delta(s) => s.message().await?.map(Inbound::Delta),
+        })
+    }
+}
+
+fn send_all<R>(tx: Option<&mpsc::UnboundedSender<R>>, requests: Vec<R>) {
     let Some(tx) = tx else { return };
     for request in requests {
         // A closed stream is noticed on the receive side.

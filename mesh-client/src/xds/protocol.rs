@@ -1,5 +1,6 @@
 //! The sans-IO core of the ADS client: subscriptions, versions, nonces, ACK/NACK and
-//! resource does-not-exist timers for the state-of-the-world protocol.
+//! resource does-not-exist timers, for the state-of-the-world protocol and for delta xDS
+//! (the incremental variant, `DeltaAggregatedResources`).
 //!
 //! Nothing here touches the network or a clock: the transport feeds responses and stream
 //! events in, with the current time, and sends out the [`DiscoveryRequest`]s it gets back. So
@@ -18,16 +19,36 @@
 //!   resource. (gRFC A88 later makes that the default and deprecates the feature; see
 //!   [`ProtocolOptions`].)
 //!
+//! Delta xDS (Envoy's xDS protocol documentation, "Incremental xDS") is a second wire
+//! encoding of the same state: the same watches, validation, events and timers, with the
+//! `*_delta` twins of the stream methods ([`AdsState::on_connected_delta`],
+//! [`AdsState::subscribe_delta`], [`AdsState::unsubscribe_delta`],
+//! [`AdsState::on_delta_response`]). What differs is only what goes on the wire:
+//!
+//! - requests carry subscription changes (`resource_names_subscribe` /
+//!   `resource_names_unsubscribe`), not the full name list; the first request of a type on
+//!   a stream subscribes every name and lists in `initial_resource_versions` the version of
+//!   each resource held, so the server does not resend unchanged ones;
+//! - every resource carries its own version; responses carry only what changed, so absence
+//!   means nothing and deletion is explicit (`removed_resources`, which for a resource never
+//!   received also says it does not exist); `ignore_resource_deletion` keeps a removed
+//!   resource held, as it does for SotW deletion (for every type, since delta removal is
+//!   explicit for every type);
+//! - an ACK or NACK carries only the nonce (and the error); a subscription change carries no
+//!   nonce;
+//! - names are always subscribed explicitly: this client never uses the wildcard.
+//!
 //! Like grpc-go, a response whose type URL is not one we know is neither ACKed nor NACKed
 //! (we did not validate it, so we cannot call it valid or invalid): it is logged and dropped.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use prost::Message;
 use xds_proto::envoy::envoy::config::core::v3::Node;
 use xds_proto::envoy::envoy::service::discovery::v3::{
-    DiscoveryRequest, DiscoveryResponse, Resource as ResourceWrapper,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+    Resource as ResourceWrapper,
 };
 use xds_proto::envoy::google::rpc::Status;
 use xds_proto::protobuf::Any;
@@ -83,8 +104,9 @@ pub struct ResourceEvent {
     pub name: String,
     /// What happened.
     pub kind: ResourceEventKind,
-    /// The `version_info` of the response that said so (empty for a does-not-exist timer),
-    /// recorded by the cache for CSDS (gRFC A40).
+    /// The `version_info` of the response that said so (for delta xDS the resource's own
+    /// version; empty for a does-not-exist timer or a removal), recorded by the cache for
+    /// CSDS (gRFC A40).
     pub version: String,
     /// The resource as received (unwrapped from any `Resource` wrapper), for a
     /// [`ResourceEventKind::Changed`] event: CSDS dumps it as is (gRFC A40).
@@ -102,13 +124,23 @@ pub enum ResourceEventKind {
     DoesNotExist,
 }
 
-/// The result of handling one response: the ACK or NACK to send and the resource events.
-#[derive(Debug, Default)]
-pub struct Outcome {
+/// The result of handling one response: the ACK or NACK to send and the resource events
+/// (`R` is [`DeltaDiscoveryRequest`] for [`AdsState::on_delta_response`]).
+#[derive(Debug)]
+pub struct Outcome<R = DiscoveryRequest> {
     /// The requests to send, in order (at most one: the ACK or the NACK).
-    pub requests: Vec<DiscoveryRequest>,
+    pub requests: Vec<R>,
     /// What changed, for the subscribed resources of the response's type.
     pub updates: Vec<ResourceEvent>,
+}
+
+impl<R> Default for Outcome<R> {
+    fn default() -> Self {
+        Outcome {
+            requests: Vec::new(),
+            updates: Vec::new(),
+        }
+    }
 }
 
 /// Per-resource protocol state.
@@ -122,6 +154,9 @@ struct Watch {
     timed_out: bool,
     /// The does-not-exist deadline, while the timer runs.
     deadline: Option<Instant>,
+    /// The delta xDS version of the value held (empty after a SotW update, which has no
+    /// per-resource version): sent back in `initial_resource_versions` on a new stream.
+    version: String,
 }
 
 /// Per-type protocol state.
@@ -193,44 +228,125 @@ impl AdsState {
         name: &str,
         now: Instant,
     ) -> Vec<DiscoveryRequest> {
+        if self.add_watch(ty, name, now) {
+            vec![self.request(ty, None)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Adds a subscription on a delta stream: the request subscribing the name when
+    /// connected and the name is new.
+    pub fn subscribe_delta(
+        &mut self,
+        ty: ResourceType,
+        name: &str,
+        now: Instant,
+    ) -> Vec<DeltaDiscoveryRequest> {
+        if self.add_watch(ty, name, now) {
+            let mut req = self.delta_request(ty);
+            req.resource_names_subscribe = vec![name.to_string()];
+            vec![req]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Adds the watch of a new name; whether a request is owed (new and connected).
+    fn add_watch(&mut self, ty: ResourceType, name: &str, now: Instant) -> bool {
         let timeout = self.options.does_not_exist_timeout;
         let connected = self.connected;
         let state = self.types.entry(ty).or_default();
         if state.watches.contains_key(name) {
-            return Vec::new();
+            return false;
         }
         let mut watch = Watch::default();
         if connected {
             watch.deadline = Some(now + timeout);
         }
         state.watches.insert(name.to_string(), watch);
-        if connected {
+        connected
+    }
+
+    /// Removes a subscription. Returns the request to send when connected and the name was
+    /// subscribed; unsubscribing the last name of a type sends an empty name list.
+    pub fn unsubscribe(&mut self, ty: ResourceType, name: &str) -> Vec<DiscoveryRequest> {
+        if self.remove_watch(ty, name) {
             vec![self.request(ty, None)]
         } else {
             Vec::new()
         }
     }
 
-    /// Removes a subscription. Returns the request to send when connected and the name was
-    /// subscribed; unsubscribing the last name of a type sends an empty name list.
-    pub fn unsubscribe(&mut self, ty: ResourceType, name: &str) -> Vec<DiscoveryRequest> {
-        let Some(state) = self.types.get_mut(&ty) else {
-            return Vec::new();
-        };
-        if state.watches.remove(name).is_none() {
-            return Vec::new();
-        }
-        if self.connected {
-            vec![self.request(ty, None)]
+    /// Removes a subscription on a delta stream: the request unsubscribing the name when
+    /// connected and the name was subscribed.
+    pub fn unsubscribe_delta(
+        &mut self,
+        ty: ResourceType,
+        name: &str,
+    ) -> Vec<DeltaDiscoveryRequest> {
+        if self.remove_watch(ty, name) {
+            let mut req = self.delta_request(ty);
+            req.resource_names_unsubscribe = vec![name.to_string()];
+            vec![req]
         } else {
             Vec::new()
         }
+    }
+
+    /// Removes the watch of a name; whether a request is owed (it was there and connected).
+    fn remove_watch(&mut self, ty: ResourceType, name: &str) -> bool {
+        let Some(state) = self.types.get_mut(&ty) else {
+            return false;
+        };
+        state.watches.remove(name).is_some() && self.connected
     }
 
     /// A new stream is up (and its channel ready, gRFC A57): returns the requests that
     /// re-subscribe every type with subscriptions, with the last ACKed version and no nonce,
     /// and starts the timers of resources not yet received.
     pub fn on_connected(&mut self, now: Instant) -> Vec<DiscoveryRequest> {
+        let types = self.start_stream(now);
+        types.into_iter().map(|ty| self.request(ty, None)).collect()
+    }
+
+    /// A new delta stream is up: like [`AdsState::on_connected`], with one request per type
+    /// subscribing every name and carrying in `initial_resource_versions` the version of
+    /// each resource held (the server then sends only what differs).
+    pub fn on_connected_delta(&mut self, now: Instant) -> Vec<DeltaDiscoveryRequest> {
+        let types = self.start_stream(now);
+        types
+            .into_iter()
+            .map(|ty| {
+                let mut req = self.delta_request(ty);
+                if let Some(state) = self.types.get(&ty) {
+                    req.resource_names_subscribe = state.watches.keys().cloned().collect();
+                    req.initial_resource_versions = state
+                        .watches
+                        .iter()
+                        .filter(|(_, w)| w.has_value && !w.version.is_empty())
+                        .map(|(name, w)| (name.clone(), w.version.clone()))
+                        .collect();
+                }
+                req
+            })
+            .collect()
+    }
+
+    /// Forgets the delta versions of the resources held, so the next delta stream asks for
+    /// every resource again: the client calls it when it moves to another xDS server, whose
+    /// versions need not mean the same.
+    pub fn forget_resource_versions(&mut self) {
+        for state in self.types.values_mut() {
+            for watch in state.watches.values_mut() {
+                watch.version.clear();
+            }
+        }
+    }
+
+    /// Marks the stream connected, clears nonces, starts the timers of resources not yet
+    /// received; returns the types with subscriptions, in order.
+    fn start_stream(&mut self, now: Instant) -> Vec<ResourceType> {
         self.connected = true;
         self.node_sent = false;
         let timeout = self.options.does_not_exist_timeout;
@@ -247,7 +363,7 @@ impl AdsState {
             }
             types.push(*ty);
         }
-        types.into_iter().map(|ty| self.request(ty, None)).collect()
+        types
     }
 
     /// The stream is gone: stops all timers (gRFC A57). Cached state is kept.
@@ -282,77 +398,119 @@ impl AdsState {
         };
         state.nonce = resp.nonce.clone();
 
-        let mut parsed = parse_resources(ty, &resp.resources, &self.validation);
-        let mut updates = Vec::new();
-        for (name, watch) in &mut state.watches {
-            let mut raw = None;
-            let event = if let Some(message) = parsed.errors.get(name) {
-                watch.received = true;
-                watch.deadline = None;
-                Some(ResourceEventKind::Error(message.clone()))
-            } else if let Some((res, any)) = parsed.valid.remove(name) {
-                // Taken out: what stays in `valid` afterwards is what nobody subscribed.
-                watch.received = true;
-                watch.has_value = true;
-                watch.deadline = None;
-                raw = Some(any);
-                Some(ResourceEventKind::Changed(res))
-            } else if deletion_applies(ty) && watch.has_value && parsed.unnamed_errors == 0 {
-                if ignore_deletion {
-                    tracing::warn!(
-                        resource = %name,
-                        ty = ty.short_name(),
-                        "xDS resource deleted by the server; kept (ignore_resource_deletion)"
-                    );
-                    None
-                } else {
-                    watch.has_value = false;
-                    Some(ResourceEventKind::DoesNotExist)
-                }
-            } else {
-                None
-            };
-            if let Some(kind) = event {
-                updates.push(ResourceEvent {
-                    ty,
-                    name: name.clone(),
-                    kind,
-                    version: resp.version_info.clone(),
-                    raw,
-                });
-            }
-        }
-        for name in parsed.valid.keys() {
-            tracing::debug!(resource = %name, ty = ty.short_name(), "unsubscribed resource ignored");
-        }
+        let version = &resp.version_info;
+        let mut parsed = parse_resources(
+            ty,
+            resp.resources
+                .iter()
+                .map(|any| (decode_one(ty, any, &self.validation), version.clone())),
+        );
+        let updates = apply_parsed(
+            ty,
+            state,
+            &mut parsed,
+            Absence::Implied,
+            ignore_deletion,
+            version,
+        );
 
-        let request = if parsed.nack_messages.is_empty() {
-            state.version = resp.version_info.clone();
-            tracing::debug!(
-                ty = ty.short_name(),
-                version = %resp.version_info,
-                nonce = %resp.nonce,
-                "ACK"
-            );
-            self.request(ty, None)
-        } else {
-            let message = parsed.nack_messages.join("; ");
-            tracing::warn!(
-                ty = ty.short_name(),
-                version = %resp.version_info,
-                nonce = %resp.nonce,
-                error = %message,
-                "NACK"
-            );
-            self.request(
-                ty,
-                Some(Status {
-                    code: INVALID_ARGUMENT,
-                    message,
-                    details: Vec::new(),
-                }),
-            )
+        let request = match nack_status(&parsed) {
+            None => {
+                state.version = resp.version_info.clone();
+                tracing::debug!(
+                    ty = ty.short_name(),
+                    version = %resp.version_info,
+                    nonce = %resp.nonce,
+                    "ACK"
+                );
+                self.request(ty, None)
+            }
+            Some(status) => {
+                tracing::warn!(
+                    ty = ty.short_name(),
+                    version = %resp.version_info,
+                    nonce = %resp.nonce,
+                    error = %status.message,
+                    "NACK"
+                );
+                self.request(ty, Some(status))
+            }
         };
+        Outcome {
+            requests: vec![request],
+            updates,
+        }
+    }
+
+    /// Handles one delta response: validates its resources, applies its removals, updates
+    /// the per-resource versions and returns the ACK or NACK with the events for the
+    /// subscribed resources (the same events [`AdsState::on_response`] gives for the same
+    /// change).
+    pub fn on_delta_response(
+        &mut self,
+        resp: DeltaDiscoveryResponse,
+        _now: Instant,
+    ) -> Outcome<DeltaDiscoveryRequest> {
+        let Some(ty) = ResourceType::from_type_url(&resp.type_url) else {
+            tracing::warn!(
+                type_url = %resp.type_url,
+                "delta xDS response for an unknown resource type ignored (neither ACKed nor NACKed)"
+            );
+            return Outcome::default();
+        };
+        let ignore_deletion = self.options.ignore_resource_deletion;
+        let Some(state) = self.types.get_mut(&ty) else {
+            tracing::warn!(
+                type_url = %resp.type_url,
+                "delta xDS response for a resource type never subscribed ignored"
+            );
+            return Outcome::default();
+        };
+        state.nonce = resp.nonce.clone();
+
+        let mut parsed = parse_resources(
+            ty,
+            resp.resources.iter().map(|wrapper| {
+                (
+                    decode_wrapped(ty, wrapper.clone(), &self.validation),
+                    wrapper.version.clone(),
+                )
+            }),
+        );
+        let removed: BTreeSet<String> = resp
+            .removed_resources
+            .iter()
+            .cloned()
+            .chain(resp.removed_resource_names.iter().map(|n| n.name.clone()))
+            .collect();
+        let updates = apply_parsed(
+            ty,
+            state,
+            &mut parsed,
+            Absence::Removed(&removed),
+            ignore_deletion,
+            "",
+        );
+
+        let nack = nack_status(&parsed);
+        match &nack {
+            None => tracing::debug!(
+                ty = ty.short_name(),
+                system_version = %resp.system_version_info,
+                nonce = %resp.nonce,
+                "delta ACK"
+            ),
+            Some(status) => tracing::warn!(
+                ty = ty.short_name(),
+                system_version = %resp.system_version_info,
+                nonce = %resp.nonce,
+                error = %status.message,
+                "delta NACK"
+            ),
+        }
+        let mut request = self.delta_request(ty);
+        request.response_nonce = resp.nonce;
+        request.error_detail = nack;
         Outcome {
             requests: vec![request],
             updates,
@@ -421,6 +579,109 @@ impl AdsState {
             ..Default::default()
         }
     }
+
+    /// An empty delta request of a type; carries the node if it is the first of the stream.
+    fn delta_request(&mut self, ty: ResourceType) -> DeltaDiscoveryRequest {
+        let node = if self.node_sent {
+            None
+        } else {
+            self.node_sent = true;
+            Some(self.node.clone())
+        };
+        DeltaDiscoveryRequest {
+            node,
+            type_url: ty.type_url().to_string(),
+            initial_resource_versions: HashMap::new(),
+            ..Default::default()
+        }
+    }
+}
+
+/// What a response says about the subscribed resources it does not carry.
+enum Absence<'a> {
+    /// State of the world: for LDS and CDS, a resource held and missing from the response
+    /// has been deleted (unless an unnamed resource failed to decode: it may be that one).
+    Implied,
+    /// Delta: absence means nothing; these names were removed (or do not exist).
+    Removed(&'a BTreeSet<String>),
+}
+
+/// Applies validated resources to the watches of one type: the resource events, in name
+/// order. `removal_version` is the version recorded with a deletion.
+fn apply_parsed(
+    ty: ResourceType,
+    state: &mut TypeState,
+    parsed: &mut Parsed,
+    absence: Absence<'_>,
+    ignore_deletion: bool,
+    removal_version: &str,
+) -> Vec<ResourceEvent> {
+    let delta = matches!(absence, Absence::Removed(_));
+    let mut updates = Vec::new();
+    for (name, watch) in &mut state.watches {
+        let mut raw = None;
+        let mut version = removal_version.to_string();
+        let event = if let Some((message, v)) = parsed.errors.get(name) {
+            watch.received = true;
+            watch.deadline = None;
+            version = v.clone();
+            Some(ResourceEventKind::Error(message.clone()))
+        } else if let Some((res, any, v)) = parsed.valid.remove(name) {
+            // Taken out: what stays in `valid` afterwards is what nobody subscribed.
+            watch.received = true;
+            watch.has_value = true;
+            watch.deadline = None;
+            watch.version = if delta { v.clone() } else { String::new() };
+            raw = Some(any);
+            version = v;
+            Some(ResourceEventKind::Changed(res))
+        } else if match absence {
+            Absence::Implied => {
+                deletion_applies(ty) && watch.has_value && parsed.unnamed_errors == 0
+            }
+            Absence::Removed(names) => names.contains(name),
+        } {
+            if ignore_deletion && watch.has_value {
+                tracing::warn!(
+                    resource = %name,
+                    ty = ty.short_name(),
+                    "xDS resource deleted by the server; kept (ignore_resource_deletion)"
+                );
+                None
+            } else {
+                // A delta removal of a resource never received says it does not exist.
+                watch.received = true;
+                watch.deadline = None;
+                watch.has_value = false;
+                watch.version.clear();
+                Some(ResourceEventKind::DoesNotExist)
+            }
+        } else {
+            None
+        };
+        if let Some(kind) = event {
+            updates.push(ResourceEvent {
+                ty,
+                name: name.clone(),
+                kind,
+                version,
+                raw,
+            });
+        }
+    }
+    for name in parsed.valid.keys() {
+        tracing::debug!(resource = %name, ty = ty.short_name(), "unsubscribed resource ignored");
+    }
+    updates
+}
+
+/// The `error_detail` of the NACK a response deserves, `None` for an ACK.
+fn nack_status(parsed: &Parsed) -> Option<Status> {
+    (!parsed.nack_messages.is_empty()).then(|| Status {
+        code: INVALID_ARGUMENT,
+        message: parsed.nack_messages.join("; "),
+        details: Vec::new(),
+    })
 }
 
 /// Whether absence from a response means deletion for this type (gRFC A27: LDS and CDS
@@ -432,10 +693,10 @@ fn deletion_applies(ty: ResourceType) -> bool {
 /// The resources of one response, validated.
 #[derive(Default)]
 struct Parsed {
-    /// Each valid resource with the `Any` it was decoded from (unwrapped).
-    valid: BTreeMap<String, (Resource, Any)>,
-    /// Error message per named invalid resource.
-    errors: BTreeMap<String, String>,
+    /// Each valid resource with the `Any` it was decoded from (unwrapped) and its version.
+    valid: BTreeMap<String, (Resource, Any, String)>,
+    /// Error message and version per named invalid resource.
+    errors: BTreeMap<String, (String, String)>,
     /// Invalid resources whose name could not be found: then deletion is not inferred,
     /// since the missing resource may be the unreadable one.
     unnamed_errors: usize,
@@ -443,12 +704,15 @@ struct Parsed {
     nack_messages: Vec<String>,
 }
 
-fn parse_resources(ty: ResourceType, resources: &[Any], ctx: &ValidationContext) -> Parsed {
+/// Collects decoded resources (each with its version), NACKing duplicate names.
+fn parse_resources(
+    ty: ResourceType,
+    decoded: impl Iterator<Item = (Result<(Resource, Any), ResourceError>, String)>,
+) -> Parsed {
     let mut parsed = Parsed::default();
     let mut seen = BTreeSet::new();
     let mut duplicates = BTreeSet::new();
-    for any in resources {
-        let result = decode_one(ty, any, ctx);
+    for (result, version) in decoded {
         let name = match &result {
             Ok((res, _)) => Some(res.name().to_string()),
             Err(e) => e.name.clone(),
@@ -469,17 +733,17 @@ fn parse_resources(ty: ResourceType, resources: &[Any], ctx: &ValidationContext)
                     message: "duplicate resource name in response".to_string(),
                 };
                 parsed.nack_messages.push(e.to_string());
-                parsed.errors.entry(name).or_insert(e.message);
+                parsed.errors.entry(name).or_insert((e.message, version));
             }
             continue;
         }
         match result {
-            Ok(res) => {
-                parsed.valid.insert(name, res);
+            Ok((res, any)) => {
+                parsed.valid.insert(name, (res, any, version));
             }
             Err(e) => {
                 parsed.nack_messages.push(e.to_string());
-                parsed.errors.insert(name, e.message);
+                parsed.errors.insert(name, (e.message, version));
             }
         }
     }
@@ -501,6 +765,16 @@ fn decode_one(
         name: None,
         message: format!("Resource wrapper: {e}"),
     })?;
+    decode_wrapped(ty, wrapper, ctx)
+}
+
+/// Decodes the resource of a `Resource` wrapper (every resource of a delta response is one);
+/// errors name the resource by the wrapper's name when the resource has none.
+fn decode_wrapped(
+    ty: ResourceType,
+    wrapper: ResourceWrapper,
+    ctx: &ValidationContext,
+) -> Result<(Resource, Any), ResourceError> {
     let name = (!wrapper.name.is_empty()).then(|| wrapper.name.clone());
     let inner = wrapper.resource.ok_or_else(|| ResourceError {
         kind: ty,
@@ -1427,5 +1701,454 @@ mod tests {
                 .error("cluster \"c\": Resource wrapper: resource: missing"),
         );
         assert_eq!(kinds(&out.updates), vec![ev("CDS c", "error")]);
+    }
+
+    // --- delta xDS ---
+
+    fn wrapped(name: &str, version: &str, resource: Any) -> ResourceWrapper {
+        ResourceWrapper {
+            name: name.into(),
+            version: version.into(),
+            resource: Some(resource),
+            ..Default::default()
+        }
+    }
+
+    fn delta_resp(
+        type_url: &str,
+        nonce: &str,
+        resources: Vec<ResourceWrapper>,
+        removed: &[&str],
+    ) -> DeltaDiscoveryResponse {
+        DeltaDiscoveryResponse {
+            system_version_info: "sys".into(),
+            resources,
+            type_url: type_url.into(),
+            removed_resources: removed.iter().map(|s| s.to_string()).collect(),
+            nonce: nonce.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The exact delta request expected.
+    #[derive(Default)]
+    struct WantDelta<'a> {
+        subscribe: &'a [&'a str],
+        unsubscribe: &'a [&'a str],
+        initial: &'a [(&'a str, &'a str)],
+        nonce: &'a str,
+        node: bool,
+        error: Option<&'a str>,
+    }
+
+    #[track_caller]
+    fn assert_delta(got: &DeltaDiscoveryRequest, type_url: &str, want: WantDelta<'_>) {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let expected = DeltaDiscoveryRequest {
+            node: want.node.then(node),
+            type_url: type_url.into(),
+            resource_names_subscribe: strings(want.subscribe),
+            resource_names_unsubscribe: strings(want.unsubscribe),
+            initial_resource_versions: want
+                .initial
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            response_nonce: want.nonce.into(),
+            error_detail: want.error.map(|m| Status {
+                code: 3,
+                message: m.into(),
+                details: vec![],
+            }),
+            ..Default::default()
+        };
+        assert_eq!(got, &expected);
+    }
+
+    #[track_caller]
+    fn one<R: std::fmt::Debug>(reqs: Vec<R>) -> R {
+        assert_eq!(reqs.len(), 1, "expected exactly one request: {reqs:?}");
+        reqs.into_iter().next().unwrap()
+    }
+
+    /// A state on a delta stream subscribed to `names` of `ty`, the requests drained.
+    fn delta_subscribed(t0: Instant, ty: ResourceType, names: &[&str]) -> AdsState {
+        let mut s = AdsState::new(node());
+        assert!(s.on_connected_delta(t0).is_empty());
+        for n in names {
+            s.subscribe_delta(ty, n, t0);
+        }
+        s
+    }
+
+    #[test]
+    fn delta_connect_subscribes_every_name_once_with_the_node() {
+        let t0 = Instant::now();
+        let mut s = AdsState::new(node());
+        s.subscribe(CDS, "c2", t0);
+        s.subscribe(LDS, "l", t0);
+        s.subscribe(CDS, "c1", t0);
+        let reqs = s.on_connected_delta(t0);
+        assert_eq!(reqs.len(), 2);
+        let want = |subscribe, node| WantDelta {
+            subscribe,
+            node,
+            ..Default::default()
+        };
+        assert_delta(&reqs[0], LISTENER, want(&["l"], true));
+        assert_delta(&reqs[1], CLUSTER, want(&["c1", "c2"], false));
+        assert_eq!(s.next_timer_deadline(), Some(t0 + SECS_15));
+    }
+
+    #[test]
+    fn delta_subscription_changes_carry_only_the_change_and_no_nonce() {
+        let t0 = Instant::now();
+        let mut s = AdsState::new(node());
+        s.on_connected_delta(t0);
+        let first = one(s.subscribe_delta(EDS, "a", t0));
+        assert_delta(
+            &first,
+            CLUSTER_LOAD_ASSIGNMENT,
+            WantDelta {
+                subscribe: &["a"],
+                node: true,
+                ..Default::default()
+            },
+        );
+        s.on_delta_response(
+            delta_resp(
+                CLUSTER_LOAD_ASSIGNMENT,
+                "n1",
+                vec![wrapped("a", "1", cla("a"))],
+                &[],
+            ),
+            t0,
+        );
+        let sub = one(s.subscribe_delta(EDS, "b", t0));
+        assert_delta(
+            &sub,
+            CLUSTER_LOAD_ASSIGNMENT,
+            WantDelta {
+                subscribe: &["b"],
+                ..Default::default()
+            },
+        );
+        assert!(
+            s.subscribe_delta(EDS, "b", t0).is_empty(),
+            "already subscribed"
+        );
+        let unsub = one(s.unsubscribe_delta(EDS, "a"));
+        assert_delta(
+            &unsub,
+            CLUSTER_LOAD_ASSIGNMENT,
+            WantDelta {
+                unsubscribe: &["a"],
+                ..Default::default()
+            },
+        );
+        assert!(s.unsubscribe_delta(EDS, "a").is_empty(), "not subscribed");
+        let mut offline = AdsState::new(node());
+        assert!(offline.subscribe_delta(EDS, "x", t0).is_empty());
+        assert!(offline.unsubscribe_delta(EDS, "x").is_empty());
+    }
+
+    #[test]
+    fn delta_ack_carries_the_nonce_and_events_the_resource_version() {
+        let t0 = Instant::now();
+        let mut s = delta_subscribed(t0, LDS, &["a", "b"]);
+        let out = s.on_delta_response(
+            delta_resp(
+                LISTENER,
+                "n1",
+                vec![
+                    wrapped("a", "va1", listener("a")),
+                    wrapped("x", "vx", listener("x")),
+                ],
+                &[],
+            ),
+            t0,
+        );
+        assert_delta(
+            &one(out.requests),
+            LISTENER,
+            WantDelta {
+                nonce: "n1",
+                ..Default::default()
+            },
+        );
+        assert_eq!(kinds(&out.updates), vec![ev("LDS a", "changed")]);
+        let got: Vec<_> = out
+            .updates
+            .iter()
+            .map(|e| (e.version.as_str(), e.raw.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("va1", Some(listener("a")))],
+            "unwrapped, own version"
+        );
+        // Absence from a delta response means nothing, even for LDS.
+        let out = s.on_delta_response(
+            delta_resp(
+                LISTENER,
+                "n2",
+                vec![wrapped("b", "vb1", listener("b"))],
+                &[],
+            ),
+            t0,
+        );
+        assert_eq!(kinds(&out.updates), vec![ev("LDS b", "changed")]);
+        assert_eq!(s.next_timer_deadline(), None);
+    }
+
+    #[test]
+    fn delta_nack_carries_the_error_and_keeps_the_valid_resources() {
+        let t0 = Instant::now();
+        let mut s = delta_subscribed(t0, LDS, &["a", "b"]);
+        let out = s.on_delta_response(
+            delta_resp(
+                LISTENER,
+                "n1",
+                vec![
+                    wrapped("a", "va1", listener("a")),
+                    wrapped("b", "vb1", bad_listener("b")),
+                    ResourceWrapper {
+                        name: "c".into(),
+                        version: "vc".into(),
+                        ..Default::default()
+                    },
+                ],
+                &[],
+            ),
+            t0,
+        );
+        let message = format!(
+            "{}; listener \"c\": Resource wrapper: resource: missing",
+            bad_listener_error("b")
+        );
+        assert_delta(
+            &one(out.requests),
+            LISTENER,
+            WantDelta {
+                nonce: "n1",
+                error: Some(&message),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            kinds(&out.updates),
+            vec![ev("LDS a", "changed"), ev("LDS b", "error")]
+        );
+        let versions: Vec<_> = out.updates.iter().map(|e| e.version.as_str()).collect();
+        assert_eq!(versions, ["va1", "vb1"], "the rejected version, for CSDS");
+    }
+
+    #[test]
+    fn delta_removal_deletes_any_type_and_answers_unknown_names() {
+        let t0 = Instant::now();
+        let mut s = delta_subscribed(t0, RDS, &["r1", "r2", "r3"]);
+        s.on_delta_response(
+            delta_resp(
+                ROUTE_CONFIGURATION,
+                "n1",
+                vec![
+                    wrapped("r1", "1", route("r1")),
+                    wrapped("r2", "1", route("r2")),
+                ],
+                &[],
+            ),
+            t0,
+        );
+        assert_eq!(s.next_timer_deadline(), Some(t0 + SECS_15), "r3 waits");
+        // r1 removed; r3 (never received) said not to exist; "zz" is not subscribed.
+        let out = s.on_delta_response(
+            delta_resp(ROUTE_CONFIGURATION, "n2", vec![], &["r1", "r3", "zz"]),
+            t0,
+        );
+        assert_delta(
+            &one(out.requests),
+            ROUTE_CONFIGURATION,
+            WantDelta {
+                nonce: "n2",
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            kinds(&out.updates),
+            vec![
+                ev("RDS r1", "does-not-exist"),
+                ev("RDS r3", "does-not-exist")
+            ]
+        );
+        assert!(
+            out.updates
+                .iter()
+                .all(|e| e.version.is_empty() && e.raw.is_none())
+        );
+        assert_eq!(s.next_timer_deadline(), None, "r3's timer is cancelled");
+        // removed_resource_names counts as well.
+        let mut resp = delta_resp(ROUTE_CONFIGURATION, "n3", vec![], &[]);
+        resp.removed_resource_names = vec![
+            xds_proto::envoy::envoy::service::discovery::v3::ResourceName {
+                name: "r2".into(),
+                ..Default::default()
+            },
+        ];
+        let out = s.on_delta_response(resp, t0);
+        assert_eq!(kinds(&out.updates), vec![ev("RDS r2", "does-not-exist")]);
+    }
+
+    #[test]
+    fn delta_removal_respects_ignore_resource_deletion() {
+        let t0 = Instant::now();
+        let opts = ProtocolOptions::from_server_features(&["ignore_resource_deletion".to_string()]);
+        let mut s = AdsState::with_options(node(), opts);
+        s.on_connected_delta(t0);
+        s.subscribe_delta(CDS, "c", t0);
+        s.subscribe_delta(CDS, "d", t0);
+        s.on_delta_response(
+            delta_resp(CLUSTER, "n1", vec![wrapped("c", "1", cluster("c"))], &[]),
+            t0,
+        );
+        let out = s.on_delta_response(delta_resp(CLUSTER, "n2", vec![], &["c", "d"]), t0);
+        assert_eq!(
+            kinds(&out.updates),
+            vec![ev("CDS d", "does-not-exist")],
+            "c is kept; d never had a value"
+        );
+    }
+
+    #[test]
+    fn delta_reconnect_sends_initial_resource_versions_of_held_resources() {
+        let t0 = Instant::now();
+        let mut s = delta_subscribed(t0, CDS, &["a", "b", "c", "d"]);
+        s.subscribe_delta(LDS, "l", t0);
+        s.on_delta_response(
+            delta_resp(
+                CLUSTER,
+                "n1",
+                vec![
+                    wrapped("a", "a1", cluster("a")),
+                    wrapped("b", "b1", cluster("b")),
+                    wrapped("c", "c1", cluster("c")),
+                ],
+                &[],
+            ),
+            t0,
+        );
+        // b's update is NACKed (b1 stays held), c is removed, d never arrived.
+        s.on_delta_response(
+            delta_resp(
+                CLUSTER,
+                "n2",
+                vec![wrapped("b", "b2", garbage(CLUSTER))],
+                &["c"],
+            ),
+            t0,
+        );
+        s.on_disconnected();
+        let reqs = s.on_connected_delta(t0);
+        assert_eq!(reqs.len(), 2);
+        assert_delta(
+            &reqs[0],
+            LISTENER,
+            WantDelta {
+                subscribe: &["l"],
+                node: true,
+                ..Default::default()
+            },
+        );
+        assert_delta(
+            &reqs[1],
+            CLUSTER,
+            WantDelta {
+                subscribe: &["a", "b", "c", "d"],
+                initial: &[("a", "a1"), ("b", "b1")],
+                ..Default::default()
+            },
+        );
+        // Unchanged resources are not resent: timers run only for those never received.
+        assert_eq!(
+            kinds(&s.poll_timers(t0 + SECS_15)),
+            vec![ev("LDS l", "does-not-exist"), ev("CDS d", "does-not-exist")]
+        );
+        // Another server: versions are forgotten, values are kept.
+        s.on_disconnected();
+        s.forget_resource_versions();
+        let reqs = s.on_connected_delta(t0);
+        assert!(reqs.iter().all(|r| r.initial_resource_versions.is_empty()));
+        // A SotW update of a resource has no per-resource version to send back.
+        s.on_disconnected();
+        s.on_connected(t0);
+        s.on_response(resp(CLUSTER, "v9", "s1", vec![cluster("a")]), t0);
+        s.on_disconnected();
+        s.on_connected_delta(t0);
+        s.on_delta_response(
+            delta_resp(CLUSTER, "n3", vec![wrapped("b", "b3", cluster("b"))], &[]),
+            t0,
+        );
+        s.on_disconnected();
+        let reqs = s.on_connected_delta(t0);
+        assert_eq!(
+            reqs[1].initial_resource_versions,
+            [("b".to_string(), "b3".to_string())].into_iter().collect()
+        );
+    }
+
+    #[test]
+    fn delta_unknown_and_unsubscribed_types_are_ignored() {
+        let t0 = Instant::now();
+        let mut s = delta_subscribed(t0, LDS, &["a"]);
+        let url = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+        let out = s.on_delta_response(delta_resp(url, "n1", vec![], &["a"]), t0);
+        assert!(out.requests.is_empty() && out.updates.is_empty());
+        let out = s.on_delta_response(
+            delta_resp(CLUSTER, "n1", vec![wrapped("c", "1", cluster("c"))], &[]),
+            t0,
+        );
+        assert!(out.requests.is_empty() && out.updates.is_empty());
+    }
+
+    #[test]
+    fn delta_and_sotw_give_the_same_events_for_the_same_changes() {
+        let t0 = Instant::now();
+        let mut sotw = subscribed(t0, CDS, &["a", "b"]);
+        let mut delta = delta_subscribed(t0, CDS, &["a", "b"]);
+        let sotw_events = [
+            sotw.on_response(
+                resp(CLUSTER, "1", "n1", vec![cluster("a"), cluster("b")]),
+                t0,
+            ),
+            sotw.on_response(
+                resp(CLUSTER, "2", "n2", vec![cluster("a"), garbage(CLUSTER)]),
+                t0,
+            ),
+            sotw.on_response(resp(CLUSTER, "3", "n3", vec![cluster("b")]), t0),
+        ]
+        .map(|o| kinds(&o.updates));
+        let delta_events = [
+            delta.on_delta_response(
+                delta_resp(
+                    CLUSTER,
+                    "n1",
+                    vec![
+                        wrapped("a", "1", cluster("a")),
+                        wrapped("b", "1", cluster("b")),
+                    ],
+                    &[],
+                ),
+                t0,
+            ),
+            delta.on_delta_response(
+                delta_resp(CLUSTER, "n2", vec![wrapped("a", "1", cluster("a"))], &[]),
+                t0,
+            ),
+            delta.on_delta_response(
+                delta_resp(CLUSTER, "n3", vec![wrapped("b", "1", cluster("b"))], &["a"]),
+                t0,
+            ),
+        ]
+        .map(|o| kinds(&o.updates));
+        assert_eq!(sotw_events, delta_events);
     }
 }
