@@ -189,6 +189,14 @@ impl Istiod {
         let json = istio_bootstrap_json(&self.xds.to_string(), &node, certs);
         Bootstrap::from_json(&json.to_string()).expect("the Istio bootstrap parses")
     }
+
+    /// [`Istiod::bootstrap`] (no certificates) speaking delta xDS to istiod (`delta_ads`).
+    pub fn delta_bootstrap(&self, ip: IpAddr, name: &str, namespace: &str) -> Bootstrap {
+        let node = IstioNode::new(ip, name, namespace);
+        let mut json = istio_bootstrap_json(&self.xds.to_string(), &node, None);
+        json["xds_servers"][0]["server_features"] = serde_json::json!(["xds_v3", "delta_ads"]);
+        Bootstrap::from_json(&json.to_string()).expect("the Istio bootstrap parses")
+    }
 }
 
 impl Drop for Istiod {

@@ -125,6 +125,67 @@ async fn istiod_round_robin_across_three_workloads() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istiod_over_delta_xds() {
+    init_tracing();
+    let port = service_port();
+    let _backends = backends(port).await;
+    let istiod = Istiod::start("delta", &greeter_config(port)).unwrap();
+    let channel = mesh_client::MeshChannel::builder(format!("xds:///{HOST}:{port}"))
+        .with_bootstrap(istiod.delta_bootstrap(ip(1), "delta-client", NS))
+        .with_connect_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "MeshChannel over delta xDS: {e}\nistiod: {}",
+                istiod.log_tail()
+            )
+        });
+    let mut c = xds_proto::helloworld::greeter_client::GreeterClient::new(channel);
+    let warm = until_spread(&mut c, 30, Duration::from_secs(20), |m| m.len() == 3).await;
+    assert_eq!(warm.len(), 3, "every workload reached over delta: {warm:?}");
+    // Remove one workload: istiod's delta push drops it from EDS.
+    let mut two = String::new();
+    for (i, version) in [(1u8, "v1"), (2, "v1")] {
+        two += &workload_entry(
+            &format!("greeter-{i}"),
+            NS,
+            ip(10 + i),
+            "greeter",
+            version,
+            "greeter",
+        );
+        two += "---\n";
+    }
+    istiod.write("workloads.yaml", &two).unwrap();
+    let after = until_spread(&mut c, 30, Duration::from_secs(20), |m| {
+        !m.contains_key("greeter-3")
+    })
+    .await;
+    eprintln!("istiod delta xDS: {warm:?}, after removing greeter-3: {after:?}");
+    assert!(
+        !after.contains_key("greeter-3") && after.len() == 2,
+        "{after:?}"
+    );
+    assert!(
+        std::fs::read_to_string(istiod.config_dir.with_extension("log"))
+            .unwrap_or_default()
+            .contains("new delta connection"),
+        "istiod saw a delta stream: {}",
+        istiod.log_tail()
+    );
+    assert_eq!(
+        istiod.nacks(),
+        Vec::<String>::new(),
+        "our client rejected nothing istiod sent"
+    );
+    mesh_tests::istio::report(
+        "delta xDS (delta_ads)",
+        &format!("{warm:?}, then without greeter-3: {after:?}"),
+    );
+}
+
 fn subsets_rule() -> String {
     format!(
         "apiVersion: networking.istio.io/v1
