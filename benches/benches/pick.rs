@@ -3,8 +3,9 @@
 //!
 //! The pools come from `ClusterPool::for_bench` (mesh-client's `bench` feature): ready
 //! endpoints with no connection behind them, so only the picker is timed. WRR has no ORCA
-//! reports here, so it runs its equal-weight schedule. `pick_floor` times what every pick
-//! pays before its picker runs (the clock read and the thread-local random source).
+//! reports here, so it runs its equal-weight schedule. `pick_floor` times what a pick may
+//! pay besides its picker: the thread-local random source, and the clock that peak EWMA and
+//! WRR read (the coarse one; the precise `now_ns` for comparison).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -79,8 +80,9 @@ fn pick(c: &mut Criterion) {
     group.finish();
 }
 
-/// What every pick pays before its picker runs: `ClusterPool::pick` reads the clock
-/// (`now_ns`) and takes the thread's random source.
+/// What a pick may pay besides its picker: `ClusterPool::pick` takes the thread's random
+/// source, and peak EWMA and WRR read the coarse clock (`coarse_now_ns`; `now_ns` is the
+/// precise clock RTTs are timed with).
 fn floor(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick_floor");
     group
@@ -88,6 +90,9 @@ fn floor(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
     group.bench_function("now_ns", |b| b.iter(mesh_client::balance::now_ns));
+    group.bench_function("coarse_now_ns", |b| {
+        b.iter(mesh_client::balance::coarse_now_ns)
+    });
     group.bench_function("rand_rng_u32", |b| {
         b.iter(|| rand::Rng::random::<u32>(&mut rand::rng()))
     });

@@ -3,7 +3,7 @@
 //! cluster's round-robin pool with `ClusterPool::build`, the endpoints' connections already
 //! known: a steady-state update); at 1 000 / 10 000 also the build alone (round robin, ring
 //! hash) and a first-sight build (a connection task spawned per endpoint). CDS: a
-//! DiscoveryResponse of 1 000 clusters, from wire bytes to validated clusters.
+//! DiscoveryResponse of 1 000 / 10 000 clusters, from wire bytes to validated clusters.
 //!
 //! `ClusterPool::build` spawns connection tasks; it runs inside a current-thread tokio
 //! runtime that is never driven, so no task runs and nothing is dialled.
@@ -111,24 +111,25 @@ fn cds(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    let n = 1_000usize;
-    let wire = micro::cds_response(n);
-    group.throughput(Throughput::Elements(n as u64));
-    group.bench_with_input(BenchmarkId::new("decode_response", n), &wire, |b, wire| {
-        b.iter(|| {
-            let response = match DiscoveryResponse::decode(black_box(wire.as_slice())) {
-                Ok(r) => r,
-                Err(e) => panic!("CDS response: {e}"),
-            };
-            let clusters: Vec<Resource> = response
-                .resources
-                .iter()
-                .filter_map(|any| decode(ResourceType::Cluster, any).ok())
-                .collect();
-            assert_eq!(clusters.len(), n);
-            clusters
-        })
-    });
+    for n in [1_000usize, 10_000] {
+        let wire = micro::cds_response(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("decode_response", n), &wire, |b, wire| {
+            b.iter(|| {
+                let response = match DiscoveryResponse::decode(black_box(wire.as_slice())) {
+                    Ok(r) => r,
+                    Err(e) => panic!("CDS response: {e}"),
+                };
+                let clusters: Vec<Resource> = response
+                    .resources
+                    .iter()
+                    .filter_map(|any| decode(ResourceType::Cluster, any).ok())
+                    .collect();
+                assert_eq!(clusters.len(), n);
+                clusters
+            })
+        });
+    }
     group.finish();
 }
 

@@ -12,14 +12,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use crate::balance::{EndpointLoad, InFlightGuard};
 
@@ -106,8 +106,9 @@ impl ConnectSettings {
 
 struct ConnInner {
     addr: SocketAddr,
-    /// TLS for this connection (mTLS with SPIFFE identities), or plaintext.
-    tls: Option<TlsClient>,
+    /// TLS for this connection (mTLS with SPIFFE identities), or plaintext. Boxed: most
+    /// endpoints are plaintext, and this struct exists once per endpoint.
+    tls: Option<Box<TlsClient>>,
     /// Signalled when a request found the connection unusable: reconnect now and let the
     /// old connection drain.
     unusable: Notify,
@@ -117,12 +118,54 @@ struct ConnInner {
     changed: Arc<Notify>,
     /// In-flight count and RTT estimate, read by the load-aware pickers.
     load: Arc<EndpointLoad>,
+    /// Set (then `stop` notified) when the last [`EndpointConnection`] clone is dropped.
+    stop_flag: AtomicBool,
+    stop: Notify,
 }
 
 impl ConnInner {
+    fn new(addr: SocketAddr, tls: Option<TlsClient>, changed: Arc<Notify>) -> Self {
+        ConnInner {
+            addr,
+            tls: tls.map(Box::new),
+            unusable: Notify::new(),
+            sender: ArcSwapOption::empty(),
+            state: AtomicU8::new(ConnectivityState::Idle as u8),
+            last_error: Mutex::new(None),
+            changed,
+            load: Default::default(),
+            stop_flag: AtomicBool::new(false),
+            stop: Notify::new(),
+        }
+    }
+
     fn set_state(&self, s: ConnectivityState) {
         self.state.store(s as u8, Ordering::Release);
         self.changed.notify_waiters();
+    }
+
+    /// Resolves once the endpoint has been removed (its last handle dropped).
+    async fn stopped(&self) {
+        loop {
+            // Created before the check: `notify_waiters` wakes it even if not yet polled.
+            let notified = self.stop.notified();
+            if self.stop_flag.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Tells the connection task to stop when the last [`EndpointConnection`] clone drops it.
+/// (A flag and a `Notify` in [`ConnInner`] rather than a `watch` channel: tokio's `watch`
+/// shares a few hundred bytes of state, once per endpoint.)
+struct StopOnDrop(Arc<ConnInner>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop_flag.store(true, Ordering::Release);
+        self.0.stop.notify_waiters();
     }
 }
 
@@ -131,8 +174,7 @@ impl ConnInner {
 #[derive(Clone)]
 pub struct EndpointConnection {
     inner: Arc<ConnInner>,
-    // Dropping the last clone drops this sender, which tells the task to stop.
-    _stop: Arc<watch::Sender<()>>,
+    _stop: Arc<StopOnDrop>,
 }
 
 impl std::fmt::Debug for EndpointConnection {
@@ -149,25 +191,15 @@ impl EndpointConnection {
     /// `changed` is notified on every state change.
     pub fn spawn(
         addr: SocketAddr,
-        settings: ConnectSettings,
+        settings: impl Into<Arc<ConnectSettings>>,
         changed: Arc<Notify>,
         tls: Option<TlsClient>,
     ) -> Self {
-        let inner = Arc::new(ConnInner {
-            addr,
-            tls,
-            unusable: Notify::new(),
-            sender: ArcSwapOption::empty(),
-            state: AtomicU8::new(ConnectivityState::Idle as u8),
-            last_error: Mutex::new(None),
-            changed,
-            load: Default::default(),
-        });
-        let (stop_tx, stop_rx) = watch::channel(());
-        tokio::spawn(run_connection(inner.clone(), settings, stop_rx));
+        let inner = Arc::new(ConnInner::new(addr, tls, changed));
+        tokio::spawn(run_connection(inner.clone(), settings.into()));
         EndpointConnection {
+            _stop: Arc::new(StopOnDrop(inner.clone())),
             inner,
-            _stop: Arc::new(stop_tx),
         }
     }
 
@@ -222,19 +254,11 @@ impl EndpointConnection {
     /// `bench` feature's [`crate::balance::ClusterPool::for_bench`]).
     #[cfg(any(test, feature = "bench"))]
     pub(crate) fn test_with_state(addr: SocketAddr, state: ConnectivityState) -> Self {
-        let (stop_tx, _) = watch::channel(());
+        let inner = Arc::new(ConnInner::new(addr, None, Arc::new(Notify::new())));
+        inner.state.store(state as u8, Ordering::Release);
         EndpointConnection {
-            inner: Arc::new(ConnInner {
-                addr,
-                tls: None,
-                unusable: Notify::new(),
-                sender: ArcSwapOption::empty(),
-                state: AtomicU8::new(state as u8),
-                last_error: Mutex::new(None),
-                changed: Arc::new(Notify::new()),
-                load: Default::default(),
-            }),
-            _stop: Arc::new(stop_tx),
+            _stop: Arc::new(StopOnDrop(inner.clone())),
+            inner,
         }
     }
 
@@ -251,43 +275,49 @@ impl EndpointConnection {
     }
 }
 
-async fn run_connection(
-    inner: Arc<ConnInner>,
-    settings: ConnectSettings,
-    mut stop: watch::Receiver<()>,
-) {
+/// The endpoint was removed while a phase of [`run_connection`] ran.
+struct Stopped;
+
+/// How a live connection's service ended.
+enum Served {
+    /// The connection closed or failed.
+    Ended,
+    /// A request found it unusable (GOAWAY): drain it and connect again.
+    Unusable,
+    /// The endpoint was removed.
+    Stopped,
+}
+
+/// Connects, serves, and reconnects with backoff until the endpoint is removed.
+///
+/// Each phase (connect attempt, greeting, service, backoff) is a boxed future that exists
+/// only while it runs: inline, the largest of them (the TCP, TLS and HTTP/2 handshakes, a
+/// few kilobytes) would size the task of every endpoint, connected or not.
+async fn run_connection(inner: Arc<ConnInner>, settings: Arc<ConnectSettings>) {
     let mut failures: u32 = 0;
     loop {
         inner.set_state(ConnectivityState::Connecting);
-        let attempt = tokio::time::timeout(settings.connect_timeout, connect(&inner, &settings));
-        let result = tokio::select! {
-            r = attempt => r,
-            _ = stop.changed() => return,
+        let Ok(result) = Box::pin(attempt(&inner, &settings)).await else {
+            return;
         };
         match result {
-            Ok(Ok((sender, conn, spoke))) => {
+            Ok((sender, conn, spoke)) => {
                 let mut conn = Box::pin(conn);
                 // Ready only once the server has spoken (its SETTINGS come first), as gRPC
                 // does: a server that accepts and closes (an xDS server that is not serving,
                 // gRFC A36) must not look ready and fail the RPCs sent to it.
-                let greeted = tokio::select! {
-                    _ = spoke.notified() => Ok(()),
-                    r = &mut conn => Err(match r {
-                        Ok(()) => "the server closed the connection before its HTTP/2 preface (is it serving?)".to_string(),
-                        Err(e) => format!("connection failed before the server's HTTP/2 preface: {}", error_chain(&e)),
-                    }),
-                    _ = tokio::time::sleep(settings.connect_timeout) => Err(format!(
-                        "no HTTP/2 preface from the server within {:?}",
-                        settings.connect_timeout
-                    )),
-                    _ = stop.changed() => return,
+                let Ok(greeted) = Box::pin(greeting(&inner, &settings, &spoke, &mut conn)).await
+                else {
+                    return;
                 };
                 if let Err(e) = greeted {
                     record_failure(&inner, e);
                     failures = failures.saturating_add(1);
-                    tokio::select! {
-                        _ = tokio::time::sleep(settings.backoff(failures - 1)) => {}
-                        _ = stop.changed() => return,
+                    if Box::pin(backoff(&inner, settings.backoff(failures - 1)))
+                        .await
+                        .is_err()
+                    {
+                        return;
                     }
                     continue;
                 }
@@ -298,43 +328,29 @@ async fn run_connection(
                 inner.sender.store(Some(Arc::new(sender)));
                 inner.set_state(ConnectivityState::Ready);
                 tracing::debug!(addr = %inner.addr, "endpoint connected");
-                let stopped = tokio::select! {
-                    r = &mut conn => {
-                        if let Err(e) = r {
-                            tracing::debug!(addr = %inner.addr, error = %e, "endpoint connection ended");
-                        }
-                        false
-                    }
-                    _ = inner.unusable.notified() => {
+                let served = Box::pin(serve(&inner, &mut conn)).await;
+                inner.sender.store(None);
+                match served {
+                    Served::Ended => inner.set_state(ConnectivityState::Idle),
+                    Served::Unusable => {
                         // Draining (GOAWAY): finish in-flight streams in the background
                         // and connect again now.
                         let grace = settings.drain_grace;
                         tokio::spawn(async move {
                             let _ = tokio::time::timeout(grace, conn).await;
                         });
-                        inner.sender.store(None);
                         continue;
                     }
-                    _ = stop.changed() => true,
-                };
-                inner.sender.store(None);
-                if stopped {
-                    inner.set_state(ConnectivityState::Idle);
-                    // Removed from config: no new requests, let in-flight ones finish.
-                    let _ = tokio::time::timeout(settings.drain_grace, conn).await;
-                    return;
+                    Served::Stopped => {
+                        inner.set_state(ConnectivityState::Idle);
+                        // Removed from config: no new requests, let in-flight ones finish.
+                        let _ = Box::pin(tokio::time::timeout(settings.drain_grace, conn)).await;
+                        return;
+                    }
                 }
-                inner.set_state(ConnectivityState::Idle);
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 record_failure(&inner, e);
-                failures = failures.saturating_add(1);
-            }
-            Err(_) => {
-                record_failure(
-                    &inner,
-                    format!("timed out after {:?}", settings.connect_timeout),
-                );
                 failures = failures.saturating_add(1);
             }
         }
@@ -343,10 +359,65 @@ async fn run_connection(
         } else {
             settings.backoff(failures - 1)
         };
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.changed() => return,
+        if Box::pin(backoff(&inner, delay)).await.is_err() {
+            return;
         }
+    }
+}
+
+/// One connection attempt (TCP, TLS, HTTP/2 handshake) within the connect timeout.
+async fn attempt(
+    inner: &ConnInner,
+    settings: &ConnectSettings,
+) -> Result<Result<(Sender, Conn, Arc<Spoke>), String>, Stopped> {
+    tokio::select! {
+        r = tokio::time::timeout(settings.connect_timeout, connect(inner, settings)) => {
+            Ok(r.unwrap_or_else(|_| Err(format!("timed out after {:?}", settings.connect_timeout))))
+        }
+        _ = inner.stopped() => Err(Stopped),
+    }
+}
+
+/// Waits for the server's first bytes on a new connection (its HTTP/2 preface).
+async fn greeting(
+    inner: &ConnInner,
+    settings: &ConnectSettings,
+    spoke: &Spoke,
+    conn: &mut std::pin::Pin<Box<Conn>>,
+) -> Result<Result<(), String>, Stopped> {
+    tokio::select! {
+        _ = spoke.notified() => Ok(Ok(())),
+        r = conn => Ok(Err(match r {
+            Ok(()) => "the server closed the connection before its HTTP/2 preface (is it serving?)".to_string(),
+            Err(e) => format!("connection failed before the server's HTTP/2 preface: {}", error_chain(&e)),
+        })),
+        _ = tokio::time::sleep(settings.connect_timeout) => Ok(Err(format!(
+            "no HTTP/2 preface from the server within {:?}",
+            settings.connect_timeout
+        ))),
+        _ = inner.stopped() => Err(Stopped),
+    }
+}
+
+/// Drives a live connection until it ends, is found unusable, or the endpoint is removed.
+async fn serve(inner: &ConnInner, conn: &mut std::pin::Pin<Box<Conn>>) -> Served {
+    tokio::select! {
+        r = conn => {
+            if let Err(e) = r {
+                tracing::debug!(addr = %inner.addr, error = %e, "endpoint connection ended");
+            }
+            Served::Ended
+        }
+        _ = inner.unusable.notified() => Served::Unusable,
+        _ = inner.stopped() => Served::Stopped,
+    }
+}
+
+/// Sleeps `delay` unless the endpoint is removed first.
+async fn backoff(inner: &ConnInner, delay: Duration) -> Result<(), Stopped> {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => Ok(()),
+        _ = inner.stopped() => Err(Stopped),
     }
 }
 
@@ -489,7 +560,7 @@ async fn connect(
     let _ = tcp.set_nodelay(true);
     let io: Box<dyn Io> = match &inner.tls {
         None => Box::new(tcp),
-        Some(tls) => tls_handshake(tls, inner.addr, tcp).await?,
+        Some(tls) => Box::pin(tls_handshake(tls, inner.addr, tcp)).await?,
     };
     let spoke = Arc::new(Spoke::default());
     let io: Box<dyn Io> = Box::new(Greeted {
@@ -517,7 +588,7 @@ type ConnKey = (SocketAddr, Option<Arc<str>>);
 pub struct ConnectionSet {
     conns: Arc<Mutex<HashMap<ConnKey, EndpointConnection>>>,
     changed: Arc<Notify>,
-    settings: ConnectSettings,
+    settings: Arc<ConnectSettings>,
     identity: Option<Arc<crate::identity::ProviderRegistry>>,
     tls: Arc<Mutex<HashMap<String, TlsClient>>>,
 }
@@ -528,7 +599,7 @@ impl ConnectionSet {
         ConnectionSet {
             conns: Arc::new(Mutex::new(HashMap::new())),
             changed: Arc::new(Notify::new()),
-            settings,
+            settings: Arc::new(settings),
             identity: None,
             tls: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -652,4 +723,52 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A server that accepts but never speaks HTTP/2 keeps the client in its greeting phase;
+    /// dropping the last handle must end the task, which closes the socket.
+    #[tokio::test]
+    async fn dropping_the_last_handle_stops_the_connection_task() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conn = EndpointConnection::spawn(
+            addr,
+            ConnectSettings::default(),
+            Arc::new(Notify::new()),
+            None,
+        );
+        let clone = conn.clone();
+        let (mut sock, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        drop(conn);
+        assert_eq!(
+            clone.state(),
+            ConnectivityState::Connecting,
+            "a clone keeps it"
+        );
+        drop(clone);
+        let mut buf = [0u8; 4096];
+        let mut closed = false;
+        for _ in 0..100 {
+            match tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed = true;
+                    break;
+                }
+                Ok(Ok(_)) => {} // the client's preface and SETTINGS
+                Err(_) => break,
+            }
+        }
+        assert!(
+            closed,
+            "the client's socket was not closed after its last handle dropped"
+        );
+    }
 }

@@ -9,9 +9,9 @@
 //! compare-and-swap loop, and the estimate's timestamp is a separate atomic, so a race
 //! between two completions can at worst apply one decay step with a slightly stale stamp.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Default EWMA decay (linkerd2-proxy's default): an observation's weight halves in ~7 s.
 pub const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
@@ -20,9 +20,63 @@ pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
 
 /// Nanoseconds since a process-wide epoch (monotonic).
 pub fn now_ns() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    clock::now_ns()
+}
+
+/// [`now_ns`] read from the kernel's coarse clock: the time of the last timer tick (1–4 ms
+/// behind at most on Linux, never ahead of [`now_ns`]), for a few nanoseconds instead of the
+/// twenty or so a precise read costs on a VM. Pickers read it: a peak-EWMA decay measured in
+/// seconds and a WRR rebuild period of at least 100 ms do not notice a tick's lag, while an
+/// RTT (an [`InFlightGuard`]) is always timed with [`now_ns`]. Off Linux, it is [`now_ns`].
+pub fn coarse_now_ns() -> u64 {
+    clock::coarse_now_ns()
+}
+
+#[cfg(target_os = "linux")]
+mod clock {
+    use rustix::time::{ClockId, clock_gettime};
+    use std::sync::OnceLock;
+
+    fn read(id: ClockId) -> u64 {
+        let t = clock_gettime(id);
+        u64::try_from(t.tv_sec)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0))
+    }
+
+    /// CLOCK_MONOTONIC at the first read: both clocks count from it, so they share one
+    /// timeline (the coarse clock is the precise one as of the last tick).
+    fn epoch() -> u64 {
+        static EPOCH: OnceLock<u64> = OnceLock::new();
+        *EPOCH.get_or_init(|| read(ClockId::Monotonic))
+    }
+
+    pub(super) fn now_ns() -> u64 {
+        let epoch = epoch();
+        read(ClockId::Monotonic).saturating_sub(epoch)
+    }
+
+    pub(super) fn coarse_now_ns() -> u64 {
+        let epoch = epoch();
+        read(ClockId::MonotonicCoarse).saturating_sub(epoch)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod clock {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
+    pub(super) fn now_ns() -> u64 {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        let epoch = EPOCH.get_or_init(Instant::now);
+        u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(super) fn coarse_now_ns() -> u64 {
+        now_ns()
+    }
 }
 
 /// Load signals of one endpoint.

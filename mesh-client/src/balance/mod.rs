@@ -55,7 +55,7 @@ use std::sync::Arc;
 use rand::Rng;
 
 pub use least_request::{DEFAULT_CHOICE_COUNT, MAX_CHOICE_COUNT};
-pub use load::{EndpointLoad, InFlightGuard, now_ns};
+pub use load::{EndpointLoad, InFlightGuard, coarse_now_ns, now_ns};
 pub use outlier::{OutlierDetector, OutlierRegistry};
 pub use ring_hash::request_hash;
 
@@ -224,6 +224,7 @@ impl ClusterPool {
         tls: Option<&crate::transport::TlsClient>,
         outlier: Option<Arc<OutlierDetector>>,
     ) -> Self {
+        let ring = matches!(policy, LbPolicy::RingHash { .. });
         let mut by_priority: BTreeMap<u32, Vec<Member>> = BTreeMap::new();
         // (endpoints, usable endpoints) per priority, for gentle failover.
         let mut counts: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
@@ -246,17 +247,23 @@ impl ClusterPool {
             // so a locality's share of traffic is its weight (gRFC A27 weighted_target).
             let endpoint_total: u64 = usable.iter().map(|e| u64::from(e.weight)).sum();
             let entry = by_priority.entry(loc.priority).or_default();
+            entry.reserve(usable.len());
             for e in usable {
                 let w = u64::from(loc.weight) * u64::from(e.weight) * 1000 / endpoint_total.max(1);
                 entry.push(Member {
                     conn: conns.get_or_connect_with(e.address, tls),
                     rr_weight: w.max(1),
                     ring_weight: u64::from(loc.weight) * u64::from(e.weight),
-                    hash_key: e
-                        .hash_key
-                        .clone()
-                        .filter(|k| !k.is_empty())
-                        .unwrap_or_else(|| e.address.to_string()),
+                    // Only a ring needs the key (formatting every address costs more than
+                    // the rest of a member).
+                    hash_key: if ring {
+                        e.hash_key
+                            .clone()
+                            .filter(|k| !k.is_empty())
+                            .unwrap_or_else(|| e.address.to_string())
+                    } else {
+                        String::new()
+                    },
                     outlier: outlier.as_ref().map(|d| d.address(e.address)),
                 });
             }
@@ -324,22 +331,19 @@ impl ClusterPool {
                         Picker::PeakEwma
                     }
                 };
-                PriorityPool {
-                    endpoints: members
-                        .into_iter()
-                        .map(|m| PoolEndpoint {
-                            conn: m.conn,
-                            outlier: m.outlier,
-                            wrr_penalty: match policy {
-                                LbPolicy::WeightedRoundRobin(p) => {
-                                    Some(p.error_utilization_penalty)
-                                }
-                                _ => None,
-                            },
-                        })
-                        .collect(),
-                    picker,
-                }
+                let wrr_penalty = match policy {
+                    LbPolicy::WeightedRoundRobin(p) => Some(p.error_utilization_penalty),
+                    _ => None,
+                };
+                // Not `into_iter().map().collect()`: that would reuse the members' (larger)
+                // allocation for the snapshot, which lives as long as the pool.
+                let mut endpoints = Vec::with_capacity(members.len());
+                endpoints.extend(members.into_iter().map(|m| PoolEndpoint {
+                    conn: m.conn,
+                    outlier: m.outlier,
+                    wrr_penalty,
+                }));
+                PriorityPool { endpoints, picker }
             })
             .collect();
         ClusterPool {
@@ -398,16 +402,20 @@ impl ClusterPool {
     /// Picks a ready endpoint: the first priority that has one, the cluster's policy within
     /// it. Call [`PoolEndpoint::start_request`] on the result and keep the guard until
     /// the response headers arrive, so the load-aware policies see the request.
+    ///
+    /// Only the policies that need the time (peak EWMA, WRR) read it, from the coarse clock
+    /// ([`coarse_now_ns`]): a precise read would cost about as much as the rest of the pick.
     pub fn pick(&self, ctx: &PickContext<'_>) -> Result<&PoolEndpoint, PickError> {
-        self.pick_with(ctx, &mut rand::rng(), now_ns())
+        self.pick_with(ctx, &mut rand::rng(), CoarseClock)
     }
 
-    /// [`ClusterPool::pick`] with a given random source and time (ns, see [`now_ns`]).
-    fn pick_with<R: Rng + ?Sized>(
+    /// [`ClusterPool::pick`] with a given random source and clock (a `u64` is a fixed time
+    /// in ns, see [`now_ns`]).
+    fn pick_with<R: Rng + ?Sized, C: PickClock>(
         &self,
         ctx: &PickContext<'_>,
         rng: &mut R,
-        now: u64,
+        clock: C,
     ) -> Result<&PoolEndpoint, PickError> {
         if self.priorities.is_empty() {
             return Err(PickError::NoEndpoints);
@@ -430,8 +438,8 @@ impl ClusterPool {
                 Picker::LeastRequest { choice_count } => {
                     least_request::pick(eps, *choice_count, rng).into()
                 }
-                Picker::PeakEwma => p2c_ewma::pick(eps, now, rng).into(),
-                Picker::Wrr(w) => w.pick(eps, now).into(),
+                Picker::PeakEwma => p2c_ewma::pick(eps, clock.now(), rng).into(),
+                Picker::Wrr(w) => w.pick(eps, clock.now()).into(),
                 Picker::RingHash(ring) => ring.pick(eps, ctx.hash, ctx.headers, rng),
                 Picker::PickFirst => eps.iter().find(|e| e.is_ready()).into(),
             };
@@ -462,6 +470,27 @@ impl ClusterPool {
         } else {
             Err(PickError::AllFailed { last_error })
         }
+    }
+}
+
+/// Where a pick reads the time, and only when its policy needs it.
+trait PickClock {
+    fn now(&self) -> u64;
+}
+
+/// The coarse clock ([`coarse_now_ns`]).
+struct CoarseClock;
+
+impl PickClock for CoarseClock {
+    fn now(&self) -> u64 {
+        coarse_now_ns()
+    }
+}
+
+/// A fixed time (tests).
+impl PickClock for u64 {
+    fn now(&self) -> u64 {
+        *self
     }
 }
 

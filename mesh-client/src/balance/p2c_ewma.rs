@@ -22,8 +22,10 @@ pub(super) fn pick<'a, R: Rng + ?Sized>(
         _ => {}
     }
     let a = rng.random_range(0..n);
-    // A second index, different from the first.
-    let b = (a + 1 + rng.random_range(0..n - 1)) % n;
+    // A second index, different from the first (`a + 1 + r` is below `2n - 1`: one
+    // subtraction wraps it, where `%` would cost a division).
+    let b = a + 1 + rng.random_range(0..n - 1);
+    let b = if b >= n { b - n } else { b };
     let ready = |i: usize| eps.get(i).filter(|e| e.is_ready());
     match (ready(a), ready(b)) {
         (Some(x), Some(y)) => Some(if y.load().cost(now) < x.load().cost(now) {

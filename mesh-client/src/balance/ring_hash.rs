@@ -175,14 +175,13 @@ impl Ring {
             Some(h) => (h, false),
             None => (rng.random::<u64>(), true),
         };
-        let first = self.entries.partition_point(|(h, _)| *h < hash) % len;
+        // Clockwise from the first entry at or after the hash, wrapping around once (no
+        // division per step: the walk is most of a pick).
+        let first = self.entries.partition_point(|(h, _)| *h < hash);
+        let (before, after) = self.entries.split_at_checked(first).unwrap_or_default();
         let mut pending = false;
-        for i in 0..len {
-            let Some(ep) = self
-                .entries
-                .get((first + i) % len)
-                .and_then(|(_, idx)| eps.get(*idx))
-            else {
+        for (_, idx) in after.iter().chain(before) {
+            let Some(ep) = eps.get(*idx) else {
                 continue;
             };
             match ep.state() {

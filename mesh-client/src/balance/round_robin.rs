@@ -2,6 +2,7 @@
 //! weighted schedule (nginx's algorithm) precomputed at build time, walked from an atomic
 //! cursor, skipping endpoints that are not ready.
 
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::PoolEndpoint;
@@ -51,8 +52,14 @@ impl RoundRobin {
     }
 }
 
-/// An interleaved schedule in which index `i` appears in proportion to `weights[i]`
-/// (nginx's smooth weighted round robin), at most [`MAX_SCHEDULE`] long.
+/// An interleaved schedule in which index `i` appears in proportion to `weights[i]`, at most
+/// [`MAX_SCHEDULE`] long (or one slot per endpoint, if there are more).
+///
+/// Equal weights give `0, 1, …, n-1`. Otherwise each endpoint's `k`-th slot is due at
+/// `(k + ½) / weight` and slots are laid out in order of their due times (earliest deadline
+/// first, ties to the lower index), which spreads each endpoint's slots evenly as nginx's
+/// smooth weighted round robin does, in O(slots × log endpoints) rather than nginx's
+/// O(slots × endpoints): a 10 000-endpoint EDS update must not take a second.
 pub(super) fn smooth_wrr_schedule(weights: &[u64]) -> Vec<usize> {
     if weights.is_empty() {
         return Vec::new();
@@ -67,24 +74,52 @@ pub(super) fn smooth_wrr_schedule(weights: &[u64]) -> Vec<usize> {
         }
         total = w.iter().sum();
     }
-    let mut current = vec![0i64; w.len()];
-    let mut out = Vec::with_capacity(total as usize);
-    for _ in 0..total {
-        let mut best = 0;
-        for (i, c) in current.iter_mut().enumerate() {
-            *c += w.get(i).copied().unwrap_or(0) as i64;
+    if w.iter().all(|&x| Some(&x) == w.first()) {
+        return (0..w.len()).collect();
+    }
+    let mut heap: BinaryHeap<Due> = w
+        .iter()
+        .enumerate()
+        .map(|(idx, &weight)| Due {
+            slot: 0,
+            weight: weight.max(1),
+            idx,
+        })
+        .collect();
+    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    while let Some(mut due) = heap.pop() {
+        out.push(due.idx);
+        due.slot += 1;
+        if due.slot < due.weight {
+            heap.push(due);
         }
-        for (i, c) in current.iter().enumerate() {
-            if current.get(best).is_some_and(|b| c > b) {
-                best = i;
-            }
-        }
-        if let Some(c) = current.get_mut(best) {
-            *c -= total as i64;
-        }
-        out.push(best);
     }
     out
+}
+
+/// An endpoint's next slot in [`smooth_wrr_schedule`]: slot `slot` of `weight` is due at
+/// `(2 × slot + 1) / (2 × weight)`.
+#[derive(Debug, PartialEq, Eq)]
+struct Due {
+    slot: u64,
+    weight: u64,
+    idx: usize,
+}
+
+impl Ord for Due {
+    /// Reversed (the heap pops its greatest): the earliest due time, then the lowest index,
+    /// is the greatest. Fractions are compared exactly, by cross-multiplying.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let mine = u128::from(2 * self.slot + 1) * u128::from(other.weight);
+        let theirs = u128::from(2 * other.slot + 1) * u128::from(self.weight);
+        theirs.cmp(&mine).then(other.idx.cmp(&self.idx))
+    }
+}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -117,5 +152,20 @@ mod tests {
         let ones = s.iter().filter(|&&i| i == 1).count() as f64;
         assert!((ones / zeros - 3.0).abs() < 0.05);
         assert!(s.contains(&2), "a tiny weight still gets a slot");
+    }
+
+    #[test]
+    fn slots_are_spread_evenly() {
+        // Each endpoint's slots are due at (k + ½) / weight: 1:2:4 over 7 slots.
+        assert_eq!(smooth_wrr_schedule(&[1, 2, 4]), vec![2, 1, 2, 0, 2, 1, 2]);
+        // More endpoints than MAX_SCHEDULE: weights scaled by 10 029 / 4 096, one slot each
+        // at least.
+        let mut weights = vec![1u64; 10_000];
+        weights[0] = 30;
+        let s = smooth_wrr_schedule(&weights);
+        assert_eq!(s.len(), 9_999 + 12);
+        assert_eq!(s.iter().filter(|&&i| i == 0).count(), 12);
+        let equal = smooth_wrr_schedule(&vec![7; 10_000]);
+        assert!(equal.iter().copied().eq(0..10_000));
     }
 }

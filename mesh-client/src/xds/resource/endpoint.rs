@@ -59,14 +59,14 @@ pub fn validate(cla: &ClusterLoadAssignmentProto) -> Result<config::ClusterLoadA
                 l.priority
             )));
         }
-        let endpoints = l
-            .lb_endpoints
-            .iter()
-            .enumerate()
-            .map(|(j, e)| {
-                endpoint(e, &mut seen_addrs).map_err(|m| at(format!("lb_endpoints[{j}].{m}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // Sized up front: collecting a `Result` iterator grows the vector by doubling, and
+        // the slack would live as long as the config.
+        let mut endpoints = Vec::with_capacity(l.lb_endpoints.len());
+        for (j, e) in l.lb_endpoints.iter().enumerate() {
+            endpoints.push(
+                endpoint(e, &mut seen_addrs).map_err(|m| at(format!("lb_endpoints[{j}].{m}")))?,
+            );
+        }
         localities.push(LocalityEndpoints {
             locality: name,
             weight,
