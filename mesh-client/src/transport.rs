@@ -477,10 +477,10 @@ async fn tls_handshake(
                 .unwrap_or_else(|| e.to_string());
             format!("TLS handshake with {addr}: {why}")
         })?;
-    if let Some(peer) = peer_valid_until(stream.get_ref().1, addr) {
-        if valid_until.as_ref().is_none_or(|own| peer.at < own.at) {
-            valid_until = Some(peer);
-        }
+    if let Some(peer) = peer_valid_until(stream.get_ref().1, addr)
+        && valid_until.as_ref().is_none_or(|own| peer.at < own.at)
+    {
+        valid_until = Some(peer);
     }
     Ok((Box::new(stream), valid_until))
 }
