@@ -333,14 +333,16 @@ fn respond(state: &mut AdsState, model: &mut Model, resp: DiscoveryResponse, now
                     "a change carries the raw resource for CSDS"
                 );
             }
-            ResourceEventKind::Error(message) => {
+            ResourceEventKind::Error(message) | ResourceEventKind::Dropped(message) => {
                 assert!(!message.is_empty());
                 assert!(
                     req.error_detail.is_some(),
                     "a resource error NACKs the response"
                 );
             }
-            ResourceEventKind::DoesNotExist => {}
+            ResourceEventKind::DoesNotExist
+            | ResourceEventKind::DeletionIgnored
+            | ResourceEventKind::TimedOut(_) => {}
         }
     }
 }

@@ -37,6 +37,12 @@ pub const CLIENT_FEATURES: [&str; 2] = [
 
 /// Server feature: keep resources the server deletes (gRFC A53).
 pub const FEATURE_IGNORE_RESOURCE_DELETION: &str = "ignore_resource_deletion";
+/// Server feature: a data error (NACK, LDS/CDS deletion) discards the cached resource, so
+/// RPCs fail, instead of keeping the last good value (gRFC A88).
+pub const FEATURE_FAIL_ON_DATA_ERRORS: &str = "fail_on_data_errors";
+/// Server feature: the server reports missing resources itself, so the resource timer is
+/// 30 s and its expiry a transient error, not a deletion (gRFC A88).
+pub const FEATURE_RESOURCE_TIMER_IS_TRANSIENT_ERROR: &str = "resource_timer_is_transient_error";
 /// Server feature: the server is trusted with security-affecting config (gRFC A81).
 pub const FEATURE_TRUSTED_XDS_SERVER: &str = "trusted_xds_server";
 /// Server feature (ours; gRPC ignores server features it does not know): talk to this
@@ -439,6 +445,16 @@ impl XdsServer {
     /// Whether `server_features` contains `ignore_resource_deletion` (gRFC A53).
     pub fn ignore_resource_deletion(&self) -> bool {
         self.has_feature(FEATURE_IGNORE_RESOURCE_DELETION)
+    }
+
+    /// Whether `server_features` contains `fail_on_data_errors` (gRFC A88).
+    pub fn fail_on_data_errors(&self) -> bool {
+        self.has_feature(FEATURE_FAIL_ON_DATA_ERRORS)
+    }
+
+    /// Whether `server_features` contains `resource_timer_is_transient_error` (gRFC A88).
+    pub fn resource_timer_is_transient_error(&self) -> bool {
+        self.has_feature(FEATURE_RESOURCE_TIMER_IS_TRANSIENT_ERROR)
     }
 
     /// Whether `server_features` contains `trusted_xds_server` (gRFC A81).
@@ -1133,6 +1149,20 @@ mod tests {
     }
 
     #[test]
+    fn a88_server_features() {
+        let b = parse(&json!({
+            "xds_servers": [{"server_uri": "a:1", "channel_creds": [{"type": "insecure"}],
+                             "server_features": ["fail_on_data_errors", "resource_timer_is_transient_error"]}],
+            "node": {"id": "n"}
+        }))
+        .unwrap();
+        let s = &b.xds_servers[0];
+        assert!(s.fail_on_data_errors());
+        assert!(s.resource_timer_is_transient_error());
+        assert!(!s.ignore_resource_deletion());
+    }
+
+    #[test]
     fn unknown_fields_and_nulls_are_ignored() {
         let b = parse(&json!({
             "xds_servers": [{"server_uri": "a:1", "channel_creds": [{"type": "insecure", "extra": 1}],
@@ -1152,6 +1182,7 @@ mod tests {
         assert!(s.ignore_resource_deletion());
         assert!(!s.delta_ads());
         assert!(s.trusted_xds_server());
+        assert!(!s.fail_on_data_errors() && !s.resource_timer_is_transient_error());
         assert_eq!(b.node.id, "n");
         assert_eq!(b.node.cluster, "");
         assert_eq!(b.node.locality, None);

@@ -7,6 +7,11 @@
 //! address stops reconnecting, but the existing connection is driven until its in-flight
 //! streams finish (bounded by a grace period), so a removed endpoint finishes its RPCs.
 //!
+//! A TLS connection lives no longer than the certificates it was authenticated with: at
+//! the earlier `notAfter` of our identity leaf and the peer's, it is closed (in-flight
+//! streams finish), and while our own certificate stays expired no handshake is attempted;
+//! the connection fails with an error naming the certificate, which RPCs then report.
+//!
 //! The request path only ever reads: [`EndpointConnection::sender`] is one `ArcSwap` load
 //! and a clone of hyper's `SendRequest` (a reference-count bump).
 
@@ -14,7 +19,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use hyper::client::conn::http2::SendRequest;
@@ -286,6 +291,8 @@ enum Served {
     Unusable,
     /// The endpoint was removed.
     Stopped,
+    /// A certificate the connection was authenticated with expired.
+    Expired,
 }
 
 /// Connects, serves, and reconnects with backoff until the endpoint is removed.
@@ -301,7 +308,7 @@ async fn run_connection(inner: Arc<ConnInner>, settings: Arc<ConnectSettings>) {
             return;
         };
         match result {
-            Ok((sender, conn, spoke)) => {
+            Ok((sender, conn, spoke, valid_until)) => {
                 let mut conn = Box::pin(conn);
                 // Ready only once the server has spoken (its SETTINGS come first), as gRPC
                 // does: a server that accepts and closes (an xDS server that is not serving,
@@ -328,10 +335,23 @@ async fn run_connection(inner: Arc<ConnInner>, settings: Arc<ConnectSettings>) {
                 inner.sender.store(Some(Arc::new(sender)));
                 inner.set_state(ConnectivityState::Ready);
                 tracing::debug!(addr = %inner.addr, "endpoint connected");
-                let served = Box::pin(serve(&inner, &mut conn)).await;
+                let served = Box::pin(serve(&inner, &mut conn, valid_until.as_ref())).await;
                 inner.sender.store(None);
                 match served {
                     Served::Ended => inner.set_state(ConnectivityState::Idle),
+                    Served::Expired => {
+                        // A certificate the connection was authenticated with expired: the
+                        // connection ends with it (in-flight streams finish), and the next
+                        // attempt says why it cannot reconnect until the file is renewed.
+                        if let Some(v) = &valid_until {
+                            tracing::warn!(addr = %inner.addr, reason = %v.reason, "closing the TLS connection");
+                        }
+                        let grace = settings.drain_grace;
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(grace, conn).await;
+                        });
+                        continue;
+                    }
                     Served::Unusable => {
                         // Draining (GOAWAY): finish in-flight streams in the background
                         // and connect again now.
@@ -369,7 +389,7 @@ async fn run_connection(inner: Arc<ConnInner>, settings: Arc<ConnectSettings>) {
 async fn attempt(
     inner: &ConnInner,
     settings: &ConnectSettings,
-) -> Result<Result<(Sender, Conn, Arc<Spoke>), String>, Stopped> {
+) -> Result<Result<(Sender, Conn, Arc<Spoke>, Option<ValidUntil>), String>, Stopped> {
     tokio::select! {
         r = tokio::time::timeout(settings.connect_timeout, connect(inner, settings)) => {
             Ok(r.unwrap_or_else(|_| Err(format!("timed out after {:?}", settings.connect_timeout))))
@@ -400,8 +420,13 @@ async fn greeting(
 }
 
 /// Drives a live connection until it ends, is found unusable, or the endpoint is removed.
-async fn serve(inner: &ConnInner, conn: &mut std::pin::Pin<Box<Conn>>) -> Served {
+async fn serve(
+    inner: &ConnInner,
+    conn: &mut std::pin::Pin<Box<Conn>>,
+    valid_until: Option<&ValidUntil>,
+) -> Served {
     tokio::select! {
+        () = until(valid_until) => Served::Expired,
         r = conn => {
             if let Err(e) = r {
                 tracing::debug!(addr = %inner.addr, error = %e, "endpoint connection ended");
@@ -449,13 +474,50 @@ pub struct TlsClient {
     pub configs: tokio::sync::watch::Receiver<Option<Arc<rustls::ClientConfig>>>,
     /// SNI (the `UpstreamTlsContext.sni`, else the address, which sends none).
     pub server_name: rustls::pki_types::ServerName<'static>,
+    /// The identity provider's material (mTLS), checked for expiry before each handshake.
+    pub identity: Option<crate::identity::MaterialWatch>,
+}
+
+/// When a TLS connection stops being trusted: the earlier `notAfter` of the two leaf
+/// certificates it was authenticated with.
+#[derive(Debug, Clone)]
+struct ValidUntil {
+    at: SystemTime,
+    reason: String,
+}
+
+/// Resolves at `valid_until` (never without one).
+async fn until(valid_until: Option<&ValidUntil>) {
+    match valid_until {
+        Some(v) => {
+            let left = v.at.duration_since(SystemTime::now()).unwrap_or_default();
+            // notAfter is inclusive: the certificate is still valid during that second.
+            tokio::time::sleep(left + Duration::from_millis(1)).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The peer leaf's `notAfter`, when the handshake gave one that parses.
+fn peer_valid_until(conn: &rustls::ClientConnection, addr: SocketAddr) -> Option<ValidUntil> {
+    let leaf = conn.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let not_after = cert.validity().not_after;
+    let seconds = u64::try_from(not_after.timestamp()).ok()?;
+    Some(ValidUntil {
+        at: SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))?,
+        reason: format!(
+            "the peer certificate of {addr} (serial {}) expired at {not_after} (notAfter)",
+            cert.raw_serial_as_string().replace(':', "").to_lowercase()
+        ),
+    })
 }
 
 async fn tls_handshake(
     tls: &TlsClient,
     addr: SocketAddr,
     tcp: tokio::net::TcpStream,
-) -> Result<Box<dyn Io>, String> {
+) -> Result<(Box<dyn Io>, Option<ValidUntil>), String> {
     let mut configs = tls.configs.clone();
     // Bounded by the caller's connect timeout.
     let config = loop {
@@ -466,6 +528,23 @@ async fn tls_handshake(
             return Err("the certificate provider stopped before it had certificates".into());
         }
     };
+    // An expired identity fails here, locally and by name, rather than as the peer's
+    // "bad certificate" alert (and never as plaintext).
+    let own = tls
+        .identity
+        .as_ref()
+        .and_then(|w| w.borrow().clone())
+        .and_then(|m| m.identity().cloned());
+    let mut valid_until = None;
+    if let Some(id) = own {
+        if id.is_expired_at(SystemTime::now()) {
+            return Err(format!("TLS to {addr}: {}", id.expired_message()));
+        }
+        valid_until = Some(ValidUntil {
+            at: id.not_after(),
+            reason: id.expired_message(),
+        });
+    }
     let stream = tokio_rustls::TlsConnector::from(config)
         .connect(tls.server_name.clone(), tcp)
         .await
@@ -475,7 +554,12 @@ async fn tls_handshake(
                 .unwrap_or_else(|| e.to_string());
             format!("TLS handshake with {addr}: {why}")
         })?;
-    Ok(Box::new(stream))
+    if let Some(peer) = peer_valid_until(stream.get_ref().1, addr)
+        && valid_until.as_ref().is_none_or(|own| peer.at < own.at)
+    {
+        valid_until = Some(peer);
+    }
+    Ok((Box::new(stream), valid_until))
 }
 
 /// Signalled by [`Greeted`] when the server's first bytes arrive.
@@ -553,13 +637,13 @@ impl tokio::io::AsyncWrite for Greeted {
 async fn connect(
     inner: &ConnInner,
     settings: &ConnectSettings,
-) -> Result<(Sender, Conn, Arc<Spoke>), String> {
+) -> Result<(Sender, Conn, Arc<Spoke>, Option<ValidUntil>), String> {
     let tcp = tokio::net::TcpStream::connect(inner.addr)
         .await
         .map_err(|e| format!("connect {}: {e}", inner.addr))?;
     let _ = tcp.set_nodelay(true);
-    let io: Box<dyn Io> = match &inner.tls {
-        None => Box::new(tcp),
+    let (io, valid_until): (Box<dyn Io>, _) = match &inner.tls {
+        None => (Box::new(tcp), None),
         Some(tls) => Box::pin(tls_handshake(tls, inner.addr, tcp)).await?,
     };
     let spoke = Arc::new(Spoke::default());
@@ -577,7 +661,7 @@ async fn connect(
     builder
         .handshake(TokioIo::new(io))
         .await
-        .map(|(sender, conn)| (sender, conn, spoke))
+        .map(|(sender, conn)| (sender, conn, spoke, valid_until))
         .map_err(|e| format!("HTTP/2 handshake with {}: {e}", inner.addr))
 }
 
@@ -627,6 +711,10 @@ impl ConnectionSet {
             return Ok(t.clone());
         }
         let configs = registry.client_tls(tls)?;
+        let identity = match &tls.identity {
+            Some(i) => Some(registry.get(&i.instance_name)?.subscribe()),
+            None => None,
+        };
         let server_name = match &tls.sni {
             Some(sni) => rustls::pki_types::ServerName::try_from(sni.clone())
                 .map_err(|e| format!("sni {sni:?}: {e}"))?,
@@ -639,6 +727,7 @@ impl ConnectionSet {
             key: key.as_str().into(),
             configs,
             server_name,
+            identity,
         };
         cache.insert(key, client.clone());
         Ok(client)

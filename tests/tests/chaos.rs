@@ -1,7 +1,8 @@
 //! Chaos under continuous load (issue 8): the control plane killed for 60 s; the control
 //! plane returning without some resources; a NACK storm (every response invalid for a
-//! minute); endpoints churned down to zero and back. Each asserts zero failed RPCs where the
-//! config allows it, and the exact expected failures where it does not.
+//! minute); endpoints churned down to zero and back; the client's own mTLS certificate
+//! expiring while the control plane is down. Each asserts zero failed RPCs where the config
+//! allows it, and the exact expected failures where it does not.
 //!
 //! Every scenario drives real MeshChannels against mesh-control's ADS server and real
 //! greeter backends on loopback; every loop is bounded by a count and a time limit.
@@ -296,4 +297,165 @@ async fn endpoints_churned_to_zero_and_back() {
         assert_eq!(counts.len(), 3);
     }
     cp.shutdown().await;
+}
+
+/// mTLS (gRFC A29, `file_watcher` certificates from mesh-control's dev CA), the control
+/// plane stopped, and the client's own certificate, valid for a few seconds, expiring during
+/// the outage with nobody to renew it. The client's identity is the interesting side: its
+/// TLS connection ends at `notAfter`, and every RPC after that fails locally with an error
+/// that names the expired certificate (never a handshake in plaintext, never the peer's
+/// opaque "bad certificate" alert). Not one RPC fails before the expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_certificate_expires_during_an_outage() {
+    use mesh_control::ca::DevCa;
+    use mesh_tests::server::{MeshGreeter, inbound_name};
+    use std::time::SystemTime;
+
+    init_tracing();
+    let ca = DevCa::generate("cluster.local").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (server_dir, client_dir) = (dir.path().join("server"), dir.path().join("client"));
+    ca.issue_svid("default", "greeter", Duration::from_secs(24 * 3600))
+        .unwrap()
+        .write_istio_layout(&server_dir)
+        .unwrap();
+    // Long enough to start everything and see RPCs succeed; short enough for a quick test.
+    let client_svid = ca
+        .issue_svid("default", "caller", Duration::from_secs(8))
+        .unwrap();
+    client_svid.write_istio_layout(&client_dir).unwrap();
+
+    let tcp = MeshGreeter::bind().await;
+    let addr = tcp.local_addr().unwrap();
+    let yaml = format!(
+        "services:\n  - name: greeter.default\n    port: 8080\n    mtls: STRICT\n    service_account: greeter\n    endpoints:\n      - address: {addr}\n"
+    );
+    let snapshot = mesh_control::translate(&MeshConfig::from_yaml(&yaml).unwrap()).unwrap();
+    // The client's resources, and the server's inbound Listener for its own address.
+    let mut resources = snapshot.resources.clone();
+    let inbound = inbound_name(addr);
+    for (ty, list) in resources.iter_mut() {
+        if *ty == type_url::LISTENER {
+            list.retain(|(n, _)| !n.starts_with("xds.istio.io/") || *n == inbound);
+        }
+    }
+    let cp = ControlPlane::raw(resources)
+        .listen(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let boot = |node: &str, certs: &std::path::Path| {
+        let json = mesh_control::bootstrap::bootstrap_json_with_cert_refresh(
+            &cp.local_addr().to_string(),
+            node,
+            Some(certs),
+            Duration::from_millis(500),
+        );
+        mesh_client::bootstrap::Bootstrap::from_json(&json.to_string()).unwrap()
+    };
+    let server = MeshGreeter::start(tcp, "expiry", boot("srv-expiry", &server_dir)).await;
+    assert!(server.wait_health("SERVING", Duration::from_secs(10)).await);
+    let client = greeter_client(boot("cli-expiry", &client_dir)).await;
+    let material = mesh_client::identity::CertMaterial::load(
+        &mesh_client::identity::FileWatcherConfig::from_json(&serde_json::json!({
+            "certificate_file": client_dir.join("cert-chain.pem"),
+            "private_key_file": client_dir.join("key.pem"),
+            "ca_certificate_file": client_dir.join("root-cert.pem"),
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let not_after = material.identity().unwrap().not_after();
+    assert!(
+        not_after > SystemTime::now() + Duration::from_secs(2),
+        "setup took too long: the certificate expires at {not_after:?}"
+    );
+    cp.shutdown().await;
+
+    // Two workers send RPCs until 4 s past the expiry, recording when each started and
+    // ended and how it went.
+    let stop_at = not_after + Duration::from_secs(4);
+    let mut workers = Vec::new();
+    for w in 0..2 {
+        let mut client = client.clone();
+        workers.push(tokio::spawn(async move {
+            let mut calls = Vec::new();
+            for i in 0..200_000u32 {
+                let started = SystemTime::now();
+                if started > stop_at {
+                    break;
+                }
+                let r = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    client.say_hello(HelloRequest {
+                        name: format!("{w}-{i}"),
+                    }),
+                )
+                .await;
+                let result = match r {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(format!("{:?}: {}", e.code(), e.message())),
+                    Err(_) => Err("timed out after 2 s".to_string()),
+                };
+                let failed = result.is_err();
+                calls.push((started, SystemTime::now(), result));
+                if failed {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            calls
+        }));
+    }
+    let mut calls = Vec::new();
+    for w in workers {
+        calls.extend(w.await.unwrap());
+    }
+    // Before: every RPC that ended by notAfter succeeded. After: every RPC that started
+    // (a little) after it failed, naming the certificate. Around the instant itself an RPC
+    // may go either way (it was sent on the connection just before it closed).
+    let margin = Duration::from_millis(500);
+    let before: Vec<_> = calls.iter().filter(|c| c.1 <= not_after).collect();
+    let after: Vec<_> = calls.iter().filter(|c| c.0 > not_after + margin).collect();
+    let failed_before: Vec<_> = before.iter().filter_map(|c| c.2.as_ref().err()).collect();
+    let ok_after = after.iter().filter(|c| c.2.is_ok()).count();
+    let messages: std::collections::BTreeSet<_> =
+        after.iter().filter_map(|c| c.2.as_ref().err()).collect();
+    let first_failure = calls
+        .iter()
+        .filter(|c| c.2.is_err())
+        .map(|c| c.1)
+        .min()
+        .map(|t| match t.duration_since(not_after) {
+            Ok(d) => format!("+{d:?}"),
+            Err(e) => format!("-{:?}", e.duration()),
+        });
+    println!(
+        "own certificate (serial {}) expired during the outage: {} RPCs before notAfter, {} failed; \
+         {} RPCs after, {ok_after} ok; first failure at notAfter{}; errors after: {messages:?}",
+        client_svid.serial_hex,
+        before.len(),
+        failed_before.len(),
+        after.len(),
+        first_failure.unwrap_or_default(),
+    );
+    assert!(
+        before.len() > 100,
+        "RPCs before the expiry: {}",
+        before.len()
+    );
+    assert!(failed_before.is_empty(), "{failed_before:?}");
+    assert!(after.len() > 10, "RPCs after the expiry: {}", after.len());
+    assert_eq!(ok_after, 0);
+    for m in &messages {
+        assert!(
+            m.starts_with("Unavailable: ")
+                && m.contains(
+                    "own identity certificate spiffe://cluster.local/ns/default/sa/caller"
+                )
+                && m.contains(&client_svid.serial_hex)
+                && m.contains("cert-chain.pem")
+                && m.contains("expired at"),
+            "{m}"
+        );
+    }
+    server.stop().await;
 }

@@ -132,6 +132,7 @@ fn client_status(status: ResourceStatus) -> ClientResourceStatus {
     match status {
         ResourceStatus::Requested => ClientResourceStatus::Requested,
         ResourceStatus::DoesNotExist => ClientResourceStatus::DoesNotExist,
+        ResourceStatus::Timeout => ClientResourceStatus::Timeout,
         // CSDS has no "cached" status: a stale cached value is ACKED, its error_state says
         // it is stale and why.
         ResourceStatus::Acked | ResourceStatus::Cached => ClientResourceStatus::Acked,

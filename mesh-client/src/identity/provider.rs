@@ -170,7 +170,10 @@ pub struct Identity {
     certified_key: Arc<CertifiedKey>,
     serial_hex: String,
     not_after: SystemTime,
+    /// `notAfter` as the certificate states it, for messages.
+    not_after_text: String,
     uri_sans: Vec<String>,
+    cert_path: PathBuf,
 }
 
 impl Identity {
@@ -196,6 +199,7 @@ impl Identity {
             .map_err(|e| parse(cert_path, format!("bad certificate: {e}")))?;
         let serial_hex = hex(cert.raw_serial());
         let not_after = unix_to_system(cert.validity().not_after.timestamp());
+        let not_after_text = cert.validity().not_after.to_string();
         let uri_sans = super::verify::uri_sans(&cert);
 
         let key = PrivateKeyDer::from_pem_slice(key_pem)
@@ -225,7 +229,9 @@ impl Identity {
             certified_key: Arc::new(certified_key),
             serial_hex,
             not_after,
+            not_after_text,
             uri_sans,
+            cert_path: cert_path.to_path_buf(),
         })
     }
 
@@ -252,6 +258,29 @@ impl Identity {
     /// Seconds until `notAfter`; negative once expired.
     pub fn seconds_to_expiry(&self) -> i64 {
         seconds_between(SystemTime::now(), self.not_after)
+    }
+
+    /// The file the certificate was read from.
+    pub fn cert_path(&self) -> &Path {
+        &self.cert_path
+    }
+
+    /// Whether the leaf has expired at `now` (X.509: valid through `notAfter` inclusive).
+    pub fn is_expired_at(&self, now: SystemTime) -> bool {
+        now > self.not_after
+    }
+
+    /// What to tell the user when this certificate has expired: which certificate (its
+    /// SPIFFE ID, serial and file), when, and what to do.
+    pub fn expired_message(&self) -> String {
+        let who = self.uri_sans.first().map_or("", String::as_str);
+        format!(
+            "own identity certificate {who} (serial {}, {}) expired at {} (notAfter); \
+             no TLS connection is made with it: renew the certificate file",
+            self.serial_hex,
+            self.cert_path.display(),
+            self.not_after_text
+        )
     }
 }
 

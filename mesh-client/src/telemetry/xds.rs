@@ -249,7 +249,12 @@ pub(super) fn register(meter: &Meter) -> Observed {
                 for r in c.config_dump() {
                     let state = match r.status {
                         ResourceStatus::Requested => "requested",
+                        // gRFC A88's labels for a kept deletion and a transient timeout.
+                        ResourceStatus::DoesNotExist if r.raw.is_some() => {
+                            "does_not_exist_but_cached"
+                        }
                         ResourceStatus::DoesNotExist => "does_not_exist",
+                        ResourceStatus::Timeout => "timeout",
                         ResourceStatus::Acked => "acked",
                         ResourceStatus::Nacked if r.raw.is_some() => "nacked_but_cached",
                         ResourceStatus::Nacked => "nacked",

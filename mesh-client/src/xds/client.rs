@@ -75,7 +75,12 @@ pub enum ResourceStatus {
     /// Subscribed; no update received yet (also while the xDS server is unreachable).
     Requested,
     /// Deleted by the server (LDS/CDS) or not received within the does-not-exist timeout.
+    /// With a value (`raw`), the deletion was ignored and that value is still in force
+    /// (`ignore_resource_deletion`; gRFC A88's `does_not_exist_but_cached`).
     DoesNotExist,
+    /// Not received within the resource timer, under the `resource_timer_is_transient_error`
+    /// server feature (gRFC A88): a transient error, not a deletion.
+    Timeout,
     /// The last update of this resource was accepted (and ACKed).
     Acked,
     /// The last update of this resource was rejected (and NACKed); any earlier accepted
@@ -88,11 +93,13 @@ pub enum ResourceStatus {
 }
 
 impl ResourceStatus {
-    /// The status as CSDS spells it: `REQUESTED`, `DOES_NOT_EXIST`, `ACKED`, `NACKED`.
+    /// The status as CSDS spells it: `REQUESTED`, `DOES_NOT_EXIST`, `TIMEOUT`, `ACKED`,
+    /// `NACKED` (and ours, `CACHED`).
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceStatus::Requested => "REQUESTED",
             ResourceStatus::DoesNotExist => "DOES_NOT_EXIST",
+            ResourceStatus::Timeout => "TIMEOUT",
             ResourceStatus::Acked => "ACKED",
             ResourceStatus::Nacked => "NACKED",
             ResourceStatus::Cached => "CACHED",
@@ -546,6 +553,42 @@ impl Meta {
                     ..Meta::default()
                 }
             }
+            // gRFC A88: the value is gone (CSDS shows no xds_config), the error stays.
+            ResourceEventKind::Dropped(details) => {
+                *self = Meta {
+                    status: ResourceStatus::Nacked,
+                    error: Some(UpdateError {
+                        version,
+                        details: format!(
+                            "{details} (fail_on_data_errors: the previous value was discarded)"
+                        ),
+                        time: at,
+                    }),
+                    ..Meta::default()
+                }
+            }
+            // The value, its version and time stay; the status and error say it was deleted.
+            ResourceEventKind::DeletionIgnored => {
+                self.status = ResourceStatus::DoesNotExist;
+                self.error = Some(UpdateError {
+                    version,
+                    details: "deleted by the xDS server; the previous value stays in force \
+                              (ignore_resource_deletion)"
+                        .to_string(),
+                    time: at,
+                });
+            }
+            ResourceEventKind::TimedOut(details) => {
+                *self = Meta {
+                    status: ResourceStatus::Timeout,
+                    error: Some(UpdateError {
+                        version,
+                        details: details.clone(),
+                        time: at,
+                    }),
+                    ..Meta::default()
+                }
+            }
         }
     }
 }
@@ -586,7 +629,9 @@ impl Cache {
                 (ResourceEventKind::Changed(_), Some(raw)) => {
                     lkg.store(ty.type_url(), &name, &version, raw)
                 }
-                (ResourceEventKind::DoesNotExist, _) => lkg.remove(ty.type_url(), &name),
+                (ResourceEventKind::DoesNotExist | ResourceEventKind::Dropped(_), _) => {
+                    lkg.remove(ty.type_url(), &name)
+                }
                 _ => Ok(()),
             };
             if let Err(e) = written {
@@ -703,8 +748,20 @@ fn next_state(state: &mut ResourceState, kind: ResourceEventKind) -> bool {
             ResourceState::Ready(old) | ResourceState::ReadyWithError(old, _),
             ResourceEventKind::Error(msg),
         ) => ResourceState::ReadyWithError(old.clone(), msg),
-        (ResourceState::Error(old), ResourceEventKind::Error(msg)) if *old == msg => return false,
-        (_, ResourceEventKind::Error(msg)) => ResourceState::Error(msg),
+        (
+            ResourceState::Error(old),
+            ResourceEventKind::Error(msg)
+            | ResourceEventKind::Dropped(msg)
+            | ResourceEventKind::TimedOut(msg),
+        ) if *old == msg => return false,
+        (
+            _,
+            ResourceEventKind::Error(msg)
+            | ResourceEventKind::Dropped(msg)
+            | ResourceEventKind::TimedOut(msg),
+        ) => ResourceState::Error(msg),
+        // An ambient error (gRFC A88): the value in force stays; only CSDS shows it.
+        (_, ResourceEventKind::DeletionIgnored) => return false,
         (ResourceState::DoesNotExist, ResourceEventKind::DoesNotExist) => return false,
         (_, ResourceEventKind::DoesNotExist) => ResourceState::DoesNotExist,
     };
@@ -909,8 +966,12 @@ impl AdsTask {
         for event in events {
             match &event.kind {
                 ResourceEventKind::Changed(_) => self.stats.on_valid(event.ty),
-                ResourceEventKind::Error(_) => self.stats.on_invalid(event.ty),
-                ResourceEventKind::DoesNotExist => {}
+                ResourceEventKind::Error(_) | ResourceEventKind::Dropped(_) => {
+                    self.stats.on_invalid(event.ty)
+                }
+                ResourceEventKind::DoesNotExist
+                | ResourceEventKind::DeletionIgnored
+                | ResourceEventKind::TimedOut(_) => {}
             }
             cache.apply(event, at);
         }
@@ -1616,5 +1677,150 @@ mod tests {
         assert!(!next_state(&mut s, ResourceEventKind::DoesNotExist));
         assert!(next_state(&mut s, ResourceEventKind::Error("bad".into())));
         assert!(matches!(&s, ResourceState::Error(e) if e == "bad"));
+    }
+
+    /// gRFC A88's cache states, one row per event on a cached resource: what the watchers
+    /// see and what CSDS reports.
+    #[test]
+    fn a88_cache_states() {
+        let l = || {
+            Resource::Listener(Arc::new(crate::config::Listener {
+                name: "a".into(),
+                http: crate::config::HttpConnectionManager {
+                    route_source: crate::config::RouteSource::Rds("r".into()),
+                    http_filters: vec![],
+                    max_stream_duration: None,
+                },
+            }))
+        };
+        let raw = fixtures::listener("a", "r");
+        let at = SystemTime::now();
+        let cached = || {
+            let mut state = ResourceState::Requested;
+            let mut meta = Meta::default();
+            let kind = ResourceEventKind::Changed(l());
+            meta.record(&kind, "v1".into(), Some(raw.clone()), at);
+            next_state(&mut state, kind);
+            (state, meta)
+        };
+        // (event, watchers' state: Some(in force?) or None for no change, CSDS status,
+        //  value still dumped, error details contain)
+        let rows: Vec<(ResourceEventKind, Option<bool>, ResourceStatus, bool, &str)> = vec![
+            (
+                ResourceEventKind::Error("bad".into()),
+                Some(true),
+                ResourceStatus::Nacked,
+                true,
+                "bad",
+            ),
+            (
+                ResourceEventKind::Dropped("bad".into()),
+                Some(false),
+                ResourceStatus::Nacked,
+                false,
+                "bad (fail_on_data_errors: the previous value was discarded)",
+            ),
+            (
+                ResourceEventKind::DoesNotExist,
+                Some(false),
+                ResourceStatus::DoesNotExist,
+                false,
+                "",
+            ),
+            (
+                ResourceEventKind::DeletionIgnored,
+                None,
+                ResourceStatus::DoesNotExist,
+                true,
+                "deleted by the xDS server; the previous value stays in force",
+            ),
+        ];
+        for (kind, in_force, status, dumped, details) in rows {
+            let (mut state, mut meta) = cached();
+            let label = format!("{kind:?}");
+            meta.record(&kind, "v2".into(), None, at);
+            let changed = next_state(&mut state, kind);
+            match in_force {
+                None => assert!(!changed, "{label}: no wake-up"),
+                Some(f) => {
+                    assert!(changed, "{label}");
+                    assert_eq!(state.resource().is_some(), f, "{label}: {state:?}");
+                }
+            }
+            assert_eq!(meta.status, status, "{label}");
+            assert_eq!(meta.raw.is_some(), dumped, "{label}");
+            assert_eq!(meta.version.is_empty(), !dumped, "{label}");
+            match &meta.error {
+                Some(e) => {
+                    assert!(e.details.contains(details), "{label}: {e:?}");
+                    assert_eq!(e.version, "v2", "{label}");
+                }
+                None => assert!(details.is_empty(), "{label}"),
+            }
+        }
+        // The transient timer fires only for a resource never received.
+        let mut state = ResourceState::Requested;
+        let mut meta = Meta::default();
+        let kind = ResourceEventKind::TimedOut("timeout: slow".into());
+        meta.record(&kind, String::new(), None, at);
+        assert!(next_state(&mut state, kind));
+        assert!(matches!(&state, ResourceState::Error(m) if m == "timeout: slow"));
+        assert_eq!(meta.status, ResourceStatus::Timeout);
+        assert_eq!(meta.status.as_str(), "TIMEOUT");
+    }
+
+    /// `fail_on_data_errors` end to end through the client: a NACK of a cached listener
+    /// fails it for the watchers and drops it from the config dump; a good update brings
+    /// it back.
+    #[tokio::test]
+    async fn fail_on_data_errors_drops_a_nacked_resource() {
+        let mut server = TestServer::tcp().await;
+        let mut bootstrap = server.bootstrap();
+        bootstrap.xds_servers[0]
+            .server_features
+            .push(crate::bootstrap::FEATURE_FAIL_ON_DATA_ERRORS.to_string());
+        let client = XdsClient::new(bootstrap).unwrap();
+        let mut sub = client.subscribe(ResourceType::Listener, "l1");
+        let mut stream = server.next_stream().await;
+        stream.next_request().await;
+        stream.respond(resp(
+            LISTENER,
+            "v1",
+            "n1",
+            vec![fixtures::listener("l1", "r1")],
+        ));
+        assert!(matches!(
+            next_change(&mut sub).await,
+            ResourceState::Ready(_)
+        ));
+        stream.next_request().await;
+        stream.respond(resp(
+            LISTENER,
+            "v2",
+            "n2",
+            vec![fixtures::listener_without_api_listener("l1")],
+        ));
+        match next_change(&mut sub).await {
+            ResourceState::Error(e) => assert_eq!(e, NO_API_LISTENER),
+            other => panic!("unexpected {other:?}"),
+        }
+        let nack = stream.next_request().await;
+        assert_eq!(nack.version_info, "v1");
+        assert!(nack.error_detail.is_some());
+        let dump = client.config_dump();
+        let l1 = dump.iter().find(|d| d.name == "l1").unwrap();
+        assert_eq!(l1.status, ResourceStatus::Nacked);
+        assert!(l1.raw.is_none() && l1.version.is_empty(), "{l1:?}");
+        assert_eq!(l1.error.as_ref().map(|e| e.version.as_str()), Some("v2"));
+        stream.respond(resp(
+            LISTENER,
+            "v3",
+            "n3",
+            vec![fixtures::listener("l1", "r1")],
+        ));
+        assert!(matches!(
+            next_change(&mut sub).await,
+            ResourceState::Ready(_)
+        ));
     }
 }

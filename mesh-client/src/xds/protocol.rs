@@ -18,6 +18,12 @@
 //! - gRFC A53: the `ignore_resource_deletion` server feature keeps a deleted LDS/CDS
 //!   resource. (gRFC A88 later makes that the default and deprecates the feature; see
 //!   [`ProtocolOptions`].)
+//! - gRFC A88: data errors (a NACKed resource, an LDS/CDS deletion) keep the cached value
+//!   unless the server has `fail_on_data_errors`, which discards it so the resource fails
+//!   ([`ResourceEventKind::Dropped`], [`ResourceEventKind::DoesNotExist`]); a kept deletion
+//!   is still reported ([`ResourceEventKind::DeletionIgnored`]) so CSDS can show it. With
+//!   `resource_timer_is_transient_error` the does-not-exist timer runs 30 s and its expiry
+//!   is a transient error ([`ResourceEventKind::TimedOut`]), not a deletion.
 //!
 //! Delta xDS (Envoy's xDS protocol documentation, "Incremental xDS") is a second wire
 //! encoding of the same state: the same watches, validation, events and timers, with the
@@ -59,6 +65,11 @@ use super::resource::{self, Resource, ResourceError, ResourceType, ValidationCon
 /// considered not to exist (gRFC A27, from the xDS protocol documentation).
 pub const DOES_NOT_EXIST_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The resource timer under the `resource_timer_is_transient_error` server feature
+/// (gRFC A88): the server reports missing resources itself, so the timer only catches a
+/// slow server.
+pub const TRANSIENT_RESOURCE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// `google.rpc.Code.INVALID_ARGUMENT`, the code of every NACK.
 const INVALID_ARGUMENT: i32 = 3;
 
@@ -69,10 +80,19 @@ pub struct ProtocolOptions {
     /// is kept (and the deletion logged) instead of reported as not existing.
     ///
     /// gRFC A88 makes ignoring deletions the default and deprecates this feature in favour
-    /// of `fail_on_data_errors`; this crate still follows the A53 default (deletion is
-    /// reported) until the data-error handling of A88 is implemented as a whole.
+    /// of `fail_on_data_errors`, but gRPC keeps that new default behind
+    /// `GRPC_EXPERIMENTAL_XDS_DATA_ERROR_HANDLING`; as gRPC releases do by default, a
+    /// deletion is reported unless this is set (or `fail_on_data_errors`, which wins).
     pub ignore_resource_deletion: bool,
-    /// The does-not-exist timeout, [`DOES_NOT_EXIST_TIMEOUT`] unless a test says otherwise.
+    /// `fail_on_data_errors` (gRFC A88): a data error (a NACKed resource, an LDS/CDS
+    /// deletion) discards the cached value, so the resource fails, instead of leaving the
+    /// last good value in force. Wins over `ignore_resource_deletion`.
+    pub fail_on_data_errors: bool,
+    /// `resource_timer_is_transient_error` (gRFC A88): an expired does-not-exist timer is a
+    /// transient error (the server is slow), not proof that the resource does not exist.
+    pub resource_timer_is_transient_error: bool,
+    /// The does-not-exist timeout: [`DOES_NOT_EXIST_TIMEOUT`], or
+    /// [`TRANSIENT_RESOURCE_TIMEOUT`] with `resource_timer_is_transient_error`.
     pub does_not_exist_timeout: Duration,
 }
 
@@ -80,6 +100,8 @@ impl Default for ProtocolOptions {
     fn default() -> Self {
         ProtocolOptions {
             ignore_resource_deletion: false,
+            fail_on_data_errors: false,
+            resource_timer_is_transient_error: false,
             does_not_exist_timeout: DOES_NOT_EXIST_TIMEOUT,
         }
     }
@@ -88,9 +110,21 @@ impl Default for ProtocolOptions {
 impl ProtocolOptions {
     /// The options implied by a server's `server_features` list.
     pub fn from_server_features(features: &[String]) -> Self {
+        use crate::bootstrap::{
+            FEATURE_FAIL_ON_DATA_ERRORS, FEATURE_IGNORE_RESOURCE_DELETION,
+            FEATURE_RESOURCE_TIMER_IS_TRANSIENT_ERROR,
+        };
+        let has = |name: &str| features.iter().any(|f| f == name);
+        let transient = has(FEATURE_RESOURCE_TIMER_IS_TRANSIENT_ERROR);
         ProtocolOptions {
-            ignore_resource_deletion: features.iter().any(|f| f == "ignore_resource_deletion"),
-            ..ProtocolOptions::default()
+            ignore_resource_deletion: has(FEATURE_IGNORE_RESOURCE_DELETION),
+            fail_on_data_errors: has(FEATURE_FAIL_ON_DATA_ERRORS),
+            resource_timer_is_transient_error: transient,
+            does_not_exist_timeout: if transient {
+                TRANSIENT_RESOURCE_TIMEOUT
+            } else {
+                DOES_NOT_EXIST_TIMEOUT
+            },
         }
     }
 }
@@ -120,8 +154,17 @@ pub enum ResourceEventKind {
     Changed(Resource),
     /// The resource was NACKed; any previous good value stays in force (gRFC A46, A88).
     Error(String),
+    /// The resource was NACKed under `fail_on_data_errors` (gRFC A88): any previous value
+    /// is discarded and the resource fails with this error.
+    Dropped(String),
     /// The resource was deleted (LDS/CDS) or its does-not-exist timer expired.
     DoesNotExist,
+    /// The server deleted the resource (LDS/CDS) but the previous value stays in force
+    /// (`ignore_resource_deletion`): an ambient error, for CSDS (gRFC A53, A88).
+    DeletionIgnored,
+    /// The resource timer expired under `resource_timer_is_transient_error` (gRFC A88): a
+    /// transient error (the server is slow), with this message.
+    TimedOut(String),
 }
 
 /// The result of handling one response: the ACK or NACK to send and the resource events
@@ -388,7 +431,8 @@ impl AdsState {
             );
             return Outcome::default();
         };
-        let ignore_deletion = self.options.ignore_resource_deletion;
+        let fail_on_data_errors = self.options.fail_on_data_errors;
+        let ignore_deletion = self.options.ignore_resource_deletion && !fail_on_data_errors;
         let Some(state) = self.types.get_mut(&ty) else {
             tracing::warn!(
                 type_url = %resp.type_url,
@@ -410,7 +454,10 @@ impl AdsState {
             state,
             &mut parsed,
             Absence::Implied,
-            ignore_deletion,
+            DataErrors {
+                ignore_deletion,
+                fail_on_data_errors,
+            },
             version,
         );
 
@@ -458,7 +505,8 @@ impl AdsState {
             );
             return Outcome::default();
         };
-        let ignore_deletion = self.options.ignore_resource_deletion;
+        let fail_on_data_errors = self.options.fail_on_data_errors;
+        let ignore_deletion = self.options.ignore_resource_deletion && !fail_on_data_errors;
         let Some(state) = self.types.get_mut(&ty) else {
             tracing::warn!(
                 type_url = %resp.type_url,
@@ -488,7 +536,10 @@ impl AdsState {
             state,
             &mut parsed,
             Absence::Removed(&removed),
-            ignore_deletion,
+            DataErrors {
+                ignore_deletion,
+                fail_on_data_errors,
+            },
             "",
         );
 
@@ -519,21 +570,35 @@ impl AdsState {
 
     /// Fires the does-not-exist timers due at `now`.
     pub fn poll_timers(&mut self, now: Instant) -> Vec<ResourceEvent> {
+        let transient = self.options.resource_timer_is_transient_error;
+        let timeout = self.options.does_not_exist_timeout;
         let mut events = Vec::new();
         for (ty, state) in &mut self.types {
             for (name, watch) in &mut state.watches {
                 if watch.deadline.is_some_and(|d| d <= now) {
                     watch.deadline = None;
                     watch.timed_out = true;
-                    tracing::warn!(
-                        resource = %name,
-                        ty = ty.short_name(),
-                        "xDS resource not received in time: does not exist"
-                    );
+                    let kind = if transient {
+                        let message = format!(
+                            "timeout: not received from the xDS server within {}s \
+                             (resource_timer_is_transient_error: the server is slow or \
+                             unable to send it)",
+                            timeout.as_secs()
+                        );
+                        tracing::warn!(resource = %name, ty = ty.short_name(), "{message}");
+                        ResourceEventKind::TimedOut(message)
+                    } else {
+                        tracing::warn!(
+                            resource = %name,
+                            ty = ty.short_name(),
+                            "xDS resource not received in time: does not exist"
+                        );
+                        ResourceEventKind::DoesNotExist
+                    };
                     events.push(ResourceEvent {
                         ty: *ty,
                         name: name.clone(),
-                        kind: ResourceEventKind::DoesNotExist,
+                        kind,
                         version: String::new(),
                         raw: None,
                     });
@@ -608,12 +673,21 @@ enum Absence<'a> {
 
 /// Applies validated resources to the watches of one type: the resource events, in name
 /// order. `removal_version` is the version recorded with a deletion.
+/// What a data error does to a cached resource (gRFC A53, A88), from the server's features.
+#[derive(Debug, Clone, Copy)]
+struct DataErrors {
+    /// Keep a deleted resource (`ignore_resource_deletion`, unless `fail_on_data_errors`).
+    ignore_deletion: bool,
+    /// A NACKed resource loses its cached value (`fail_on_data_errors`).
+    fail_on_data_errors: bool,
+}
+
 fn apply_parsed(
     ty: ResourceType,
     state: &mut TypeState,
     parsed: &mut Parsed,
     absence: Absence<'_>,
-    ignore_deletion: bool,
+    data_errors: DataErrors,
     removal_version: &str,
 ) -> Vec<ResourceEvent> {
     let delta = matches!(absence, Absence::Removed(_));
@@ -625,7 +699,14 @@ fn apply_parsed(
             watch.received = true;
             watch.deadline = None;
             version = v.clone();
-            Some(ResourceEventKind::Error(message.clone()))
+            if data_errors.fail_on_data_errors {
+                // gRFC A88: the cached value goes; a later absence is no deletion.
+                watch.has_value = false;
+                watch.version.clear();
+                Some(ResourceEventKind::Dropped(message.clone()))
+            } else {
+                Some(ResourceEventKind::Error(message.clone()))
+            }
         } else if let Some((res, any, v)) = parsed.valid.remove(name) {
             // Taken out: what stays in `valid` afterwards is what nobody subscribed.
             watch.received = true;
@@ -641,13 +722,13 @@ fn apply_parsed(
             }
             Absence::Removed(names) => names.contains(name),
         } {
-            if ignore_deletion && watch.has_value {
+            if data_errors.ignore_deletion && watch.has_value {
                 tracing::warn!(
                     resource = %name,
                     ty = ty.short_name(),
                     "xDS resource deleted by the server; kept (ignore_resource_deletion)"
                 );
-                None
+                Some(ResourceEventKind::DeletionIgnored)
             } else {
                 // A delta removal of a resource never received says it does not exist.
                 watch.received = true;
@@ -939,7 +1020,10 @@ mod tests {
                 let k = match &e.kind {
                     ResourceEventKind::Changed(_) => "changed",
                     ResourceEventKind::Error(_) => "error",
+                    ResourceEventKind::Dropped(_) => "dropped",
                     ResourceEventKind::DoesNotExist => "does-not-exist",
+                    ResourceEventKind::DeletionIgnored => "deletion-ignored",
+                    ResourceEventKind::TimedOut(_) => "timed-out",
                 };
                 (format!("{} {}", e.ty.short_name(), e.name), k)
             })
@@ -1454,11 +1538,150 @@ mod tests {
         s.subscribe(LDS, "a", t0);
         s.on_response(resp(LISTENER, "v1", "n1", vec![listener("a")]), t0);
         let out = s.on_response(resp(LISTENER, "v2", "n2", vec![]), t0);
-        assert!(out.updates.is_empty());
+        assert_eq!(kinds(&out.updates), vec![ev("LDS a", "deletion-ignored")]);
         assert_req(
             &single(out.requests),
             Want::new(LISTENER, &["a"]).version("v2").nonce("n2"),
         );
+    }
+
+    // --- gRFC A88 data errors ---
+
+    fn a88(features: &[&str]) -> ProtocolOptions {
+        let features: Vec<String> = features.iter().map(|f| f.to_string()).collect();
+        ProtocolOptions::from_server_features(&features)
+    }
+
+    #[test]
+    fn a88_server_features_are_read() {
+        let none = a88(&["xds_v3"]);
+        assert!(!none.fail_on_data_errors && !none.resource_timer_is_transient_error);
+        assert_eq!(none.does_not_exist_timeout, SECS_15);
+        let both = a88(&["fail_on_data_errors", "resource_timer_is_transient_error"]);
+        assert!(both.fail_on_data_errors && both.resource_timer_is_transient_error);
+        assert_eq!(both.does_not_exist_timeout, Duration::from_secs(30));
+    }
+
+    /// Rows: (server features, what a NACK of a cached resource does, what its deletion
+    /// does). A88: a data error keeps the cached value by default and drops it with
+    /// fail_on_data_errors, which also wins over ignore_resource_deletion; a deletion without
+    /// either feature is reported (A53's default, as gRPC releases do by default).
+    #[test]
+    fn a88_data_errors_on_a_cached_resource() {
+        let rows: [(&[&str], &str, &str); 5] = [
+            (&[], "error", "does-not-exist"),
+            (&["ignore_resource_deletion"], "error", "deletion-ignored"),
+            (&["fail_on_data_errors"], "dropped", "does-not-exist"),
+            (
+                &["fail_on_data_errors", "ignore_resource_deletion"],
+                "dropped",
+                "does-not-exist",
+            ),
+            (
+                &["resource_timer_is_transient_error"],
+                "error",
+                "does-not-exist",
+            ),
+        ];
+        for (features, on_nack, on_delete) in rows {
+            let t0 = Instant::now();
+            let mut s = AdsState::with_options(node(), a88(features));
+            s.on_connected(t0);
+            s.subscribe(LDS, "a", t0);
+            s.on_response(resp(LISTENER, "v1", "n1", vec![listener("a")]), t0);
+            let out = s.on_response(resp(LISTENER, "v2", "n2", vec![bad_listener("a")]), t0);
+            assert_eq!(
+                kinds(&out.updates),
+                vec![ev("LDS a", on_nack)],
+                "{features:?}"
+            );
+            match &out.updates[0].kind {
+                ResourceEventKind::Error(m) | ResourceEventKind::Dropped(m) => {
+                    assert_eq!(m, NO_API_LISTENER)
+                }
+                other => panic!("{other:?}"),
+            }
+            // The NACK is the same whatever the features.
+            let nack = single(out.requests);
+            assert_eq!(nack.version_info, "v1");
+            assert_eq!(
+                nack.error_detail.map(|d| d.message),
+                Some(bad_listener_error("a"))
+            );
+
+            let mut s = AdsState::with_options(node(), a88(features));
+            s.on_connected(t0);
+            s.subscribe(CDS, "c", t0);
+            s.on_response(resp(CLUSTER, "v1", "n1", vec![cluster("c")]), t0);
+            let out = s.on_response(resp(CLUSTER, "v2", "n2", vec![]), t0);
+            assert_eq!(
+                kinds(&out.updates),
+                vec![ev("CDS c", on_delete)],
+                "{features:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a88_dropped_resource_missing_later_is_not_a_deletion() {
+        let t0 = Instant::now();
+        let mut s = AdsState::with_options(node(), a88(&["fail_on_data_errors"]));
+        s.on_connected(t0);
+        s.subscribe(LDS, "a", t0);
+        s.on_response(resp(LISTENER, "v1", "n1", vec![listener("a")]), t0);
+        s.on_response(resp(LISTENER, "v2", "n2", vec![bad_listener("a")]), t0);
+        let out = s.on_response(resp(LISTENER, "v3", "n3", vec![]), t0);
+        assert!(out.updates.is_empty(), "{:?}", kinds(&out.updates));
+        // And a valid value brings it back.
+        let out = s.on_response(resp(LISTENER, "v4", "n4", vec![listener("a")]), t0);
+        assert_eq!(kinds(&out.updates), vec![ev("LDS a", "changed")]);
+    }
+
+    #[test]
+    fn a88_nack_of_an_uncached_resource_is_an_error_either_way() {
+        for features in [&[][..], &["fail_on_data_errors"][..]] {
+            let t0 = Instant::now();
+            let mut s = AdsState::with_options(node(), a88(features));
+            s.on_connected(t0);
+            s.subscribe(LDS, "a", t0);
+            let out = s.on_response(resp(LISTENER, "v1", "n1", vec![bad_listener("a")]), t0);
+            assert_eq!(out.updates.len(), 1);
+            assert!(
+                matches!(
+                    &out.updates[0].kind,
+                    ResourceEventKind::Error(m) | ResourceEventKind::Dropped(m)
+                        if m == NO_API_LISTENER
+                ),
+                "{:?}",
+                out.updates[0].kind
+            );
+            assert_eq!(s.next_timer_deadline(), None, "received: no timer");
+        }
+    }
+
+    #[test]
+    fn a88_transient_resource_timer_runs_30s_and_times_out() {
+        let t0 = Instant::now();
+        let mut s = AdsState::with_options(node(), a88(&["resource_timer_is_transient_error"]));
+        s.on_connected(t0);
+        s.subscribe(CDS, "c", t0);
+        assert_eq!(s.next_timer_deadline(), Some(t0 + Duration::from_secs(30)));
+        assert!(s.poll_timers(t0 + SECS_15).is_empty(), "not at 15 s");
+        let fired = s.poll_timers(t0 + Duration::from_secs(30));
+        assert_eq!(kinds(&fired), vec![ev("CDS c", "timed-out")]);
+        match &fired[0].kind {
+            ResourceEventKind::TimedOut(m) => {
+                assert!(
+                    m.contains("not received from the xDS server within 30s"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not restarted on a new stream (gRFC A57), as for the does-not-exist timer.
+        s.on_disconnected();
+        s.on_connected(t0 + Duration::from_secs(31));
+        assert_eq!(s.next_timer_deadline(), None);
     }
 
     #[test]
@@ -2013,8 +2236,11 @@ mod tests {
         let out = s.on_delta_response(delta_resp(CLUSTER, "n2", vec![], &["c", "d"]), t0);
         assert_eq!(
             kinds(&out.updates),
-            vec![ev("CDS d", "does-not-exist")],
-            "c is kept; d never had a value"
+            vec![
+                ev("CDS c", "deletion-ignored"),
+                ev("CDS d", "does-not-exist")
+            ],
+            "c is kept (and said so, for CSDS); d never had a value"
         );
     }
 

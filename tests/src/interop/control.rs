@@ -41,11 +41,16 @@ pub enum ControlPlane {
 impl ControlPlane {
     /// Starts one, serving nothing yet.
     pub async fn start(kind: Cp) -> anyhow::Result<ControlPlane> {
+        Self::start_at(kind, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts one on `addr` (port 0: any), serving nothing yet.
+    pub async fn start_at(kind: Cp, addr: SocketAddr) -> anyhow::Result<ControlPlane> {
         match kind {
-            Cp::GoControlPlane => Ok(ControlPlane::Go(Box::new(GoCp::start().await?))),
+            Cp::GoControlPlane => Ok(ControlPlane::Go(Box::new(GoCp::start(addr).await?))),
             Cp::MeshControl => {
                 let running = mesh_control::ControlPlane::empty()
-                    .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .listen(addr)
                     .await
                     .context("starting mesh-control")?;
                 Ok(ControlPlane::Mesh {
@@ -53,6 +58,16 @@ impl ControlPlane {
                     types: BTreeSet::new(),
                 })
             }
+        }
+    }
+
+    /// Stops it and waits until its port is free.
+    pub async fn stop(self) {
+        match self {
+            ControlPlane::Go(mut g) => {
+                let _ = g._child.kill().await;
+            }
+            ControlPlane::Mesh { running, .. } => running.shutdown().await,
         }
     }
 
@@ -175,14 +190,14 @@ pub struct GoCp {
 }
 
 impl GoCp {
-    async fn start() -> anyhow::Result<GoCp> {
+    async fn start(listen: SocketAddr) -> anyhow::Result<GoCp> {
         let bin = tokio::task::spawn_blocking(crate::gocp::build_go_control_plane)
             .await
             .context("build task")??;
         let mut child = Command::new(&bin)
             .args([
                 "--listen",
-                "127.0.0.1:0",
+                &listen.to_string(),
                 "--service",
                 "",
                 "--ads-hold=false",

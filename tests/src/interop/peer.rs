@@ -357,12 +357,24 @@ fn run_bounded(cmd: &mut std::process::Command, what: &str) -> anyhow::Result<()
 /// (an Istio-layout directory) also the `file_watcher` certificate provider instance
 /// [`mesh_control::tls::CERT_PROVIDER_INSTANCE`] reading it, as Istio's agent writes it.
 pub fn bootstrap(ads: SocketAddr, node_id: &str, certs: Option<&Path>) -> String {
+    bootstrap_servers(&[ads], node_id, certs)
+}
+
+/// As [`bootstrap`], with these xDS servers in order (gRFC A71: primary first, then the
+/// fallbacks).
+pub fn bootstrap_servers(ads: &[SocketAddr], node_id: &str, certs: Option<&Path>) -> String {
+    let servers: Vec<_> = ads
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "server_uri": a.to_string(),
+                "channel_creds": [{"type": "insecure"}],
+                "server_features": ["xds_v3"]
+            })
+        })
+        .collect();
     let mut b = serde_json::json!({
-        "xds_servers": [{
-            "server_uri": ads.to_string(),
-            "channel_creds": [{"type": "insecure"}],
-            "server_features": ["xds_v3"]
-        }],
+        "xds_servers": servers,
         "node": {"id": node_id, "cluster": "interop", "locality": {"region": "r1"}},
         "server_listener_resource_name_template": INBOUND_TEMPLATE
     });

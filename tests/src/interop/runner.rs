@@ -17,8 +17,8 @@ use xds_proto::grpc_testing::load_balancer_stats_service_client::LoadBalancerSta
 
 use super::control::ControlPlane;
 use super::gobuild;
-use super::peer::{self, Impl, Process, Row};
-use super::scenario::{self, Placeholders, Scenario, Step};
+use super::peer::{self, Cp, Impl, Process, Row};
+use super::scenario::{self, CpRole, Placeholders, Scenario, Step};
 
 /// Bound on a client's stats port coming up.
 const CLIENT_START: Duration = Duration::from_secs(20);
@@ -204,6 +204,7 @@ pub async fn run_cell(s: &Scenario, row: Row) -> Cell {
         scenario: s,
         row,
         cp: None,
+        secondary: None,
         servers: Vec::new(),
         client: None,
         observed: Vec::new(),
@@ -243,7 +244,9 @@ pub async fn run_cell(s: &Scenario, row: Row) -> Cell {
 struct CellRun<'a> {
     scenario: &'a Scenario,
     row: Row,
-    cp: Option<ControlPlane>,
+    cp: Option<CpSlot>,
+    /// The secondary xDS server of a `fallback` scenario.
+    secondary: Option<CpSlot>,
     servers: Vec<ServerSlot>,
     client: Option<Process>,
     observed: Vec<String>,
@@ -276,6 +279,55 @@ fn issue_certs(dir: &Path, servers: usize) -> anyhow::Result<CellCerts> {
     })
 }
 
+/// A control plane of the cell, which a `fallback` scenario may stop and start again on
+/// the same port.
+struct CpSlot {
+    kind: Cp,
+    addr: std::net::SocketAddr,
+    running: Option<ControlPlane>,
+    /// The last file served, served again on a restart.
+    last: Option<PathBuf>,
+}
+
+impl CpSlot {
+    async fn start(kind: Cp) -> anyhow::Result<CpSlot> {
+        let cp = ControlPlane::start(kind).await?;
+        Ok(CpSlot {
+            kind,
+            addr: cp.addr(),
+            running: Some(cp),
+            last: None,
+        })
+    }
+
+    async fn serve(&mut self, file: &Path) -> anyhow::Result<String> {
+        self.last = Some(file.to_path_buf());
+        match &mut self.running {
+            Some(cp) => cp.serve(file).await,
+            None => Ok("kept for its restart (stopped)".into()),
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(cp) = self.running.take() {
+            cp.stop().await;
+        }
+    }
+
+    async fn restart(&mut self) -> anyhow::Result<String> {
+        if self.running.is_some() {
+            return Ok("already running".into());
+        }
+        let mut cp = ControlPlane::start_at(self.kind, self.addr).await?;
+        let v = match &self.last {
+            Some(f) => cp.serve(f).await?,
+            None => "serving nothing yet".into(),
+        };
+        self.running = Some(cp);
+        Ok(v)
+    }
+}
+
 struct ServerSlot {
     hostname: String,
     port: u16,
@@ -289,12 +341,20 @@ impl CellRun<'_> {
         let dir = tempfile::tempdir().context("temp dir")?;
         let dir_path = dir.path().to_path_buf();
         self.dir = Some(dir);
-        self.cp = Some(ControlPlane::start(self.row.cp).await?);
-        let ads = self
-            .cp
-            .as_ref()
-            .map(ControlPlane::addr)
-            .unwrap_or(([127, 0, 0, 1], 0).into());
+        let primary = CpSlot::start(self.row.cp).await?;
+        let mut client_ads = vec![primary.addr];
+        // The servers are not under test in a fallback scenario: they use the secondary,
+        // which stays up.
+        let mut ads = primary.addr;
+        self.cp = Some(primary);
+        if s.fallback {
+            let secondary = CpSlot::start(self.row.cp)
+                .await
+                .context("starting the secondary control plane")?;
+            client_ads.push(secondary.addr);
+            ads = secondary.addr;
+            self.secondary = Some(secondary);
+        }
 
         let mut ph = Placeholders::default();
         ph.set("TARGET", s.target());
@@ -330,13 +390,14 @@ impl CellRun<'_> {
             let step_label = format!("step {} ({})", i + 1, step_name(step));
             let result: anyhow::Result<()> = async {
                 match step {
-                    Step::Serve(files) => {
+                    Step::Serve(files) | Step::ServeSecondary(files) => {
                         let rendered =
                             render(s, files, &ph, &self.servers, self.row.server, &dir_path, i)?;
-                        let cp = self
-                            .cp
-                            .as_mut()
-                            .ok_or_else(|| anyhow!("no control plane"))?;
+                        let cp = match step {
+                            Step::ServeSecondary(_) => self.secondary.as_mut(),
+                            _ => self.cp.as_mut(),
+                        }
+                        .ok_or_else(|| anyhow!("no control plane"))?;
                         let v = cp.serve(&rendered).await?;
                         self.observed
                             .push(format!("{step_label}: {} → {v}", files.join(" + ")));
@@ -350,7 +411,7 @@ impl CellRun<'_> {
                                 wait_healthy(server.maintenance_port, Duration::from_secs(20))
                                     .await;
                             }
-                            self.start_client(ads, stats_port)?;
+                            self.start_client(&client_ads, stats_port)?;
                             stats = Some(self.connect_stats(stats_port).await?);
                         }
                     }
@@ -414,6 +475,22 @@ impl CellRun<'_> {
                         self.observed.push(format!("{step_label}: started {ids:?}"));
                     }
                     Step::SleepMs(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+                    Step::StopControlPlane(role) | Step::StartControlPlane(role) => {
+                        let cp = match role {
+                            CpRole::Primary => self.cp.as_mut(),
+                            CpRole::Secondary => self.secondary.as_mut(),
+                        }
+                        .ok_or_else(|| anyhow!("no {role:?} control plane"))?;
+                        if matches!(step, Step::StopControlPlane(_)) {
+                            cp.stop().await;
+                            self.observed
+                                .push(format!("{step_label}: {role:?} stopped"));
+                        } else {
+                            let v = cp.restart().await?;
+                            self.observed
+                                .push(format!("{step_label}: {role:?} started → {v}"));
+                        }
+                    }
                     Step::Csds(check) => {
                         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], stats_port));
                         let deadline =
@@ -482,7 +559,11 @@ impl CellRun<'_> {
         Ok(())
     }
 
-    fn start_client(&mut self, ads: std::net::SocketAddr, stats_port: u16) -> anyhow::Result<()> {
+    fn start_client(
+        &mut self,
+        ads: &[std::net::SocketAddr],
+        stats_port: u16,
+    ) -> anyhow::Result<()> {
         let f = &self.scenario.client;
         let (bin, mut args) = self.row.client.client_command().map_err(|e| anyhow!(e))?;
         args.extend([
@@ -503,7 +584,7 @@ impl CellRun<'_> {
             args.push("--secure_mode=true".into());
         }
         let client_certs = self.certs.as_ref().map(|c| c.client.as_path());
-        let boot = peer::bootstrap(ads, "interop-client", client_certs);
+        let boot = peer::bootstrap_servers(ads, "interop-client", client_certs);
         self.client = Some(Process::spawn(
             &format!("{} client", self.row.client.name()),
             &bin,
@@ -552,7 +633,12 @@ impl CellRun<'_> {
                 let _ = writeln!(out, "{}", p.log_tail());
             }
         }
-        if let Some(t) = self.cp.as_ref().and_then(ControlPlane::log_tail) {
+        if let Some(t) = self
+            .cp
+            .as_ref()
+            .and_then(|c| c.running.as_ref())
+            .and_then(ControlPlane::log_tail)
+        {
             let _ = writeln!(out, "{t}");
         }
         out
@@ -569,6 +655,9 @@ fn step_name(step: &Step) -> &'static str {
         Step::SleepMs(_) => "sleep_ms",
         Step::TlsProbe(_) => "tls_probe",
         Step::Csds(_) => "csds",
+        Step::ServeSecondary(_) => "serve_secondary",
+        Step::StopControlPlane(_) => "stop_control_plane",
+        Step::StartControlPlane(_) => "start_control_plane",
     }
 }
 

@@ -46,6 +46,13 @@ pub struct Scenario {
     /// and `${SERVER_SPIFFE_ID}` placeholders ([`Placeholders`]) and `tls_probe` steps.
     #[serde(default)]
     pub mtls: bool,
+    /// Run a second control plane of the row's kind as the secondary xDS server (gRFC A71):
+    /// the client's bootstrap lists the primary, then the secondary; the servers' name only
+    /// the secondary, which stays up, so only the client's fallback is under test. Enables
+    /// `serve_secondary`, `stop_control_plane` and `start_control_plane` steps; the peers
+    /// start after the first `serve` or `serve_secondary`.
+    #[serde(default)]
+    pub fallback: bool,
     /// Bound on the whole cell in seconds (default 60).
     #[serde(default)]
     pub time_limit_sec: Option<u64>,
@@ -112,6 +119,24 @@ pub enum Step {
     /// Ask the client's CSDS service (on its stats port) for its resources: every one
     /// ACKED, the listed types holding exactly the listed names.
     Csds(CsdsCheck),
+    /// As `serve`, on the secondary control plane (needs `fallback`).
+    ServeSecondary(Vec<String>),
+    /// Stop a control plane (needs `fallback`); a `serve` to it meanwhile is kept for its
+    /// restart.
+    StopControlPlane(CpRole),
+    /// Start a stopped control plane again on the same port, serving what it was last
+    /// given (needs `fallback`).
+    StartControlPlane(CpRole),
+}
+
+/// Which control plane of a `fallback` scenario a step is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CpRole {
+    /// The first `xds_servers` entry.
+    Primary,
+    /// The second.
+    Secondary,
 }
 
 /// The trust domain of the certificates of an `mtls` scenario.
@@ -167,7 +192,15 @@ impl Scenario {
         let mut served = false;
         for (i, step) in self.steps.iter().enumerate() {
             match step {
-                Step::Serve(files) => {
+                Step::ServeSecondary(_)
+                | Step::StopControlPlane(_)
+                | Step::StartControlPlane(_)
+                    if !self.fallback =>
+                {
+                    bail!("steps[{i}]: needs \"fallback\": true");
+                }
+                Step::StopControlPlane(_) | Step::StartControlPlane(_) => {}
+                Step::Serve(files) | Step::ServeSecondary(files) => {
                     served = true;
                     for f in files {
                         let path = self.dir.join(f);
@@ -194,7 +227,7 @@ impl Scenario {
                     }
                 }
             }
-            if i == 0 && !served {
+            if i == 0 && !served && !self.fallback {
                 bail!("the first step must be `serve`");
             }
         }
