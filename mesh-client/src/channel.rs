@@ -309,6 +309,7 @@ impl MeshChannelBuilder {
         let client =
             XdsClient::shared(&bootstrap).map_err(|e| MeshChannelError::Xds(e.to_string()))?;
         let watch = client.watch_target(&listener_name);
+        let telemetry = self.telemetry.unwrap_or_else(Telemetry::global);
         let shared = Arc::new(Shared {
             state: ArcSwap::from_pointee(ChannelState::Pending(format!("LDS \"{listener_name}\""))),
             config_changed: Notify::new(),
@@ -320,9 +321,9 @@ impl MeshChannelBuilder {
             wait_limit: self.connect_timeout,
             channel_id: rand::random(),
             default_budget: self.default_budget,
-            outliers: Default::default(),
+            outliers: crate::balance::OutlierRegistry::new(telemetry.clone()),
             xds: client.clone(),
-            telemetry: self.telemetry.unwrap_or_else(Telemetry::global),
+            telemetry,
         });
         let task = tokio::spawn(apply_updates(shared.clone(), watch, client)).abort_handle();
         Ok(MeshChannel {

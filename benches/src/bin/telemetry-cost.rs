@@ -6,6 +6,8 @@
 //! drift hits both; the medians and their ratio are printed. A benchmark, never a test.
 //!
 //! `cargo run -p mesh-benches --bin telemetry-cost -- --seconds 3 --rounds 5 --concurrency 8`
+//! (`--no-spans`: metrics only; `--sampled-off`: spans under a tracer that samples nothing;
+//! `--micro`: also the hooks alone, without the network).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +42,10 @@ struct Args {
     /// No tracing-opentelemetry layer: measure the metrics alone.
     #[arg(long)]
     no_spans: bool,
+    /// The tracer samples nothing (`Sampler::AlwaysOff`): the cost of spans that are
+    /// created but never recorded.
+    #[arg(long)]
+    sampled_off: bool,
     /// Also time the telemetry hooks alone (no network), per call.
     #[arg(long)]
     micro: bool,
@@ -198,7 +204,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Spans of the mesh (and the benchmark's application span) go to an SDK tracer
     // through tracing-opentelemetry: sampled and built, then dropped (no exporter).
-    let tracer = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let mut tracer = opentelemetry_sdk::trace::SdkTracerProvider::builder();
+    if args.sampled_off {
+        tracer = tracer.with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff);
+    }
+    let tracer = tracer.build();
     let ours = tracing_subscriber::filter::filter_fn(|m| {
         m.target().starts_with("mesh_") || m.target().starts_with("telemetry_cost")
     });

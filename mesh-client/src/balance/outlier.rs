@@ -20,6 +20,8 @@
 //!   ejected yet one can always be ejected, as Envoy documents.
 //! - An address that is already ejected is not ejected again by the same sweep's algorithms
 //!   (its counters are stale calls that were in flight when it was ejected).
+//! - Each ejection counts in `mesh.client.outlier_detection.ejections` (labelled with the
+//!   cluster) of the registry's [`Telemetry`]; un-ejections are not counted.
 //! - The sweep interval is clamped to [`MIN_INTERVAL`]..=[`MAX_INTERVAL`], so an `interval`
 //!   of 0 cannot spin and a huge one cannot overflow the timer.
 
@@ -35,6 +37,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::OutlierDetection;
+use crate::telemetry::Telemetry;
 
 /// The shortest sweep interval used, whatever the config says.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
@@ -143,6 +146,9 @@ struct Core {
     rng: StdRng,
     /// When the last sweep ran (or the detector started).
     timer_start: Instant,
+    /// Where ejections are counted, and the cluster they are counted for.
+    telemetry: Telemetry,
+    cluster: String,
 }
 
 impl Core {
@@ -152,7 +158,16 @@ impl Core {
             entries: BTreeMap::new(),
             rng: StdRng::seed_from_u64(seed),
             timer_start: now,
+            telemetry: Telemetry::disabled(),
+            cluster: String::new(),
         }
+    }
+
+    /// Counts this core's ejections in `telemetry`, for `cluster`.
+    fn counting(mut self, cluster: &str, telemetry: Telemetry) -> Self {
+        self.cluster = cluster.to_string();
+        self.telemetry = telemetry;
+        self
     }
 
     /// The shared state of `addr`, creating its entry (not ejected, counters zero).
@@ -197,6 +212,7 @@ impl Core {
             e.multiplier = e.multiplier.saturating_add(1);
             e.shared.ejected.store(true, Ordering::Relaxed);
             tracing::debug!(%addr, multiplier = e.multiplier, "outlier detection: ejected");
+            self.telemetry.record_outlier_ejection(&self.cluster);
         }
     }
 
@@ -338,8 +354,20 @@ impl OutlierDetector {
     /// Starts a detector for `config` with its timer (must be called in a tokio runtime).
     /// `seed` seeds the enforcement-percentage draws.
     pub fn start(config: OutlierDetection, seed: u64) -> Self {
+        Self::start_counting(config, seed, "", Telemetry::disabled())
+    }
+
+    /// Like [`OutlierDetector::start`], counting each ejection in `telemetry`'s
+    /// `mesh.client.outlier_detection.ejections` with `cluster` as its `mesh.cluster`.
+    pub fn start_counting(
+        config: OutlierDetection,
+        seed: u64,
+        cluster: &str,
+        telemetry: Telemetry,
+    ) -> Self {
+        let core = Core::new(config, Instant::now(), seed).counting(cluster, telemetry);
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core::new(config, Instant::now(), seed)),
+            core: Mutex::new(core),
             reconfigured: Notify::new(),
         });
         let task = tokio::spawn(run_timer(shared.clone())).abort_handle();
@@ -397,12 +425,29 @@ async fn run_timer(shared: Arc<Shared>) {
 /// The outlier detectors of one channel, by cluster name, so that pools rebuilt on a config
 /// update share their cluster's detector and its ejection state. Entries are weak: a
 /// detector lives as long as some pool holds it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OutlierRegistry {
     detectors: Mutex<HashMap<String, Weak<OutlierDetector>>>,
+    /// Where the detectors count their ejections.
+    telemetry: Telemetry,
+}
+
+impl Default for OutlierRegistry {
+    /// A registry whose detectors count nothing.
+    fn default() -> Self {
+        OutlierRegistry::new(Telemetry::disabled())
+    }
 }
 
 impl OutlierRegistry {
+    /// A registry whose detectors count their ejections in `telemetry`.
+    pub fn new(telemetry: Telemetry) -> Self {
+        OutlierRegistry {
+            detectors: Mutex::default(),
+            telemetry,
+        }
+    }
+
     /// The detector of `cluster` under `config`: the existing one (reconfigured if the config
     /// changed), or a new one. `None` when `config` enables no algorithm (A50's no-op
     /// config: no counting, no timer; a detector dropped this way un-ejects everything).
@@ -420,7 +465,12 @@ impl OutlierRegistry {
             d.reconfigure(config);
             return Some(d);
         }
-        let d = Arc::new(OutlierDetector::start(config.clone(), rand::random()));
+        let d = Arc::new(OutlierDetector::start_counting(
+            config.clone(),
+            rand::random(),
+            cluster,
+            self.telemetry.clone(),
+        ));
         map.insert(cluster.to_string(), Arc::downgrade(&d));
         Some(d)
     }
@@ -736,6 +786,78 @@ mod tests {
         // A new detector starts from scratch.
         let fresh = registry.detector("c", &cfg).unwrap();
         assert!(fresh.ejected().is_empty());
+    }
+
+    /// The ejections `mesh.client.outlier_detection.ejections` counted for `cluster`.
+    fn ejections_counted(
+        provider: &opentelemetry_sdk::metrics::SdkMeterProvider,
+        exporter: &opentelemetry_sdk::metrics::InMemoryMetricExporter,
+        cluster: &str,
+    ) -> u64 {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        exporter.reset();
+        provider.force_flush().unwrap();
+        let mut total = 0;
+        for rm in exporter.get_finished_metrics().unwrap() {
+            for sm in rm.scope_metrics() {
+                for m in sm
+                    .metrics()
+                    .filter(|m| m.name() == crate::telemetry::names::OUTLIER_EJECTIONS)
+                {
+                    if let AggregatedMetrics::U64(MetricData::Sum(sum)) = m.data() {
+                        for p in sum.data_points() {
+                            let labels: Vec<_> = p
+                                .attributes()
+                                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                                .collect();
+                            assert_eq!(labels, [("mesh.cluster".to_string(), cluster.to_string())]);
+                            total += p.value();
+                        }
+                    }
+                }
+            }
+        }
+        total
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_real_ejection_is_counted_once_for_its_cluster() {
+        use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader};
+        let exporter = InMemoryMetricExporter::default();
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter.clone()).build())
+            .build();
+        let registry = OutlierRegistry::new(Telemetry::new(&provider));
+        let mut cfg = config();
+        cfg.failure_percentage = failure_pct(50, 1, 10);
+        let d = registry.detector("c", &cfg).unwrap();
+        let bad = d.address(addr(0));
+        let good = d.address(addr(1));
+        calls(&bad, 0, 10);
+        calls(&good, 10, 0);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(bad.is_ejected());
+        assert_eq!(ejections_counted(&provider, &exporter, "c"), 1);
+        // Sweeps that keep it ejected, or that return it to service, count nothing.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(
+            !bad.is_ejected(),
+            "returned after the 10 s base ejection time"
+        );
+        assert_eq!(ejections_counted(&provider, &exporter, "c"), 1);
+        // Failing again, it is ejected (and counted) again.
+        calls(&bad, 0, 10);
+        calls(&good, 10, 0);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(bad.is_ejected());
+        assert_eq!(ejections_counted(&provider, &exporter, "c"), 2);
+        // A registry without telemetry counts nothing and still ejects.
+        let quiet = OutlierRegistry::default().detector("c", &cfg).unwrap();
+        let a = quiet.address(addr(0));
+        calls(&a, 0, 10);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(a.is_ejected());
+        assert_eq!(ejections_counted(&provider, &exporter, "c"), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,6 +9,12 @@
 //! finishes attempt and call) or [`ClientAttempt::finish`] on failure; the
 //! [`ClientCall::instrument`]ed future finishes the call with the error's status.
 //!
+//! Per call, the hot path builds no label vector (the attribute sets of each method and
+//! status are built once, [`super::metrics`]), formats nothing unless a span records it, and
+//! runs no propagator for a request without trace headers. Under an application span that
+//! OpenTelemetry did not sample the call creates no spans and propagates the unsampled
+//! parent; an unsampled attempt span records no attributes.
+//!
 //! Known gaps: the first attempt starts after the channel's first pick (A66 counts the pick
 //! in the attempt), a call that fails its pick records no attempt, and a replayed request
 //! body is counted once (a transparent retry's attempt reports 0 sent bytes).
@@ -21,15 +27,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::{HeaderMap, Response};
-use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt;
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::body::{BodyOutcome, CountedBody, ObservedBody};
-use super::metrics::{Instruments, Telemetry, labels};
-use super::{propagation, split_path, status_name};
+use super::metrics::{Instruments, LabelSet, Telemetry};
+use super::{propagation, split_path};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -37,10 +42,13 @@ struct CallInner {
     instruments: Arc<Instruments>,
     span: tracing::Span,
     start: Instant,
-    /// `grpc.method`, `grpc.target`.
-    attrs: [KeyValue; 2],
+    /// `grpc.method`, `grpc.target` (and `grpc.status`), built once per method and target.
+    labels: Arc<LabelSet>,
     /// Request message bytes read from the body so far (all attempts).
     sent: Arc<AtomicU64>,
+    /// The application's OpenTelemetry context when its span was not sampled: the call
+    /// then has no spans of its own and propagates this context.
+    unsampled_parent: Option<opentelemetry::Context>,
     attempts: AtomicU32,
     finished: AtomicBool,
 }
@@ -71,6 +79,24 @@ fn status_of(e: &BoxError) -> tonic::Code {
         .unwrap_or(tonic::Code::Unknown)
 }
 
+/// The OpenTelemetry context of the current `tracing` span if it is an OpenTelemetry span
+/// that was not sampled. Its children would not be sampled either (the same sampler decides
+/// on the same trace: parent-based, ratio-based by trace id, or always-off), so the call
+/// skips creating them: an unsampled trace costs almost nothing.
+fn unsampled_parent() -> Option<opentelemetry::Context> {
+    let current = tracing::Span::current();
+    if current.is_disabled() {
+        return None;
+    }
+    let cx = current.context();
+    let unsampled = {
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid() && !sc.is_sampled()
+    };
+    unsampled.then_some(cx)
+}
+
 impl ClientCall {
     /// Starts a call to `path` (`/pkg.Service/Method`) on the channel to `target`. The call
     /// span's parent is the current `tracing` span (the application's).
@@ -80,28 +106,31 @@ impl ClientCall {
         };
         let (service, method) = split_path(path).unwrap_or(("", ""));
         let full = path.strip_prefix('/').unwrap_or(path);
-        let span = tracing::info_span!(
-            "grpc.client",
-            otel.name = full,
-            otel.kind = "client",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = method,
-            rpc.grpc.status_code = Empty,
-            grpc.target = target,
-        );
+        let unsampled_parent = unsampled_parent();
+        let span = if unsampled_parent.is_some() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "grpc.client",
+                otel.name = full,
+                otel.kind = "client",
+                otel.status_code = Empty,
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                rpc.grpc.status_code = Empty,
+                grpc.target = target,
+            )
+        };
         let method_label = if service.is_empty() { "other" } else { full };
         ClientCall {
             inner: Some(Arc::new(CallInner {
                 instruments: instruments.clone(),
                 span,
                 start: Instant::now(),
-                attrs: [
-                    instruments.methods.get(method_label),
-                    instruments.targets.get(target),
-                ],
+                labels: instruments.client_labels(target, method_label),
                 sent: Arc::new(AtomicU64::new(0)),
+                unsampled_parent,
                 attempts: AtomicU32::new(0),
                 finished: AtomicBool::new(false),
             })),
@@ -128,11 +157,25 @@ impl ClientCall {
             return ClientAttempt { inner: None };
         };
         let n = call.attempts.fetch_add(1, Ordering::Relaxed) + 1;
-        call.instruments.client_attempt_started.add(1, &call.attrs);
+        call.instruments
+            .client_attempt_started
+            .add(1, call.labels.base());
+        if let Some(parent) = &call.unsampled_parent {
+            propagation::inject(parent, headers);
+            return ClientAttempt {
+                inner: Some(AttemptInner {
+                    call: call.clone(),
+                    span: tracing::Span::none(),
+                    recording: false,
+                    start: Instant::now(),
+                    sent_before: call.sent.load(Ordering::Relaxed),
+                }),
+            };
+        }
         let span = tracing::info_span!(
             parent: &call.span,
             "grpc.client.attempt",
-            otel.name = call.attrs[0].value.as_str().as_ref(),
+            otel.name = call.labels.method(),
             otel.kind = "client",
             otel.status_code = Empty,
             rpc.system = "grpc",
@@ -145,8 +188,18 @@ impl ClientCall {
             mesh.endpoint = Empty,
             mesh.peer_identity = Empty,
         );
+        let mut recording = !span.is_disabled();
         let mut cx = span.context();
-        if !cx.span().span_context().is_valid() {
+        let (valid, sampled) = {
+            let span = cx.span();
+            let sc = span.span_context();
+            (sc.is_valid(), sc.is_sampled())
+        };
+        if valid {
+            // An OpenTelemetry span that is not sampled is never exported: skip its
+            // attributes.
+            recording &= sampled;
+        } else {
             // No tracing-opentelemetry layer: propagate the application's own OTel context.
             cx = opentelemetry::Context::current();
         }
@@ -155,6 +208,7 @@ impl ClientCall {
             inner: Some(AttemptInner {
                 call: call.clone(),
                 span,
+                recording,
                 start: Instant::now(),
                 sent_before: call.sent.load(Ordering::Relaxed),
             }),
@@ -163,18 +217,18 @@ impl ClientCall {
 
     /// Ends the call with `code` (`grpc.client.call.duration`); later calls are ignored.
     pub fn finish(&self, code: tonic::Code) {
+        self.finish_at(code, Instant::now());
+    }
+
+    /// [`ClientCall::finish`] at `now` (one clock read ends both the attempt and the call).
+    fn finish_at(&self, code: tonic::Code, now: Instant) {
         let Some(call) = &self.inner else { return };
         if call.finished.swap(true, Ordering::Relaxed) {
             return;
         }
-        let [m, t] = &call.attrs;
         call.instruments.client_call_duration.record(
-            call.start.elapsed().as_secs_f64(),
-            &[
-                m.clone(),
-                t.clone(),
-                KeyValue::new(labels::STATUS, status_name(code)),
-            ],
+            now.saturating_duration_since(call.start).as_secs_f64(),
+            call.labels.with_status(code),
         );
         call.span.record("rpc.grpc.status_code", code as i64);
         if client_error(code) {
@@ -207,6 +261,9 @@ impl ClientCall {
 struct AttemptInner {
     call: Arc<CallInner>,
     span: tracing::Span,
+    /// Whether the span's attributes go anywhere (a subscriber is interested and, under
+    /// OpenTelemetry, the span is sampled).
+    recording: bool,
     start: Instant,
     sent_before: u64,
 }
@@ -229,27 +286,43 @@ impl ClientAttempt {
     /// The endpoint picked for this attempt (`server.address`, `server.port`,
     /// `mesh.endpoint`).
     pub fn set_endpoint(&self, addr: SocketAddr) {
-        // Formatting costs: only for a span someone records.
-        if let Some(a) = self.inner.as_ref().filter(|a| !a.span.is_disabled()) {
-            a.span.record("server.address", addr.ip().to_string());
+        // Formatting costs: only for a span someone records, and only once.
+        if let Some(a) = self.recording() {
+            let endpoint = addr.to_string();
+            // `1.2.3.4:80` or `[::1]:80`: the address is what precedes the last colon.
+            let ip = endpoint
+                .rsplit_once(':')
+                .map_or(endpoint.as_str(), |(ip, _)| ip);
+            let ip = ip
+                .strip_prefix('[')
+                .and_then(|i| i.strip_suffix(']'))
+                .unwrap_or(ip);
+            a.span.record("server.address", ip);
             a.span.record("server.port", addr.port());
-            a.span.record("mesh.endpoint", addr.to_string());
+            a.span.record("mesh.endpoint", endpoint.as_str());
         }
     }
 
-    /// The route and cluster chosen for this attempt (`mesh.route`, `mesh.cluster`).
+    /// The route and cluster chosen for this attempt (`mesh.route`, `mesh.cluster`); an
+    /// empty route name is not recorded.
     pub fn set_route(&self, route: &str, cluster: &str) {
-        if let Some(a) = &self.inner {
-            a.span.record("mesh.route", route);
+        if let Some(a) = self.recording() {
+            if !route.is_empty() {
+                a.span.record("mesh.route", route);
+            }
             a.span.record("mesh.cluster", cluster);
         }
     }
 
     /// The verified identity (SPIFFE ID) of the server (`mesh.peer_identity`).
     pub fn set_peer_identity(&self, identity: &str) {
-        if let Some(a) = &self.inner {
+        if let Some(a) = self.recording() {
             a.span.record("mesh.peer_identity", identity);
         }
+    }
+
+    fn recording(&self) -> Option<&AttemptInner> {
+        self.inner.as_ref().filter(|a| a.recording)
     }
 
     /// The attempt's span (disabled when telemetry is).
@@ -262,30 +335,27 @@ impl ClientAttempt {
 
     /// Ends the attempt: `grpc.client.attempt.duration` and the two size histograms.
     pub fn finish(mut self, code: tonic::Code, rcvd_bytes: u64) {
-        self.end(code, rcvd_bytes);
+        self.end(code, rcvd_bytes, Instant::now());
     }
 
-    fn end(&mut self, code: tonic::Code, rcvd_bytes: u64) {
+    fn end(&mut self, code: tonic::Code, rcvd_bytes: u64, now: Instant) {
         let Some(a) = self.inner.take() else { return };
-        let [m, t] = &a.call.attrs;
-        let attrs = [
-            m.clone(),
-            t.clone(),
-            KeyValue::new(labels::STATUS, status_name(code)),
-        ];
+        let attrs = a.call.labels.with_status(code);
         let i = &a.call.instruments;
         i.client_attempt_duration
-            .record(a.start.elapsed().as_secs_f64(), &attrs);
+            .record(now.saturating_duration_since(a.start).as_secs_f64(), attrs);
         let sent = a
             .call
             .sent
             .load(Ordering::Relaxed)
             .saturating_sub(a.sent_before);
-        i.client_attempt_sent.record(sent, &attrs);
-        i.client_attempt_rcvd.record(rcvd_bytes, &attrs);
-        a.span.record("rpc.grpc.status_code", code as i64);
-        if client_error(code) {
-            a.span.record("otel.status_code", "ERROR");
+        i.client_attempt_sent.record(sent, attrs);
+        i.client_attempt_rcvd.record(rcvd_bytes, attrs);
+        if a.recording {
+            a.span.record("rpc.grpc.status_code", code as i64);
+            if client_error(code) {
+                a.span.record("otel.status_code", "ERROR");
+            }
         }
     }
 
@@ -299,8 +369,9 @@ impl ClientAttempt {
         let call = call.clone();
         let mut attempt = self;
         let body = ObservedBody::new(body, parts.status, &parts.headers, move |o: BodyOutcome| {
-            attempt.end(o.code, o.message_bytes);
-            call.finish(o.code);
+            let now = Instant::now();
+            attempt.end(o.code, o.message_bytes, now);
+            call.finish_at(o.code, now);
         });
         Response::from_parts(parts, body)
     }
@@ -308,6 +379,8 @@ impl ClientAttempt {
 
 impl Drop for ClientAttempt {
     fn drop(&mut self) {
-        self.end(tonic::Code::Cancelled, 0);
+        if self.inner.is_some() {
+            self.end(tonic::Code::Cancelled, 0, Instant::now());
+        }
     }
 }

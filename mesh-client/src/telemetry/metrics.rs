@@ -115,44 +115,97 @@ const SIZE_BUCKETS: [f64; 14] = [
     4294967296.0,
 ];
 
-/// Attribute values interned as `Arc<str>`, so recording clones a pointer instead of
-/// allocating a string (lock-free lookups; bounded, misses past the bound allocate).
-pub(crate) struct LabelCache {
-    key: &'static str,
-    map: ArcSwap<HashMap<Box<str>, KeyValue>>,
+/// The number of gRPC status codes (`OK` = 0 to `UNAUTHENTICATED` = 16).
+const STATUS_CODES: i32 = 17;
+
+/// The A66 attribute sets of one method (and, on a client, one target), built once: the
+/// attributes of the `started` counter, and the same followed by `grpc.status` for each
+/// status code. A call records with slices it borrows: no label vector is built, no
+/// `Arc<str>` reference count touched, per call.
+pub(crate) struct LabelSet {
+    base: Box<[KeyValue]>,
+    by_status: Box<[Box<[KeyValue]>]>,
 }
 
-impl LabelCache {
-    const MAX: usize = 1024;
-
-    fn new(key: &'static str) -> Self {
-        LabelCache {
-            key,
-            map: ArcSwap::default(),
+impl LabelSet {
+    fn new(base: Vec<KeyValue>) -> LabelSet {
+        let by_status = (0..STATUS_CODES)
+            .map(|c| {
+                let mut attrs = base.clone();
+                let name = super::status_name(tonic::Code::from(c));
+                attrs.push(KeyValue::new(labels::STATUS, name));
+                attrs.into_boxed_slice()
+            })
+            .collect();
+        LabelSet {
+            base: base.into_boxed_slice(),
+            by_status,
         }
     }
 
-    /// The attribute `key = value`.
-    pub(crate) fn get(&self, value: &str) -> KeyValue {
-        if let Some(kv) = self.map.load().get(value) {
-            return kv.clone();
+    /// The attributes without a status (`grpc.method`, then `grpc.target` on a client).
+    pub(crate) fn base(&self) -> &[KeyValue] {
+        &self.base
+    }
+
+    /// The `grpc.method` value.
+    pub(crate) fn method(&self) -> &str {
+        match self.base.first().map(|kv| &kv.value) {
+            Some(opentelemetry::Value::String(s)) => s.as_str(),
+            _ => "",
         }
-        let kv = KeyValue::new(self.key, Arc::<str>::from(value));
+    }
+
+    /// The attributes followed by `grpc.status` = `code`.
+    pub(crate) fn with_status(&self, code: tonic::Code) -> &[KeyValue] {
+        self.by_status.get(code as usize).map_or(&self.base, |s| s)
+    }
+}
+
+/// Values built once per key and shared (lock-free lookups; bounded: past
+/// [`Interned::MAX`] keys a miss builds a value that is not kept).
+pub(crate) struct Interned<V> {
+    map: ArcSwap<HashMap<Box<str>, Arc<V>>>,
+}
+
+impl<V> Default for Interned<V> {
+    fn default() -> Self {
+        Interned {
+            map: ArcSwap::default(),
+        }
+    }
+}
+
+impl<V> Interned<V> {
+    const MAX: usize = 1024;
+
+    /// The value of `key`, built by `make` the first time.
+    pub(crate) fn get(&self, key: &str, make: impl FnOnce() -> V) -> Arc<V> {
+        if let Some(v) = self.map.load().get(key) {
+            return v.clone();
+        }
+        let v = Arc::new(make());
         if self.map.load().len() < Self::MAX {
             self.map.rcu(|m| {
                 let mut m = HashMap::clone(m);
-                m.insert(value.into(), kv.clone());
+                // A racing insert of the same key wins: keep its value, drop ours.
+                m.entry(key.into()).or_insert_with(|| v.clone());
                 m
             });
+            if let Some(kept) = self.map.load().get(key) {
+                return kept.clone();
+            }
         }
-        kv
+        v
     }
 }
 
 /// The instruments of one `MeterProvider`.
 pub(crate) struct Instruments {
-    pub methods: LabelCache,
-    pub targets: LabelCache,
+    /// Client attribute sets by target, then method.
+    client_labels: Interned<Interned<LabelSet>>,
+    /// Server attribute sets by method.
+    server_labels: Interned<LabelSet>,
     pub client_attempt_started: Counter<u64>,
     pub client_attempt_duration: Histogram<f64>,
     pub client_attempt_sent: Histogram<u64>,
@@ -189,11 +242,33 @@ fn size(meter: &Meter, name: &'static str, description: &'static str) -> Histogr
 }
 
 impl Instruments {
+    /// The attribute sets of client calls to `method` on the channel to `target`.
+    pub(crate) fn client_labels(&self, target: &str, method: &str) -> Arc<LabelSet> {
+        self.client_labels
+            .get(target, Interned::default)
+            .get(method, || {
+                LabelSet::new(vec![
+                    KeyValue::new(labels::METHOD, Arc::<str>::from(method)),
+                    KeyValue::new(labels::TARGET, Arc::<str>::from(target)),
+                ])
+            })
+    }
+
+    /// The attribute sets of server calls to `method`.
+    pub(crate) fn server_labels(&self, method: &str) -> Arc<LabelSet> {
+        self.server_labels.get(method, || {
+            LabelSet::new(vec![KeyValue::new(
+                labels::METHOD,
+                Arc::<str>::from(method),
+            )])
+        })
+    }
+
     fn new(meter: &Meter) -> Instruments {
         use names::*;
         Instruments {
-            methods: LabelCache::new(labels::METHOD),
-            targets: LabelCache::new(labels::TARGET),
+            client_labels: Interned::default(),
+            server_labels: Interned::default(),
             client_attempt_started: meter
                 .u64_counter(CLIENT_ATTEMPT_STARTED)
                 .with_unit("{attempt}")

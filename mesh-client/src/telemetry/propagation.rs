@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 use opentelemetry::Context;
+use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
@@ -51,16 +52,66 @@ fn w3c() -> &'static TextMapCompositePropagator {
     })
 }
 
-/// Injects `cx`'s span context (`traceparent`, `tracestate`) and baggage into `headers`.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+const B3: HeaderName = HeaderName::from_static("b3");
+const X_B3_TRACEID: HeaderName = HeaderName::from_static("x-b3-traceid");
+
+/// Lower-case hex of `bytes` into `out` (twice as long).
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        if let [hi, lo] = pair {
+            *hi = HEX[usize::from(b >> 4)];
+            *lo = HEX[usize::from(b & 0xf)];
+        }
+    }
+}
+
+/// The W3C `traceparent` of `sc`: `00-{trace id}-{span id}-{flags}`, written without the
+/// formatting machinery (it is on every request).
+fn traceparent(sc: &SpanContext) -> Option<HeaderValue> {
+    let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    let flags = (sc.trace_flags() & TraceFlags::SAMPLED).to_u8();
+    hex_into(buf.get_mut(3..35)?, &sc.trace_id().to_bytes());
+    hex_into(buf.get_mut(36..52)?, &sc.span_id().to_bytes());
+    hex_into(buf.get_mut(53..55)?, &[flags]);
+    HeaderValue::from_bytes(&buf).ok()
+}
+
+/// Injects `cx`'s span context (`traceparent`, `tracestate`) and baggage into `headers`,
+/// exactly as OpenTelemetry's W3C `TraceContextPropagator` and `BaggagePropagator` do, with
+/// the trace-context headers written directly.
 pub fn inject(cx: &Context, headers: &mut HeaderMap) {
-    w3c().inject_context(cx, &mut HeaderInjector(headers));
+    let span = cx.span();
+    let sc = span.span_context();
+    if sc.is_valid()
+        && let Some(parent) = traceparent(sc)
+    {
+        headers.insert(TRACEPARENT, parent);
+        let state = sc.trace_state().header();
+        if let Ok(v) = HeaderValue::from_str(&state) {
+            headers.insert(TRACESTATE, v);
+        }
+    }
+    if !cx.baggage().is_empty() {
+        BaggagePropagator::new().inject_context(cx, &mut HeaderInjector(headers));
+    }
 }
 
 /// The remote parent and baggage of an incoming request: W3C first, B3 when the caller
-/// sent no valid `traceparent`.
+/// sent no valid `traceparent`. An empty context when the request carries none of their
+/// headers (the common case without tracing: no propagator runs).
 pub fn extract(headers: &HeaderMap) -> Context {
+    if ![TRACEPARENT, BAGGAGE, B3, X_B3_TRACEID]
+        .iter()
+        .any(|h| headers.contains_key(h))
+    {
+        return Context::new();
+    }
     let extractor = HeaderExtractor(headers);
-    let cx = w3c().extract(&extractor);
+    let cx = w3c().extract_with_context(&Context::new(), &extractor);
     if cx.span().span_context().is_valid() {
         return cx;
     }

@@ -7,21 +7,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::{HeaderMap, Response};
-use opentelemetry::KeyValue;
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::trace::TraceContextExt;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::body::{BodyOutcome, CountedBody, ObservedBody};
-use super::metrics::{Instruments, Telemetry, labels};
-use super::{propagation, split_path, status_name};
+use super::metrics::{Instruments, LabelSet, Telemetry};
+use super::{propagation, split_path};
 
 struct ServerInner {
     instruments: Arc<Instruments>,
     span: tracing::Span,
     start: Instant,
-    method: KeyValue,
+    /// `grpc.method` (and `grpc.status`), built once per method.
+    labels: Arc<LabelSet>,
     rcvd: Arc<AtomicU64>,
-    remote: opentelemetry::Context,
+    /// The caller's trace context and baggage; `None` when it sent neither.
+    remote: Option<opentelemetry::Context>,
 }
 
 /// The telemetry of one server call; a no-op when telemetry is disabled.
@@ -83,18 +86,20 @@ impl ServerCall {
             client.address = Empty,
         );
         let remote = propagation::extract(headers);
-        // Only fails when no OpenTelemetry layer is installed; then there is nothing to link.
-        let _ = span.set_parent(remote.clone());
-        let method = instruments.methods.get(full);
-        instruments
-            .server_call_started
-            .add(1, std::slice::from_ref(&method));
+        let remote = (remote.has_active_span() || !remote.baggage().is_empty()).then_some(remote);
+        if let Some(cx) = remote.as_ref().filter(|_| !span.is_disabled()) {
+            // Only fails when no OpenTelemetry layer is installed; then there is nothing to
+            // link.
+            let _ = span.set_parent(cx.clone());
+        }
+        let labels = instruments.server_labels(full);
+        instruments.server_call_started.add(1, labels.base());
         ServerCall {
             inner: Some(ServerInner {
                 instruments: instruments.clone(),
                 span,
                 start: Instant::now(),
-                method,
+                labels,
                 rcvd: Arc::new(AtomicU64::new(0)),
                 remote,
             }),
@@ -114,9 +119,10 @@ impl ServerCall {
             .unwrap_or_else(tracing::Span::none)
     }
 
-    /// The caller's trace context and baggage, for the handler's request extensions.
+    /// The caller's trace context and baggage, for the handler's request extensions;
+    /// `None` when telemetry is disabled or the caller sent neither.
     pub fn remote_context(&self) -> Option<opentelemetry::Context> {
-        self.inner.as_ref().map(|i| i.remote.clone())
+        self.inner.as_ref().and_then(|i| i.remote.clone())
     }
 
     /// The caller's verified identity and address on the span.
@@ -142,16 +148,13 @@ impl ServerCall {
         };
         let (parts, body) = resp.into_parts();
         let body = ObservedBody::new(body, parts.status, &parts.headers, move |o: BodyOutcome| {
-            let attrs = [
-                inner.method.clone(),
-                KeyValue::new(labels::STATUS, status_name(o.code)),
-            ];
+            let attrs = inner.labels.with_status(o.code);
             let i = &inner.instruments;
             i.server_call_duration
-                .record(inner.start.elapsed().as_secs_f64(), &attrs);
-            i.server_call_sent.record(o.message_bytes, &attrs);
+                .record(inner.start.elapsed().as_secs_f64(), attrs);
+            i.server_call_sent.record(o.message_bytes, attrs);
             i.server_call_rcvd
-                .record(inner.rcvd.load(Ordering::Relaxed), &attrs);
+                .record(inner.rcvd.load(Ordering::Relaxed), attrs);
             inner.span.record("rpc.grpc.status_code", o.code as i64);
             if server_error(o.code) {
                 inner.span.record("otel.status_code", "ERROR");

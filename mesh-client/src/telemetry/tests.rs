@@ -54,6 +54,59 @@ fn w3c_traceparent_and_baggage_are_extracted() {
 }
 
 #[test]
+fn injection_writes_what_the_sdk_propagators_write() {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry::{Context, KeyValue, baggage::BaggageExt};
+    let state = TraceState::from_key_value([("vendor", "x1"), ("other", "y")]).unwrap();
+    for (flags, state) in [
+        (TraceFlags::SAMPLED, TraceState::NONE),
+        (TraceFlags::NOT_SAMPLED, state.clone()),
+        (TraceFlags::new(0xff), state),
+    ] {
+        let sc = SpanContext::new(
+            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            flags,
+            true,
+            state,
+        );
+        let cx = Context::new()
+            .with_remote_span_context(sc)
+            .with_baggage([KeyValue::new("tenant", "blue green")]);
+        let mut ours = HeaderMap::new();
+        propagation::inject(&cx, &mut ours);
+        let mut sdk = HeaderMap::new();
+        let composite = opentelemetry::propagation::TextMapCompositePropagator::new(vec![
+            Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
+            Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
+        ]);
+        composite.inject_context(&cx, &mut propagation::HeaderInjector(&mut sdk));
+        assert_eq!(ours, sdk, "{flags:?}");
+    }
+    // Nothing to propagate: no header at all.
+    let mut none = HeaderMap::new();
+    propagation::inject(&Context::new(), &mut none);
+    assert!(none.is_empty());
+}
+
+#[test]
+fn a_request_without_trace_headers_has_no_remote_context() {
+    let telemetry = Telemetry::new(&opentelemetry::metrics::noop::NoopMeterProvider::new());
+    let empty = HeaderMap::new();
+    let call = ServerCall::start(&telemetry, "/pkg.Svc/Do", &empty, true);
+    assert!(call.remote_context().is_none());
+    assert!(!propagation::extract(&empty).has_active_span());
+    let mut h = HeaderMap::new();
+    h.insert("baggage", "tenant=blue".parse().unwrap());
+    let call = ServerCall::start(&telemetry, "/pkg.Svc/Do", &h, true);
+    assert!(
+        call.remote_context().is_some(),
+        "baggage alone is handed on"
+    );
+}
+
+#[test]
 fn b3_single_and_multi_headers_are_accepted() {
     let mut h = HeaderMap::new();
     h.insert(
@@ -155,6 +208,36 @@ async fn each_attempt_is_a_child_span_of_the_call_and_is_propagated() {
         })
         .collect();
     assert!(numbers.contains(&"1".to_string()) && numbers.contains(&"2".to_string()));
+}
+
+#[tokio::test]
+async fn under_an_unsampled_parent_the_call_has_no_spans_and_propagates_the_parent() {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff)
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let telemetry = Telemetry::new(&opentelemetry::metrics::noop::NoopMeterProvider::new());
+    let app = tracing::info_span!("app");
+    let app_cx = app.context();
+    let _entered = app.enter();
+    let call = ClientCall::start(&telemetry, "xds:///t", "/pkg.Svc/Do");
+    assert!(call.span().is_disabled());
+    let mut headers = HeaderMap::new();
+    let attempt = call.attempt(&mut headers);
+    assert!(attempt.span().is_disabled());
+    let sc = app_cx.span().span_context().clone();
+    assert!(sc.is_valid() && !sc.is_sampled());
+    assert_eq!(
+        headers["traceparent"].to_str().unwrap(),
+        format!("00-{}-{}-00", sc.trace_id(), sc.span_id())
+    );
+    attempt.finish(tonic::Code::Ok, 0);
+    call.finish(tonic::Code::Ok);
 }
 
 fn grpc_frame(payload: &[u8]) -> Bytes {
