@@ -275,20 +275,43 @@ async fn raw_resources_of_any_type_are_served_and_pushed() {
 }
 
 #[tokio::test]
-async fn delta_is_unimplemented() {
+async fn delta_subscription_gets_only_the_named_resource() {
     let running = start(ONE).await;
     let url = format!("http://{}", running.local_addr());
     let mut ads = AggregatedDiscoveryServiceClient::connect(url)
         .await
         .unwrap();
-    let (_tx, rx) = mpsc::channel::<DeltaDiscoveryRequest>(1);
-    let result = tokio::time::timeout(
+    let (tx, rx) = mpsc::channel::<DeltaDiscoveryRequest>(1);
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(Node {
+            id: "delta-node".into(),
+            ..Default::default()
+        }),
+        type_url: type_url::LISTENER.into(),
+        resource_names_subscribe: vec!["greeter.default:8080".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut responses = tokio::time::timeout(
         WAIT,
         ads.delta_aggregated_resources(ReceiverStream::new(rx)),
     )
     .await
-    .unwrap();
-    assert_eq!(result.unwrap_err().code(), tonic::Code::Unimplemented);
+    .unwrap()
+    .unwrap()
+    .into_inner();
+    let r = tokio::time::timeout(WAIT, responses.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.type_url, type_url::LISTENER);
+    let got: Vec<&str> = r.resources.iter().map(|res| res.name.as_str()).collect();
+    assert_eq!(got, ["greeter.default:8080"]);
+    assert!(r.resources.iter().all(|res| !res.version.is_empty()));
+    assert!(!r.nonce.is_empty());
+    drop(tx);
     running.shutdown().await;
 }
 
