@@ -60,12 +60,17 @@ async fn backends(port: u16) -> Vec<GreeterBackend> {
     out
 }
 
-async fn client(
+type Greeter = xds_proto::helloworld::greeter_client::GreeterClient<mesh_client::MeshChannel>;
+
+/// A greeter client for `xds:///{host}:{port}` under `bootstrap`.
+async fn greeter_to(
     istiod: &Istiod,
+    host: &str,
     port: u16,
-) -> xds_proto::helloworld::greeter_client::GreeterClient<mesh_client::MeshChannel> {
-    let channel = mesh_client::MeshChannel::builder(format!("xds:///{HOST}:{port}"))
-        .with_bootstrap(istiod.bootstrap(ip(1), "client", NS, None))
+    bootstrap: mesh_client::bootstrap::Bootstrap,
+) -> Greeter {
+    let channel = mesh_client::MeshChannel::builder(format!("xds:///{host}:{port}"))
+        .with_bootstrap(bootstrap)
         .with_connect_timeout(Duration::from_secs(30))
         .connect()
         .await
@@ -75,13 +80,23 @@ async fn client(
                 istiod.log_tail()
             )
         });
-    xds_proto::helloworld::greeter_client::GreeterClient::new(channel)
+    Greeter::new(channel)
+}
+
+async fn client(istiod: &Istiod, port: u16) -> Greeter {
+    greeter_to(
+        istiod,
+        HOST,
+        port,
+        istiod.bootstrap(ip(1), "client", NS, None),
+    )
+    .await
 }
 
 /// Sends RPCs (bounded by `limit`) until `want` holds for a window of `n`, returning the last
 /// window's spread.
 async fn until_spread(
-    c: &mut xds_proto::helloworld::greeter_client::GreeterClient<mesh_client::MeshChannel>,
+    c: &mut Greeter,
     n: usize,
     limit: Duration,
     want: impl Fn(&BTreeMap<String, usize>) -> bool,
@@ -131,18 +146,8 @@ async fn istiod_over_delta_xds() {
     let port = service_port();
     let _backends = backends(port).await;
     let istiod = Istiod::start("delta", &greeter_config(port)).unwrap();
-    let channel = mesh_client::MeshChannel::builder(format!("xds:///{HOST}:{port}"))
-        .with_bootstrap(istiod.delta_bootstrap(ip(1), "delta-client", NS))
-        .with_connect_timeout(Duration::from_secs(30))
-        .connect()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "MeshChannel over delta xDS: {e}\nistiod: {}",
-                istiod.log_tail()
-            )
-        });
-    let mut c = xds_proto::helloworld::greeter_client::GreeterClient::new(channel);
+    let bootstrap = istiod.delta_bootstrap(ip(1), "delta-client", NS);
+    let mut c = greeter_to(&istiod, HOST, port, bootstrap).await;
     let warm = until_spread(&mut c, 30, Duration::from_secs(20), |m| m.len() == 3).await;
     assert_eq!(warm.len(), 3, "every workload reached over delta: {warm:?}");
     // Remove one workload: istiod's delta push drops it from EDS.
@@ -332,30 +337,18 @@ spec:
     )
 }
 
-async fn scripted_client(
-    istiod: &Istiod,
-    name: &str,
-    port: u16,
-) -> xds_proto::helloworld::greeter_client::GreeterClient<mesh_client::MeshChannel> {
-    let channel =
-        mesh_client::MeshChannel::builder(format!("xds:///{name}.{NS}.svc.cluster.local:{port}"))
-            .with_bootstrap(istiod.bootstrap(ip(1), &format!("{name}-client"), NS, None))
-            .with_connect_timeout(Duration::from_secs(30))
-            .connect()
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "MeshChannel under istiod: {e}\nistiod: {}",
-                    istiod.log_tail()
-                )
-            });
-    xds_proto::helloworld::greeter_client::GreeterClient::new(channel)
+async fn scripted_client(istiod: &Istiod, name: &str, port: u16) -> Greeter {
+    let bootstrap = istiod.bootstrap(ip(1), &format!("{name}-client"), NS, None);
+    greeter_to(
+        istiod,
+        &format!("{name}.{NS}.svc.cluster.local"),
+        port,
+        bootstrap,
+    )
+    .await
 }
 
-async fn codes(
-    c: &mut xds_proto::helloworld::greeter_client::GreeterClient<mesh_client::MeshChannel>,
-    n: usize,
-) -> BTreeMap<String, usize> {
+async fn codes(c: &mut Greeter, n: usize) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for i in 0..n {
         let r = c
@@ -774,15 +767,7 @@ async fn istiod_istio_mutual_strict_and_authorization_policy() {
 
     let caller = |sa: &'static str, certs: Option<std::path::PathBuf>| {
         let bootstrap = istiod.bootstrap(ip(2), sa, NS, certs.as_deref());
-        async move {
-            let channel = mesh_client::MeshChannel::builder(format!("xds:///{HOST}:{port}"))
-                .with_bootstrap(bootstrap)
-                .with_connect_timeout(Duration::from_secs(30))
-                .connect()
-                .await
-                .unwrap();
-            xds_proto::helloworld::greeter_client::GreeterClient::new(channel)
-        }
+        greeter_to(&istiod, HOST, port, bootstrap)
     };
     let mut allowed = caller("allowed", Some(allowed_certs)).await;
     let mut denied = caller("denied", Some(denied_certs)).await;
