@@ -169,6 +169,17 @@ impl Istiod {
             .collect()
     }
 
+    /// Ends a scenario that passed: asserts our client rejected nothing istiod sent (istiod
+    /// logged no `ACK ERROR`), then [`report`]s what it observed.
+    pub fn finish(&self, scenario: &str, observed: &str) {
+        assert_eq!(
+            self.nacks(),
+            Vec::<String>::new(),
+            "{scenario}: our client rejected nothing istiod sent"
+        );
+        report(scenario, observed);
+    }
+
     /// The last lines istiod logged.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

@@ -129,12 +129,7 @@ async fn istiod_round_robin_across_three_workloads() {
             "{backend} got {n} of 3000 (want 1000 ± 3 %): {counts:?}"
         );
     }
-    assert_eq!(
-        istiod.nacks(),
-        Vec::<String>::new(),
-        "our client rejected nothing istiod sent"
-    );
-    mesh_tests::istio::report(
+    istiod.finish(
         "round robin, 3 WorkloadEntries",
         &format!("{counts:?} of 3000"),
     );
@@ -180,12 +175,7 @@ async fn istiod_over_delta_xds() {
         "istiod saw a delta stream: {}",
         istiod.log_tail()
     );
-    assert_eq!(
-        istiod.nacks(),
-        Vec::<String>::new(),
-        "our client rejected nothing istiod sent"
-    );
-    mesh_tests::istio::report(
+    istiod.finish(
         "delta xDS (delta_ads)",
         &format!("{warm:?}, then without greeter-3: {after:?}"),
     );
@@ -260,12 +250,7 @@ async fn istiod_virtual_service_split_then_shift() {
     .await;
     eprintln!("istiod after the shift to 0/100: {shifted:?}");
     assert_eq!(version_share(&shifted), (0, 100), "{shifted:?}");
-    assert_eq!(
-        istiod.nacks(),
-        Vec::<String>::new(),
-        "our client rejected nothing istiod sent"
-    );
-    mesh_tests::istio::report(
+    istiod.finish(
         "VirtualService 80/20 then 0/100",
         &format!("v1 {v1} / v2 {v2} of 1000, then {shifted:?}"),
     );
@@ -299,12 +284,7 @@ async fn istiod_restarted_under_load_fails_no_rpc() {
     );
     assert_eq!(report.failed, 0, "{:?}", report.errors);
     assert_eq!(report.by_backend.len(), 3);
-    assert_eq!(
-        istiod.nacks(),
-        Vec::<String>::new(),
-        "our client rejected nothing istiod sent"
-    );
-    mesh_tests::istio::report(
+    istiod.finish(
         "istiod restarted under load",
         &format!("ok {} failed {}", report.ok, report.failed),
     );
@@ -474,12 +454,7 @@ async fn istiod_virtual_service_retries_timeout_and_fault() {
         2000 - aborted,
         "aborted calls never reach the backend"
     );
-    assert_eq!(
-        istiod.nacks(),
-        Vec::<String>::new(),
-        "our client rejected nothing istiod sent"
-    );
-    mesh_tests::istio::report(
+    istiod.finish(
         "VirtualService retries, timeout, fault",
         &format!(
             "attempts 0: {without:?}; attempts 2: {with:?}; timeout 0.3s: DeadlineExceeded after {took:?}; abort 20 %: {faults:?}"
@@ -656,12 +631,7 @@ async fn istiod_destination_rule_load_balancer_and_connection_pool() {
     assert_eq!(ok, 2, "{dropped:?}");
     assert!(max <= 2);
     assert!(dropped.iter().all(|(code, msg)| *code == tonic::Code::Unavailable && msg.contains("circuit breaker")), "{dropped:?}");
-    assert_eq!(
-        istiod.nacks(),
-        Vec::<String>::new(),
-        "our client rejected nothing istiod sent"
-    );
-    mesh_tests::istio::report(
+    istiod.finish(
         "DestinationRule LEAST_REQUEST, consistentHash, http2MaxRequests",
         &format!(
             "slow workload {:.1} %; 20 users on one workload each; {ok} ok / {} dropped of 10, max in flight {max}",
@@ -809,12 +779,7 @@ async fn istiod_istio_mutual_strict_and_authorization_policy() {
     for s in servers {
         s.stop().await;
     }
-    assert_eq!(
-        istiod.nacks(),
-        Vec::<String>::new(),
-        "our client rejected nothing istiod sent"
-    );
-    mesh_tests::istio::report(
+    istiod.finish(
         "ISTIO_MUTUAL + STRICT + AuthorizationPolicy",
         &format!(
             "allowed sa: 30 ok over 3 workloads; denied sa: {denied_count:?}; plaintext: refused"
