@@ -979,23 +979,33 @@ mod tests {
         let expected = DiscoveryRequest {
             version_info: want.version.into(),
             node: want.node.then(node),
-            resource_names: want.names.iter().map(|s| s.to_string()).collect(),
+            resource_names: strings(want.names),
             type_url: want.type_url.into(),
             response_nonce: want.nonce.into(),
-            error_detail: want.error.map(|m| Status {
-                code: 3,
-                message: m.into(),
-                details: vec![],
-            }),
+            error_detail: nack_detail(want.error),
             ..Default::default()
         };
         assert_eq!(got, &expected);
     }
 
+    /// The one request (SotW or delta) in `reqs`.
     #[track_caller]
-    fn single(reqs: Vec<DiscoveryRequest>) -> DiscoveryRequest {
+    fn single<R: std::fmt::Debug>(reqs: Vec<R>) -> R {
         assert_eq!(reqs.len(), 1, "expected exactly one request: {reqs:?}");
-        reqs.into_iter().next().unwrap_or_default()
+        reqs.into_iter().next().unwrap()
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The `error_detail` of a NACK: INVALID_ARGUMENT with `message`.
+    fn nack_detail(message: Option<&str>) -> Option<Status> {
+        message.map(|m| Status {
+            code: 3,
+            message: m.into(),
+            details: vec![],
+        })
     }
 
     fn connected(t0: Instant) -> AdsState {
@@ -1966,7 +1976,6 @@ mod tests {
 
     #[track_caller]
     fn assert_delta(got: &DeltaDiscoveryRequest, type_url: &str, want: WantDelta<'_>) {
-        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let expected = DeltaDiscoveryRequest {
             node: want.node.then(node),
             type_url: type_url.into(),
@@ -1978,20 +1987,10 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             response_nonce: want.nonce.into(),
-            error_detail: want.error.map(|m| Status {
-                code: 3,
-                message: m.into(),
-                details: vec![],
-            }),
+            error_detail: nack_detail(want.error),
             ..Default::default()
         };
         assert_eq!(got, &expected);
-    }
-
-    #[track_caller]
-    fn one<R: std::fmt::Debug>(reqs: Vec<R>) -> R {
-        assert_eq!(reqs.len(), 1, "expected exactly one request: {reqs:?}");
-        reqs.into_iter().next().unwrap()
     }
 
     /// A state on a delta stream subscribed to `names` of `ty`, the requests drained.
@@ -2028,7 +2027,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = AdsState::new(node());
         s.on_connected_delta(t0);
-        let first = one(s.subscribe_delta(EDS, "a", t0));
+        let first = single(s.subscribe_delta(EDS, "a", t0));
         assert_delta(
             &first,
             CLUSTER_LOAD_ASSIGNMENT,
@@ -2047,7 +2046,7 @@ mod tests {
             ),
             t0,
         );
-        let sub = one(s.subscribe_delta(EDS, "b", t0));
+        let sub = single(s.subscribe_delta(EDS, "b", t0));
         assert_delta(
             &sub,
             CLUSTER_LOAD_ASSIGNMENT,
@@ -2060,7 +2059,7 @@ mod tests {
             s.subscribe_delta(EDS, "b", t0).is_empty(),
             "already subscribed"
         );
-        let unsub = one(s.unsubscribe_delta(EDS, "a"));
+        let unsub = single(s.unsubscribe_delta(EDS, "a"));
         assert_delta(
             &unsub,
             CLUSTER_LOAD_ASSIGNMENT,
@@ -2092,7 +2091,7 @@ mod tests {
             t0,
         );
         assert_delta(
-            &one(out.requests),
+            &single(out.requests),
             LISTENER,
             WantDelta {
                 nonce: "n1",
@@ -2150,7 +2149,7 @@ mod tests {
             bad_listener_error("b")
         );
         assert_delta(
-            &one(out.requests),
+            &single(out.requests),
             LISTENER,
             WantDelta {
                 nonce: "n1",
@@ -2189,7 +2188,7 @@ mod tests {
             t0,
         );
         assert_delta(
-            &one(out.requests),
+            &single(out.requests),
             ROUTE_CONFIGURATION,
             WantDelta {
                 nonce: "n2",
