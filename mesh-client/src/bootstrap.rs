@@ -29,11 +29,12 @@ pub const BOOTSTRAP_CONFIG_ENV: &str = "GRPC_XDS_BOOTSTRAP_CONFIG";
 /// The `user_agent_name` sent in the xDS `Node`.
 pub const USER_AGENT_NAME: &str = "mesh-client";
 
-/// The `client_features` sent in the xDS `Node` (gRFC A27; resource-in-sotw per xDS spec).
-pub const CLIENT_FEATURES: [&str; 2] = [
-    "envoy.lb.does_not_support_overprovisioning",
-    "xds.config.resource-in-sotw",
-];
+/// The `client_features` sent in the xDS `Node`: `xds.config.resource-in-sotw` (SotW
+/// responses may wrap resources in `Resource`, per the xDS spec). Unlike gRPC (gRFC A27) we
+/// do not send `envoy.lb.does_not_support_overprovisioning`: the client applies the EDS
+/// overprovisioning factor itself (Envoy's gentle priority failover), so a control plane
+/// must not compensate for it as well.
+pub const CLIENT_FEATURES: [&str; 1] = ["xds.config.resource-in-sotw"];
 
 /// Server feature: keep resources the server deletes (gRFC A53).
 pub const FEATURE_IGNORE_RESOURCE_DELETION: &str = "ignore_resource_deletion";
@@ -1461,13 +1462,7 @@ mod tests {
                 env!("CARGO_PKG_VERSION").to_owned()
             ))
         );
-        assert_eq!(
-            node.client_features,
-            [
-                "envoy.lb.does_not_support_overprovisioning",
-                "xds.config.resource-in-sotw"
-            ]
-        );
+        assert_eq!(node.client_features, ["xds.config.resource-in-sotw"]);
         let md = node.metadata.unwrap().fields;
         let kind = |k: &str| md[k].kind.clone().unwrap();
         assert_eq!(kind("s"), Kind::StringValue("x".into()));
