@@ -187,3 +187,67 @@ async fn data_errors_with_and_without_fail_on_data_errors() {
     assert_eq!((gone.0, gone.1), (ResourceStatus::DoesNotExist, false));
     cp.shutdown().await;
 }
+
+/// The data-error rules are those of the xDS server in use: a client whose primary (no
+/// features) is down runs on its fallback server (gRFC A71), which declares
+/// `fail_on_data_errors`, so a NACK there drops the cached cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_in_use_decides_the_data_error_rules() {
+    init_tracing();
+    let backends = start_backends(1).await;
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
+    let snapshot =
+        mesh_control::translate(&MeshConfig::from_yaml(&greeter_yaml(&addrs)).unwrap()).unwrap();
+    let control = ControlPlane::raw(snapshot.resources.clone());
+    let secondary = control.listen(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let (cluster_name, good) = snapshot.of_type(type_url::CLUSTER)[0].clone();
+    // The primary is down: a port nothing listens on.
+    let primary = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let json = serde_json::json!({
+        "xds_servers": [
+            {"server_uri": primary.to_string(), "channel_creds": [{"type": "insecure"}],
+             "server_features": ["xds_v3"]},
+            {"server_uri": secondary.local_addr().to_string(), "channel_creds": [{"type": "insecure"}],
+             "server_features": ["xds_v3", "fail_on_data_errors"]},
+        ],
+        "node": {"id": "a88-fallback", "cluster": "mesh-tests"}
+    });
+    let boot = Bootstrap::from_json(&json.to_string()).unwrap();
+    let mut client = greeter_client(boot.clone()).await;
+    assert_eq!(
+        failures(&mut client, 5).await.0,
+        0,
+        "served by the fallback"
+    );
+
+    let mut bad = Cluster::decode(good.value.as_slice()).unwrap();
+    bad.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32));
+    let bad = Any {
+        type_url: type_url::CLUSTER.to_string(),
+        value: bad.encode_to_vec(),
+    };
+    control.set_resources(type_url::CLUSTER, vec![(cluster_name.clone(), bad)]);
+    let mut nacked = false;
+    for _ in 0..100 {
+        if cluster_row(&boot, &cluster_name).0 == ResourceStatus::Nacked {
+            nacked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(nacked, "the client NACKed the STATIC cluster");
+    let (failed, messages) = failures(&mut client, 20).await;
+    let row = cluster_row(&boot, &cluster_name);
+    println!(
+        "NACK on the fallback server (fail_on_data_errors): {failed}/20 failed {messages:?}; CSDS {row:?}"
+    );
+    assert_eq!(
+        failed, 20,
+        "the fallback server's fail_on_data_errors applies"
+    );
+    assert_eq!((row.0, row.1), (ResourceStatus::Nacked, false));
+    secondary.shutdown().await;
+}

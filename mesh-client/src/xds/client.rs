@@ -147,7 +147,9 @@ struct Inner {
     bootstrap: Bootstrap,
     server: XdsServer,
     node: core::Node,
-    options: ProtocolOptions,
+    /// Each `xds_servers` entry's protocol options (its `server_features`), in order: the
+    /// server in use decides (gRFC A71 falls back to servers that may declare others).
+    options: Vec<ProtocolOptions>,
     cache: Arc<Mutex<Cache>>,
     commands: mpsc::UnboundedSender<Command>,
     /// The receiving end, until the ADS task is spawned with it.
@@ -214,16 +216,27 @@ impl XdsClient {
     pub fn new(bootstrap: Bootstrap) -> Result<XdsClient, XdsError> {
         let options = bootstrap
             .xds_servers
-            .first()
+            .iter()
             .map(|s| ProtocolOptions::from_server_features(&s.server_features))
-            .unwrap_or_default();
-        Self::with_options(bootstrap, options)
+            .collect();
+        Self::with_server_options(bootstrap, options)
     }
 
-    /// A fresh client with explicit protocol options (tests shorten the timers).
+    /// A fresh client with explicit protocol options for every server (tests shorten the
+    /// timers).
+    #[cfg(test)]
     pub(crate) fn with_options(
         bootstrap: Bootstrap,
         options: ProtocolOptions,
+    ) -> Result<XdsClient, XdsError> {
+        let options = vec![options; bootstrap.xds_servers.len()];
+        Self::with_server_options(bootstrap, options)
+    }
+
+    /// A fresh client; `options[i]` applies while `xds_servers[i]` is in use.
+    fn with_server_options(
+        bootstrap: Bootstrap,
+        options: Vec<ProtocolOptions>,
     ) -> Result<XdsClient, XdsError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| XdsError::NoRuntime)?;
         // The primary; the task falls back to the others in order (gRFC A71).
@@ -375,8 +388,12 @@ impl XdsClient {
             servers: self.inner.bootstrap.xds_servers.clone(),
             current: 0,
             server: self.inner.server.clone(),
-            state: AdsState::with_options(self.inner.node.clone(), self.inner.options.clone())
-                .with_validation_context(ValidationContext::from_bootstrap(&self.inner.bootstrap)),
+            options: self.inner.options.clone(),
+            state: AdsState::with_options(
+                self.inner.node.clone(),
+                self.inner.options.first().cloned().unwrap_or_default(),
+            )
+            .with_validation_context(ValidationContext::from_bootstrap(&self.inner.bootstrap)),
             cache: self.inner.cache.clone(),
             commands,
             stats: self.inner.stats.clone(),
@@ -812,6 +829,8 @@ struct AdsTask {
     current: usize,
     /// `servers[current]`.
     server: XdsServer,
+    /// Each server's protocol options (from its `server_features`).
+    options: Vec<ProtocolOptions>,
     state: AdsState,
     cache: Arc<Mutex<Cache>>,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -841,6 +860,10 @@ impl AdsTask {
             }
             self.current = index;
             self.server = s.clone();
+            if let Some(options) = self.options.get(index) {
+                // gRFC A53/A88 switches are per server: the one in use decides.
+                self.state.set_options(options.clone());
+            }
         }
     }
 

@@ -232,6 +232,12 @@ impl AdsState {
         Self::with_options(node, ProtocolOptions::default())
     }
 
+    /// Replaces the protocol options (another xDS server is in use); resources already
+    /// received keep their state, timers armed from now on use the new timeout.
+    pub fn set_options(&mut self, options: ProtocolOptions) {
+        self.options = options;
+    }
+
     /// A disconnected state with no subscriptions.
     pub fn with_options(node: Node, options: ProtocolOptions) -> Self {
         AdsState {
