@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-30}"
-targets=(discovery_responses resource_validation rbac_engine spiffe_and_certs route_matching bootstrap)
+targets=(discovery_responses delta_responses resource_validation rbac_engine spiffe_and_certs route_matching bootstrap)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked

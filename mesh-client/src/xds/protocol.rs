@@ -677,8 +677,6 @@ enum Absence<'a> {
     Removed(&'a BTreeSet<String>),
 }
 
-/// Applies validated resources to the watches of one type: the resource events, in name
-/// order. `removal_version` is the version recorded with a deletion.
 /// What a data error does to a cached resource (gRFC A53, A88), from the server's features.
 #[derive(Debug, Clone, Copy)]
 struct DataErrors {
@@ -688,6 +686,8 @@ struct DataErrors {
     fail_on_data_errors: bool,
 }
 
+/// Applies validated resources to the watches of one type: the resource events, in name
+/// order. `removal_version` is the version recorded with a deletion.
 fn apply_parsed(
     ty: ResourceType,
     state: &mut TypeState,
