@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod expiry;
 mod health;
 mod identity;
 mod limits;

@@ -6,7 +6,9 @@
 //! connection is matched to a filter chain of the configuration in force at accept time
 //! and keeps it for its life; when the configuration changes (or the server stops
 //! serving) existing connections are drained gracefully with GOAWAY, their in-flight RPCs
-//! given `drain_grace` to finish.
+//! given `drain_grace` to finish. A TLS connection is drained the same way when the
+//! earlier of its two certificates (ours as presented, the client's) expires, and no
+//! handshake presents an expired certificate of ours ([`crate::expiry`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,6 +32,7 @@ use tonic_health::pb::health_server::HealthServer;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service};
 
+use crate::expiry::{CertDeadline, Leaf, Presenting};
 use crate::health::MeshHealth;
 use crate::identity::PeerIdentity;
 use crate::limits::Http2Limits;
@@ -407,6 +410,7 @@ async fn handle_connection(
         return;
     };
     let _ = stream.set_nodelay(true);
+    let mut cert_deadline = None;
     let (io, tls_peer): (Box<dyn Io>, Option<Option<PeerTlsIdentity>>) = match &chain.transport {
         TransportSocket::Plaintext => (Box::new(stream), None),
         TransportSocket::Tls(_) => {
@@ -423,6 +427,9 @@ async fn handle_connection(
                 ServerStats::inc(&stats.connections_refused);
                 return;
             };
+            // This handshake's own resolver records the certificate we present (the
+            // connection's lifetime) and refuses an expired one.
+            let (config, presenting) = Presenting::wrap(&config);
             let accepted = tokio::time::timeout_at(
                 deadline,
                 tokio_rustls::TlsAcceptor::from(config).accept(stream),
@@ -430,15 +437,20 @@ async fn handle_connection(
             .await;
             match accepted {
                 Ok(Ok(tls)) => {
-                    let identity = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(mesh_client::identity::peer_identity);
+                    let certs = tls.get_ref().1.peer_certificates();
+                    let identity = certs.and_then(mesh_client::identity::peer_identity);
+                    cert_deadline = CertDeadline::earliest(
+                        presenting.presented(),
+                        certs.and_then(Leaf::of_chain),
+                    );
                     (Box::new(tls), Some(identity))
                 }
                 Ok(Err(e)) => {
                     ServerStats::inc(&stats.tls_handshake_failures);
+                    if let Some(why) = presenting.refusal() {
+                        tracing::warn!(%peer, chain = %chain.name, error = %why, "TLS handshake refused");
+                        return;
+                    }
                     let why = mesh_client::identity::IdentityError::from_io(&e)
                         .map(|i| i.to_string())
                         .unwrap_or_else(|| e.to_string());
@@ -452,7 +464,17 @@ async fn handle_connection(
             }
         }
     };
+    if let Some(d) = &cert_deadline
+        && d.leaf.is_expired_at(std::time::SystemTime::now())
+    {
+        // Possible only at the very instant of expiry, or for a resumed TLS session
+        // (resumption does not verify the peer's certificate again).
+        ServerStats::inc(&stats.connections_expired);
+        tracing::info!(%peer, certificate = %d.holder.as_str(), spiffe_id = %d.leaf.uri, serial = %d.leaf.serial_hex, not_after = %d.leaf.not_after, "{}; closing the TLS connection before serving it", d.describe());
+        return;
+    }
     ServerStats::inc(&stats.connections_accepted);
+    let _open = OpenConnection::new(stats.clone());
     let spiffe_id = tls_peer
         .as_ref()
         .and_then(|p| p.as_ref())
@@ -480,10 +502,42 @@ async fn handle_connection(
         Box::new(crate::preface::PrefaceDeadline::new(io, deadline)),
         ConnService(Arc::new(ctx)),
         shared.limits.clone(),
-        drain,
-        stop,
+        Lifetime {
+            drain,
+            stop,
+            certificates: cert_deadline,
+            peer,
+            stats: shared.stats.clone(),
+        },
     )
     .await;
+}
+
+/// Counts a connection in [`ServerStats`]' open gauge while it lives.
+struct OpenConnection(Arc<ServerStats>);
+
+impl OpenConnection {
+    fn new(stats: Arc<ServerStats>) -> Self {
+        ServerStats::inc(&stats.connections_open);
+        OpenConnection(stats)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        ServerStats::dec(&self.0.connections_open);
+    }
+}
+
+/// What ends a served connection besides its peer: a new configuration generation
+/// (`drain`), server shutdown (`stop`), the expiry of a certificate it was authenticated
+/// with, and (in [`Http2Limits`]) its maximum age.
+struct Lifetime {
+    drain: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+    certificates: Option<CertDeadline>,
+    peer: SocketAddr,
+    stats: Arc<ServerStats>,
 }
 
 /// A connection's byte stream: TCP, or TLS over TCP.
@@ -563,9 +617,15 @@ async fn serve_connection(
     stream: Box<dyn Io>,
     service: ConnService,
     limits: Arc<Http2Limits>,
-    mut drain: watch::Receiver<bool>,
-    mut stop: watch::Receiver<bool>,
+    lifetime: Lifetime,
 ) {
+    let Lifetime {
+        mut drain,
+        mut stop,
+        certificates,
+        peer,
+        stats,
+    } = lifetime;
     let builder = limits.builder();
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
@@ -576,6 +636,13 @@ async fn serve_connection(
         }
     };
     let mut age = std::pin::pin!(age);
+    let expiry = async {
+        match &certificates {
+            Some(d) => d.reached().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut expiry = std::pin::pin!(expiry);
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
@@ -586,6 +653,20 @@ async fn serve_connection(
         _ = drain.wait_for(|d| *d) => {}
         _ = stop.wait_for(|s| *s) => {}
         _ = &mut age => {}
+        () = &mut expiry => {
+            if let Some(d) = &certificates {
+                ServerStats::inc(&stats.connections_expired);
+                tracing::info!(
+                    %peer,
+                    certificate = %d.holder.as_str(),
+                    spiffe_id = %d.leaf.uri,
+                    serial = %d.leaf.serial_hex,
+                    not_after = %d.leaf.not_after,
+                    "{}; draining the TLS connection (GOAWAY)",
+                    d.describe()
+                );
+            }
+        }
     }
     // GOAWAY now; in-flight streams get the grace period.
     conn.as_mut().graceful_shutdown();

@@ -1,5 +1,5 @@
-//! Counters of a [`crate::MeshServer`]: RBAC decisions (enforced and shadow) and refused
-//! requests. Cheap atomics, readable at any time through [`crate::MeshServerBuilder::stats`].
+//! Counters of a [`crate::MeshServer`]: RBAC decisions (enforced and shadow), refused
+//! requests, and connections (accepted, refused, open, ended by certificate expiry). Cheap atomics, readable at any time through [`crate::MeshServerBuilder::stats`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,6 +15,8 @@ pub struct ServerStats {
     pub(crate) connections_refused: AtomicU64,
     pub(crate) connections_accepted: AtomicU64,
     pub(crate) tls_handshake_failures: AtomicU64,
+    pub(crate) connections_open: AtomicU64,
+    pub(crate) connections_expired: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -36,9 +38,14 @@ pub struct StatsSnapshot {
     pub connections_refused: u64,
     /// Connections accepted and matched to a filter chain.
     pub connections_accepted: u64,
-    /// TLS handshakes that failed (untrusted or wrong client certificate, plaintext on a
-    /// TLS-only chain, timeouts).
+    /// TLS handshakes that failed (untrusted, wrong or expired client certificate,
+    /// plaintext on a TLS-only chain, timeouts, this server's own certificate expired).
     pub tls_handshake_failures: u64,
+    /// Connections open now (accepted and not yet closed).
+    pub connections_open: u64,
+    /// TLS connections drained (or closed before serving) because a certificate they were
+    /// authenticated with, this server's or the client's, reached its `notAfter`.
+    pub connections_expired: u64,
 }
 
 impl ServerStats {
@@ -55,10 +62,16 @@ impl ServerStats {
             connections_refused: r(&self.connections_refused),
             connections_accepted: r(&self.connections_accepted),
             tls_handshake_failures: r(&self.tls_handshake_failures),
+            connections_open: r(&self.connections_open),
+            connections_expired: r(&self.connections_expired),
         }
     }
 
     pub(crate) fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dec(c: &AtomicU64) {
+        c.fetch_sub(1, Ordering::Relaxed);
     }
 }
