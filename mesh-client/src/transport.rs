@@ -505,7 +505,10 @@ fn peer_valid_until(conn: &rustls::ClientConnection, addr: SocketAddr) -> Option
     let not_after = cert.validity().not_after;
     let seconds = u64::try_from(not_after.timestamp()).ok()?;
     Some(ValidUntil {
-        at: SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))?,
+        // Our verifier (webpki) accepts the peer's certificate to the end of its notAfter
+        // second: closing earlier would only reconnect to the same certificate for the
+        // rest of that second.
+        at: SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds.saturating_add(1)))?,
         reason: format!(
             "the peer certificate of {addr} (serial {}) expired at {not_after} (notAfter)",
             cert.raw_serial_as_string().replace(':', "").to_lowercase()
