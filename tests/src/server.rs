@@ -23,6 +23,26 @@ pub fn inbound_name(addr: SocketAddr) -> String {
     format!("xds.istio.io/grpc/lds/inbound/{addr}")
 }
 
+/// The mesh-control resources of a STRICT mTLS `greeter.default:8080` (service account
+/// `greeter`) with its one endpoint at `addr`: the client's Listener, route, cluster and
+/// endpoints, and the server's inbound Listener for `addr` only (served raw).
+pub fn strict_greeter_resources(
+    addr: SocketAddr,
+) -> std::collections::BTreeMap<&'static str, Vec<(String, Any)>> {
+    let yaml = format!(
+        "services:\n  - name: greeter.default\n    port: 8080\n    mtls: STRICT\n    service_account: greeter\n    endpoints:\n      - address: {addr}\n"
+    );
+    let config = mesh_control::MeshConfig::from_yaml(&yaml).expect("a valid mesh.yaml");
+    let mut resources = mesh_control::translate(&config)
+        .expect("the mesh.yaml translates")
+        .resources;
+    let inbound = inbound_name(addr);
+    if let Some(list) = resources.get_mut(xds_proto::type_url::LISTENER) {
+        list.retain(|(n, _)| !n.starts_with("xds.istio.io/") || *n == inbound);
+    }
+    resources
+}
+
 /// A server-side Listener for `addr`: one plaintext filter chain whose inline route sends
 /// every path to the server's services (`non_forwarding_action`), with `extra_filters`
 /// (e.g. RBAC) before the router. `route_name` distinguishes versions.

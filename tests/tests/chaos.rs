@@ -308,7 +308,7 @@ async fn endpoints_churned_to_zero_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_certificate_expires_during_an_outage() {
     use mesh_control::ca::DevCa;
-    use mesh_tests::server::{MeshGreeter, inbound_name};
+    use mesh_tests::server::{MeshGreeter, strict_greeter_resources};
     use std::time::SystemTime;
 
     init_tracing();
@@ -327,19 +327,8 @@ async fn own_certificate_expires_during_an_outage() {
 
     let tcp = MeshGreeter::bind().await;
     let addr = tcp.local_addr().unwrap();
-    let yaml = format!(
-        "services:\n  - name: greeter.default\n    port: 8080\n    mtls: STRICT\n    service_account: greeter\n    endpoints:\n      - address: {addr}\n"
-    );
-    let snapshot = mesh_control::translate(&MeshConfig::from_yaml(&yaml).unwrap()).unwrap();
     // The client's resources, and the server's inbound Listener for its own address.
-    let mut resources = snapshot.resources.clone();
-    let inbound = inbound_name(addr);
-    for (ty, list) in resources.iter_mut() {
-        if *ty == type_url::LISTENER {
-            list.retain(|(n, _)| !n.starts_with("xds.istio.io/") || *n == inbound);
-        }
-    }
-    let cp = ControlPlane::raw(resources)
+    let cp = ControlPlane::raw(strict_greeter_resources(addr))
         .listen(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();

@@ -66,9 +66,16 @@ async fn failures(
     (failed, messages)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_errors_with_and_without_fail_on_data_errors() {
-    init_tracing();
+/// One greeter backend behind a raw mesh-control ADS server on loopback: the backend, the
+/// control (to change resources), the running server, and the greeter's cluster (name and
+/// resource).
+async fn greeter_on_raw_control() -> (
+    Vec<mesh_examples::GreeterBackend>,
+    ControlPlane,
+    mesh_control::RunningControlPlane,
+    String,
+    Any,
+) {
     let backends = start_backends(1).await;
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
     let snapshot =
@@ -76,6 +83,23 @@ async fn data_errors_with_and_without_fail_on_data_errors() {
     let control = ControlPlane::raw(snapshot.resources.clone());
     let cp = control.listen(([127, 0, 0, 1], 0).into()).await.unwrap();
     let (cluster_name, good) = snapshot.of_type(type_url::CLUSTER)[0].clone();
+    (backends, control, cp, cluster_name, good)
+}
+
+/// `cluster` as a STATIC cluster, which gRPC does not support: a NACK.
+fn as_static(cluster: &Any) -> Any {
+    let mut bad = Cluster::decode(cluster.value.as_slice()).unwrap();
+    bad.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32));
+    Any {
+        type_url: type_url::CLUSTER.to_string(),
+        value: bad.encode_to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_errors_with_and_without_fail_on_data_errors() {
+    init_tracing();
+    let (_backend, control, cp, cluster_name, good) = greeter_on_raw_control().await;
 
     let default_boot = bootstrap(cp.local_addr(), "a88-default", &[]);
     let failing_boot = bootstrap(cp.local_addr(), "a88-fail", &["fail_on_data_errors"]);
@@ -88,13 +112,10 @@ async fn data_errors_with_and_without_fail_on_data_errors() {
     }
 
     // A NACK: the same cluster as STATIC, which gRPC does not support.
-    let mut bad = Cluster::decode(good.value.as_slice()).unwrap();
-    bad.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32));
-    let bad = Any {
-        type_url: type_url::CLUSTER.to_string(),
-        value: bad.encode_to_vec(),
-    };
-    control.set_resources(type_url::CLUSTER, vec![(cluster_name.clone(), bad)]);
+    control.set_resources(
+        type_url::CLUSTER,
+        vec![(cluster_name.clone(), as_static(&good))],
+    );
     let mut dropped = false;
     for _ in 0..100 {
         if failing
@@ -194,13 +215,7 @@ async fn data_errors_with_and_without_fail_on_data_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_in_use_decides_the_data_error_rules() {
     init_tracing();
-    let backends = start_backends(1).await;
-    let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
-    let snapshot =
-        mesh_control::translate(&MeshConfig::from_yaml(&greeter_yaml(&addrs)).unwrap()).unwrap();
-    let control = ControlPlane::raw(snapshot.resources.clone());
-    let secondary = control.listen(([127, 0, 0, 1], 0).into()).await.unwrap();
-    let (cluster_name, good) = snapshot.of_type(type_url::CLUSTER)[0].clone();
+    let (_backend, control, secondary, cluster_name, good) = greeter_on_raw_control().await;
     // The primary is down: a port nothing listens on.
     let primary = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -223,13 +238,10 @@ async fn the_server_in_use_decides_the_data_error_rules() {
         "served by the fallback"
     );
 
-    let mut bad = Cluster::decode(good.value.as_slice()).unwrap();
-    bad.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32));
-    let bad = Any {
-        type_url: type_url::CLUSTER.to_string(),
-        value: bad.encode_to_vec(),
-    };
-    control.set_resources(type_url::CLUSTER, vec![(cluster_name.clone(), bad)]);
+    control.set_resources(
+        type_url::CLUSTER,
+        vec![(cluster_name.clone(), as_static(&good))],
+    );
     let mut nacked = false;
     for _ in 0..100 {
         if cluster_row(&boot, &cluster_name).0 == ResourceStatus::Nacked {

@@ -20,12 +20,11 @@ use mesh_client::MeshChannel;
 use mesh_client::bootstrap::Bootstrap;
 use mesh_client::identity::{CertMaterial, FileWatcherConfig, PeerValidation, client_config};
 use mesh_control::ca::DevCa;
-use mesh_control::{ControlPlane, MeshConfig, RunningControlPlane};
+use mesh_control::{ControlPlane, RunningControlPlane};
 use mesh_server::StatsSnapshot;
-use mesh_tests::server::{MeshGreeter, inbound_name};
+use mesh_tests::server::{MeshGreeter, strict_greeter_resources};
 use xds_proto::helloworld::HelloRequest;
 use xds_proto::helloworld::greeter_client::GreeterClient;
-use xds_proto::type_url;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 /// How long the short-lived certificates last: enough to start everything and see RPCs
@@ -231,18 +230,7 @@ async fn closed_by(conn: &mut RawConn, until: SystemTime) -> Option<SystemTime> 
 async fn strict_server(id: &str, server_dir: &Path) -> (RunningControlPlane, MeshGreeter) {
     let tcp = MeshGreeter::bind().await;
     let addr = tcp.local_addr().unwrap();
-    let yaml = format!(
-        "services:\n  - name: greeter.default\n    port: 8080\n    mtls: STRICT\n    service_account: greeter\n    endpoints:\n      - address: {addr}\n"
-    );
-    let snapshot = mesh_control::translate(&MeshConfig::from_yaml(&yaml).unwrap()).unwrap();
-    let mut resources = snapshot.resources.clone();
-    let inbound = inbound_name(addr);
-    for (ty, list) in resources.iter_mut() {
-        if *ty == type_url::LISTENER {
-            list.retain(|(n, _)| !n.starts_with("xds.istio.io/") || *n == inbound);
-        }
-    }
-    let cp = ControlPlane::raw(resources)
+    let cp = ControlPlane::raw(strict_greeter_resources(addr))
         .listen(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
