@@ -258,6 +258,11 @@ pub(super) fn register(meter: &Meter) -> Observed {
                         ResourceStatus::Acked => "acked",
                         ResourceStatus::Nacked if r.raw.is_some() => "nacked_but_cached",
                         ResourceStatus::Nacked => "nacked",
+                        // gRFC A88's labels for a server-reported error (xRFC TP3).
+                        ResourceStatus::ReceivedError if r.raw.is_some() => {
+                            "received_error_but_cached"
+                        }
+                        ResourceStatus::ReceivedError => "received_error",
                         // Ours: served stale from the last-known-good cache on disk.
                         ResourceStatus::Cached => "cached",
                     };
