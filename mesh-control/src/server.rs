@@ -167,7 +167,9 @@ impl ControlPlane {
     /// response carrying it (delta responses carry the `resource_errors` of the stream's
     /// subscribed names whenever they change; the resource is neither sent nor removed).
     /// Clearing the error sends the resource again, if served. Streams not subscribed to
-    /// `name` see nothing of it.
+    /// `name` see nothing of it. (TP3 only requires a server to send an error once; the
+    /// state-of-the-world repetition is harmless, clients remember errors until the
+    /// resource comes back.)
     ///
     /// ```no_run
     /// # fn demo(control: &mesh_control::ControlPlane) {

@@ -40,13 +40,14 @@
 //!   it stays in force (an ambient error).
 //!
 //! These errors are the server's, not the response's: they never make the client NACK (the
-//! response is ACKed unless one of its `resources` is invalid). An error persists until a
-//! response carries the resource again in `resources`, so in the state of the world an LDS
-//! or CDS resource under a server error is not deleted by its absence from this or later
-//! responses. Errors for names not subscribed are ignored. An entry without a resource name
+//! response is ACKed unless one of its `resources` is invalid). As TP3 says, the server
+//! sends an error once and the client remembers it until another error or the resource
+//! itself arrives in `resources`, so in the state of the world an LDS or CDS resource under
+//! a server error is not deleted by its absence from this or later responses. Errors for names not subscribed are ignored. An entry without a resource name
 //! (or with an empty one) or without a status is logged (`warn`) and ignored, not NACKed:
-//! it is the server's report, not one of the resources we validate, a NACK could say
-//! nothing useful about any resource, and grpc-go and C-core do not NACK for it either.
+//! it is the server's report, not one of the resources we validate, a NACK rejects the
+//! response's resources (which may be fine) and could name no resource, and A88 ties NACKs
+//! to resource validation only. (A88 says nothing of malformed entries.)
 //! Should a name appear both in `resources` and in `resource_errors`, the resource wins (it
 //! is what TP3 says ends an error).
 //!
