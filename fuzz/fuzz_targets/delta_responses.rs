@@ -1,13 +1,17 @@
 //! Fuzz target: sequences of stream events and delta DiscoveryResponses into the sans-IO ADS
 //! core on a delta stream, `xds::protocol::AdsState` (incremental xDS, gRFC A27/A53/A57 rules
-//! for what is valid). Checked against a model: no panic; subscribing or unsubscribing a
+//! for what is valid; gRFC A88 with xRFC TP3 `resource_errors`). Checked against a model:
+//! no panic; subscribing or unsubscribing a
 //! name sends exactly that change (no nonce) and only when connected and it is a change; a
 //! new stream subscribes every name once per type with no nonce and offers in
 //! `initial_resource_versions` only subscribed names; every response of a subscribed known
 //! type gets exactly one request back, an ACK or a NACK (INVALID_ARGUMENT with a message),
 //! carrying the response's nonce and no subscription change; unknown or unsubscribed types
 //! get nothing; the node goes only on the first request of a stream; events name subscribed
-//! resources, once; no timer runs while disconnected.
+//! resources, once; no timer runs while disconnected; a server-reported error event names
+//! a usable `resource_errors` entry and discards a value only for
+//! NOT_FOUND/PERMISSION_DENIED under `fail_on_data_errors`; a response without resources
+//! (whatever its `resource_errors` and removals) is ACKed.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -110,6 +114,8 @@ enum Op {
         nonce: u8,
         resources: Vec<Res>,
         removed: Vec<u8>,
+        /// xRFC TP3 entries: (name, status code, named, with a status).
+        errors: Vec<(u8, u8, bool, bool)>,
     },
     /// A whole DeltaDiscoveryResponse from bytes.
     Encoded(Vec<u8>),
@@ -127,6 +133,7 @@ struct Model {
     connected: bool,
     node_sent: bool,
     subscribed: BTreeMap<ResourceType, BTreeSet<String>>,
+    fail_on_data_errors: bool,
 }
 
 impl Model {
@@ -167,6 +174,7 @@ fuzz_target!(|input: Input| {
         connected: false,
         node_sent: false,
         subscribed: BTreeMap::new(),
+        fail_on_data_errors: input.fail_on_data_errors,
     };
     let mut now = Instant::now();
     for op in input.ops.into_iter().take(64) {
@@ -266,6 +274,7 @@ fuzz_target!(|input: Input| {
                 nonce,
                 resources,
                 removed,
+                errors,
             } => {
                 let resp = DeltaDiscoveryResponse {
                     system_version_info: "sys".into(),
@@ -280,6 +289,13 @@ fuzz_target!(|input: Input| {
                         .map(|n| mesh_fuzz::name(*n).to_string())
                         .collect(),
                     nonce: format!("n{nonce}"),
+                    resource_errors: errors
+                        .iter()
+                        .take(8)
+                        .map(|&(name, code, named, with_status)| {
+                            mesh_fuzz::resource_error(name, code, named, with_status)
+                        })
+                        .collect(),
                     ..Default::default()
                 };
                 respond(&mut state, &mut model, resp, now);
@@ -304,6 +320,8 @@ fn respond(state: &mut AdsState, model: &mut Model, resp: DeltaDiscoveryResponse
     }
     let ty = ResourceType::from_type_url(&resp.type_url);
     let nonce = resp.nonce.clone();
+    let server_errors = mesh_fuzz::usable_resource_errors(&resp.resource_errors);
+    let no_resources = resp.resources.is_empty();
     let outcome = state.on_delta_response(resp, now);
     // A type never subscribed is dropped; so is an unknown type.
     let Some(ty) = ty.filter(|ty| model.subscribed.contains_key(ty)) else {
@@ -326,6 +344,7 @@ fn respond(state: &mut AdsState, model: &mut Model, resp: DeltaDiscoveryResponse
     if let Some(status) = &req.error_detail {
         assert_eq!(status.code, 3, "NACKs are INVALID_ARGUMENT");
         assert!(!status.message.is_empty(), "a NACK says why");
+        assert!(!no_resources, "resource_errors alone never NACK");
     }
     let mut seen = BTreeSet::new();
     for e in &outcome.updates {
@@ -346,11 +365,25 @@ fn respond(state: &mut AdsState, model: &mut Model, resp: DeltaDiscoveryResponse
                     "a change carries the raw resource for CSDS"
                 );
             }
+            // Only an invalid resource of the response gives these.
             ResourceEventKind::Error(message) | ResourceEventKind::Dropped(message) => {
                 assert!(!message.is_empty());
                 assert!(
                     req.error_detail.is_some(),
-                    "a resource error NACKs the response"
+                    "an invalid resource NACKs the response"
+                );
+            }
+            // xRFC TP3: only for a usable resource_errors entry of this name; a data error
+            // discards the value exactly under fail_on_data_errors. It may come with an ACK.
+            ResourceEventKind::ReceivedError { message, discard } => {
+                let code = server_errors.get(&e.name).unwrap_or_else(|| {
+                    panic!("server error event for {:?} not in resource_errors", e.name)
+                });
+                assert!(message.starts_with("the xDS server reported "), "{message}");
+                assert_eq!(
+                    *discard,
+                    matches!(code, 5 | 7) && model.fail_on_data_errors,
+                    "discard only a data error under fail_on_data_errors"
                 );
             }
             ResourceEventKind::DoesNotExist

@@ -1,11 +1,15 @@
 //! Fuzz target: sequences of stream events and DiscoveryResponses into the sans-IO ADS
-//! core, `xds::protocol::AdsState` (gRFC A27, A46, A53, A57). Checked against a model:
+//! core, `xds::protocol::AdsState` (gRFC A27, A46, A53, A57, A88 with xRFC TP3
+//! `resource_errors`). Checked against a model:
 //! no panic; every response of a subscribed known type gets exactly one request back, an
 //! ACK (carrying the response's version) or a NACK (carrying the last ACKed version, code
 //! INVALID_ARGUMENT and a message), with the response's nonce and the full subscribed name
 //! list; unknown or unsubscribed types get nothing; ACKed versions change only on ACK; the
 //! node goes only on the first request of a stream; events name subscribed resources, once;
-//! no timer runs while disconnected.
+//! no timer runs while disconnected; a server-reported error event names a usable
+//! `resource_errors` entry and discards a value only for NOT_FOUND/PERMISSION_DENIED under
+//! `fail_on_data_errors`; a response without resources (whatever its `resource_errors`) is
+//! ACKed.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -96,6 +100,8 @@ enum Op {
         version: u8,
         nonce: u8,
         resources: Vec<Res>,
+        /// xRFC TP3 entries: (name, status code, named, with a status).
+        errors: Vec<(u8, u8, bool, bool)>,
     },
     /// A whole DiscoveryResponse from bytes.
     Encoded(Vec<u8>),
@@ -104,6 +110,7 @@ enum Op {
 #[derive(Arbitrary, Debug)]
 struct Input {
     ignore_resource_deletion: bool,
+    fail_on_data_errors: bool,
     ops: Vec<Op>,
 }
 
@@ -113,6 +120,7 @@ struct Model {
     node_sent: bool,
     subscribed: BTreeMap<ResourceType, BTreeSet<String>>,
     acked: BTreeMap<ResourceType, String>,
+    fail_on_data_errors: bool,
 }
 
 impl Model {
@@ -144,6 +152,7 @@ fuzz_target!(|input: Input| {
     };
     let options = ProtocolOptions {
         ignore_resource_deletion: input.ignore_resource_deletion,
+        fail_on_data_errors: input.fail_on_data_errors,
         ..ProtocolOptions::default()
     };
     let mut state = AdsState::with_options(node, options);
@@ -152,6 +161,7 @@ fuzz_target!(|input: Input| {
         node_sent: false,
         subscribed: BTreeMap::new(),
         acked: BTreeMap::new(),
+        fail_on_data_errors: input.fail_on_data_errors,
     };
     let start = Instant::now();
     let mut now = start;
@@ -240,6 +250,7 @@ fuzz_target!(|input: Input| {
                 version,
                 nonce,
                 resources,
+                errors,
             } => {
                 let resp = DiscoveryResponse {
                     version_info: format!("v{version}"),
@@ -249,6 +260,13 @@ fuzz_target!(|input: Input| {
                         TypeUrl::Other(url) => url,
                     },
                     nonce: format!("n{nonce}"),
+                    resource_errors: errors
+                        .iter()
+                        .take(8)
+                        .map(|&(name, code, named, with_status)| {
+                            mesh_fuzz::resource_error(name, code, named, with_status)
+                        })
+                        .collect(),
                     ..Default::default()
                 };
                 respond(&mut state, &mut model, resp, now);
@@ -281,6 +299,8 @@ fn respond(state: &mut AdsState, model: &mut Model, resp: DiscoveryResponse, now
     let ty = ResourceType::from_type_url(&resp.type_url);
     let version = resp.version_info.clone();
     let nonce = resp.nonce.clone();
+    let server_errors = mesh_fuzz::usable_resource_errors(&resp.resource_errors);
+    let no_resources = resp.resources.is_empty();
     let outcome = state.on_response(resp, now);
     // A type never subscribed is dropped; so is an unknown type (grpc-go).
     let Some(ty) = ty.filter(|ty| model.subscribed.contains_key(ty)) else {
@@ -311,6 +331,7 @@ fn respond(state: &mut AdsState, model: &mut Model, resp: DiscoveryResponse, now
             );
             assert_eq!(status.code, 3, "NACKs are INVALID_ARGUMENT");
             assert!(!status.message.is_empty(), "a NACK says why");
+            assert!(!no_resources, "resource_errors alone never NACK");
         }
     }
     let mut seen = BTreeSet::new();
@@ -333,11 +354,25 @@ fn respond(state: &mut AdsState, model: &mut Model, resp: DiscoveryResponse, now
                     "a change carries the raw resource for CSDS"
                 );
             }
+            // Only an invalid resource of the response gives these.
             ResourceEventKind::Error(message) | ResourceEventKind::Dropped(message) => {
                 assert!(!message.is_empty());
                 assert!(
                     req.error_detail.is_some(),
-                    "a resource error NACKs the response"
+                    "an invalid resource NACKs the response"
+                );
+            }
+            // xRFC TP3: only for a usable resource_errors entry of this name; a data error
+            // discards the value exactly under fail_on_data_errors. It may come with an ACK.
+            ResourceEventKind::ReceivedError { message, discard } => {
+                let code = server_errors.get(&e.name).unwrap_or_else(|| {
+                    panic!("server error event for {:?} not in resource_errors", e.name)
+                });
+                assert!(message.starts_with("the xDS server reported "), "{message}");
+                assert_eq!(
+                    *discard,
+                    matches!(code, 5 | 7) && model.fail_on_data_errors,
+                    "discard only a data error under fail_on_data_errors"
                 );
             }
             ResourceEventKind::DoesNotExist

@@ -392,3 +392,42 @@ pub fn template_any(kind: u8, name: &str, tail: &[u8]) -> Any {
         _ => pack_merged(&server_listener(name), tail),
     }
 }
+
+/// An xRFC TP3 `resource_errors` entry for `NAMES[name]` with status code `code % 20` (so
+/// a few are out of the gRPC range), or, as servers may send, without a resource name or
+/// without a status.
+pub fn resource_error(
+    name: u8,
+    code: u8,
+    named: bool,
+    with_status: bool,
+) -> xds_proto::envoy::envoy::service::discovery::v3::ResourceError {
+    use xds_proto::envoy::envoy::service::discovery::v3::{ResourceError, ResourceName};
+    ResourceError {
+        resource_name: named.then(|| ResourceName {
+            name: self::name(name).into(),
+            ..Default::default()
+        }),
+        error_detail: with_status.then(|| xds_proto::envoy::google::rpc::Status {
+            code: i32::from(code % 20),
+            message: format!("fuzz error {code}"),
+            details: Vec::new(),
+        }),
+    }
+}
+
+/// The usable `resource_errors` of a response as the client must read them (xRFC TP3):
+/// by name, the first entry with a non-empty name and a status; its status code.
+pub fn usable_resource_errors(
+    errors: &[xds_proto::envoy::envoy::service::discovery::v3::ResourceError],
+) -> std::collections::BTreeMap<String, i32> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in errors {
+        if let (Some(n), Some(s)) = (&e.resource_name, &e.error_detail)
+            && !n.name.is_empty()
+        {
+            out.entry(n.name.clone()).or_insert(s.code);
+        }
+    }
+    out
+}

@@ -12,7 +12,11 @@
 //! - a reconnecting client that already holds the current versions gets nothing resent;
 //! - an unsubscribed resource is forgotten, so subscribing it again sends it again;
 //! - an ACK or a NACK is answered with nothing (a NACKed update is not resent: the client
-//!   keeps its previous value and the server its record of what it sent).
+//!   keeps its previous value and the server its record of what it sent);
+//! - a subscribed name with an error set ([`crate::ControlPlane::set_resource_error`]) is
+//!   neither sent nor removed: a response carries the error in `resource_errors` (xRFC TP3)
+//!   whenever the errors for the subscribed names change, and the resource is sent again
+//!   once the error is cleared.
 //!
 //! Resource versions are a hash of the serialized resource, so they are stable across
 //! snapshots and control-plane restarts for unchanged resources.
@@ -54,6 +58,8 @@ struct TypeState {
     names: BTreeSet<String>,
     /// Name → version the client holds.
     known: BTreeMap<String, String>,
+    /// The `resource_errors` last sent.
+    sent_errors: Vec<xds_proto::envoy::envoy::service::discovery::v3::ResourceError>,
 }
 
 impl TypeState {
@@ -146,8 +152,16 @@ impl DeltaStreamState {
             .filter(|(name, _)| state.wants(name))
             .map(|(name, any)| (name.as_str(), any))
             .collect();
+        let resource_errors = res.errors_for(type_url, |n| state.wants(n));
+        let errors_changed = resource_errors != state.sent_errors;
+        state.sent_errors = resource_errors.clone();
         let mut resources = Vec::new();
         for (name, any) in &current {
+            if res.error(type_url, name).is_some() {
+                // Withheld; forgotten, so that it is sent again once the error is cleared.
+                state.known.remove(*name);
+                continue;
+            }
             let version = resource_version(any);
             if state.known.get(*name) != Some(&version) {
                 state.known.insert(name.to_string(), version.clone());
@@ -162,13 +176,15 @@ impl DeltaStreamState {
         let removed: Vec<String> = state
             .known
             .keys()
-            .filter(|name| !current.contains_key(name.as_str()))
+            .filter(|name| {
+                !current.contains_key(name.as_str()) && res.error(type_url, name).is_none()
+            })
             .cloned()
             .collect();
         for name in &removed {
             state.known.remove(name);
         }
-        if resources.is_empty() && removed.is_empty() {
+        if resources.is_empty() && removed.is_empty() && !errors_changed {
             return None;
         }
         self.responses += 1;
@@ -178,6 +194,7 @@ impl DeltaStreamState {
             type_url: type_url.to_string(),
             removed_resources: removed,
             nonce: self.responses.to_string(),
+            resource_errors,
             ..Default::default()
         })
     }
@@ -235,7 +252,11 @@ mod tests {
             type_url::ROUTE_CONFIGURATION.to_string(),
             list(type_url::ROUTE_CONFIGURATION, routes),
         );
-        Resources { version, by_type }
+        Resources {
+            version,
+            by_type,
+            errors: BTreeMap::new(),
+        }
     }
 
     fn req(type_url: &str, subscribe: &[&str], unsubscribe: &[&str]) -> DeltaDiscoveryRequest {
@@ -392,5 +413,51 @@ mod tests {
         assert_ne!(resource_version(&a), resource_version(&any(RDS, "b")));
         assert_ne!(resource_version(&a), resource_version(&any(LDS, "a")));
         assert_eq!(resource_version(&a).len(), 16);
+    }
+
+    /// xRFC TP3 on a delta stream: the error is sent once per change, the resource is
+    /// neither sent nor removed while it stands, and is sent again when it is cleared.
+    #[test]
+    fn resource_errors_on_a_delta_stream() {
+        let errored = |version: u64, code: i32| {
+            let mut r = res(version, &[], &["a", "b"]);
+            r.errors.entry(RDS.to_string()).or_default().insert(
+                "a".to_string(),
+                Status {
+                    code,
+                    message: "denied".into(),
+                    details: vec![],
+                },
+            );
+            r
+        };
+        let mut s = DeltaStreamState::default();
+        let r1 = res(1, &[], &["a", "b"]);
+        let resp = s
+            .on_request(&req(RDS, &["a", "b"], &[]), &r1)
+            .response
+            .unwrap();
+        assert_eq!(names(&resp), ["a", "b"]);
+        // a gets an error: one response with the error, no removal.
+        let pushed = s.on_change(&errored(2, 7));
+        assert_eq!(pushed.len(), 1);
+        assert!(pushed[0].resources.is_empty());
+        assert!(pushed[0].removed_resources.is_empty());
+        assert_eq!(pushed[0].resource_errors.len(), 1);
+        assert_eq!(
+            pushed[0].resource_errors[0]
+                .resource_name
+                .as_ref()
+                .unwrap()
+                .name,
+            "a"
+        );
+        // Unchanged: nothing. Another code: sent again.
+        assert!(s.on_change(&errored(3, 7)).is_empty());
+        assert_eq!(s.on_change(&errored(4, 14)).len(), 1);
+        // Cleared: a is sent again.
+        let pushed = s.on_change(&res(5, &[], &["a", "b"]));
+        assert_eq!(names(&pushed[0]), ["a"]);
+        assert!(pushed[0].resource_errors.is_empty());
     }
 }

@@ -8,11 +8,17 @@
 //!   are answered with nothing (a NACKed update is not resent);
 //! - a request carrying an older nonce is stale and ignored;
 //! - a snapshot change resends a type only when what the stream would receive differs from
-//!   what it was last sent.
+//!   what it was last sent;
+//! - a subscribed name with an error set ([`crate::ControlPlane::set_resource_error`]) is
+//!   not sent; every response of its type carries the error in `resource_errors` instead
+//!   (xRFC TP3), until the error is cleared.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use xds_proto::envoy::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use xds_proto::envoy::envoy::service::discovery::v3::{
+    DiscoveryRequest, DiscoveryResponse, ResourceError, ResourceName,
+};
+use xds_proto::envoy::google::rpc::Status;
 use xds_proto::protobuf::Any;
 use xds_proto::type_url;
 
@@ -23,6 +29,37 @@ pub(crate) struct Resources {
     pub(crate) version: u64,
     /// `(name, resource)` by type URL.
     pub(crate) by_type: BTreeMap<String, Vec<(String, Any)>>,
+    /// Per type URL, the names the server reports an error for (xRFC TP3) instead of
+    /// sending them, with the error.
+    pub(crate) errors: BTreeMap<String, BTreeMap<String, Status>>,
+}
+
+impl Resources {
+    /// The error set for a name of a type, if any.
+    pub(crate) fn error(&self, type_url: &str, name: &str) -> Option<&Status> {
+        self.errors.get(type_url).and_then(|e| e.get(name))
+    }
+
+    /// The `resource_errors` for the names of a type that `wants` selects, in name order.
+    pub(crate) fn errors_for(
+        &self,
+        type_url: &str,
+        wants: impl Fn(&str) -> bool,
+    ) -> Vec<ResourceError> {
+        self.errors
+            .get(type_url)
+            .into_iter()
+            .flatten()
+            .filter(|(name, _)| wants(name))
+            .map(|(name, status)| ResourceError {
+                resource_name: Some(ResourceName {
+                    name: name.clone(),
+                    ..Default::default()
+                }),
+                error_detail: Some(status.clone()),
+            })
+            .collect()
+    }
 }
 
 /// Which resources of one type a stream wants.
@@ -60,6 +97,8 @@ struct TypeState {
     subscription: Subscription,
     nonce: String,
     sent: Vec<Any>,
+    /// The `resource_errors` last sent.
+    sent_errors: Vec<ResourceError>,
 }
 
 /// What a request turned out to be.
@@ -111,6 +150,7 @@ impl StreamState {
                         subscription: wanted,
                         nonce: String::new(),
                         sent: Vec::new(),
+                        sent_errors: Vec::new(),
                     },
                 );
                 Event::Subscribed
@@ -144,7 +184,11 @@ impl StreamState {
         let owed: Vec<String> = self
             .types
             .iter()
-            .filter(|(type_url, state)| selected(&state.subscription, type_url, res) != state.sent)
+            .filter(|(type_url, state)| {
+                selected(&state.subscription, type_url, res) != state.sent
+                    || res.errors_for(type_url, |n| state.subscription.wants(n))
+                        != state.sent_errors
+            })
             .map(|(type_url, _)| type_url.clone())
             .collect();
         owed.iter()
@@ -157,13 +201,16 @@ impl StreamState {
         self.responses += 1;
         let nonce = self.responses.to_string();
         let resources = selected(&state.subscription, type_url, res);
+        let resource_errors = res.errors_for(type_url, |n| state.subscription.wants(n));
         state.nonce = nonce.clone();
         state.sent = resources.clone();
+        state.sent_errors = resource_errors.clone();
         Some(DiscoveryResponse {
             version_info: res.version.to_string(),
             resources,
             type_url: type_url.to_string(),
             nonce,
+            resource_errors,
             ..Default::default()
         })
     }
@@ -174,7 +221,7 @@ fn selected(subscription: &Subscription, type_url: &str, res: &Resources) -> Vec
         .get(type_url)
         .into_iter()
         .flatten()
-        .filter(|(name, _)| subscription.wants(name))
+        .filter(|(name, _)| subscription.wants(name) && res.error(type_url, name).is_none())
         .map(|(_, any)| any.clone())
         .collect()
 }
@@ -182,7 +229,6 @@ fn selected(subscription: &Subscription, type_url: &str, res: &Resources) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xds_proto::envoy::google::rpc::Status;
 
     fn res(version: u64, listeners: &[&str], routes: &[&str]) -> Resources {
         let any = |t: &str, n: &str| {
@@ -209,7 +255,11 @@ mod tests {
                 .map(|n| any(type_url::ROUTE_CONFIGURATION, n))
                 .collect(),
         );
-        Resources { version, by_type }
+        Resources {
+            version,
+            by_type,
+            errors: BTreeMap::new(),
+        }
     }
 
     fn req(type_url: &str, names: &[&str], nonce: &str) -> DiscoveryRequest {
@@ -284,5 +334,71 @@ mod tests {
         let h = s.on_request(&req("", &[], ""), &res(1, &[], &[]));
         assert!(matches!(h.event, Event::Ignored(_)));
         assert!(h.response.is_none());
+    }
+
+    fn with_error(mut r: Resources, type_url: &str, name: &str, code: i32) -> Resources {
+        r.errors.entry(type_url.to_string()).or_default().insert(
+            name.to_string(),
+            Status {
+                code,
+                message: format!("{name}: code {code}"),
+                details: vec![],
+            },
+        );
+        r
+    }
+
+    fn error_names(resp: &DiscoveryResponse) -> Vec<&str> {
+        resp.resource_errors
+            .iter()
+            .filter_map(|e| e.resource_name.as_ref().map(|n| n.name.as_str()))
+            .collect()
+    }
+
+    /// xRFC TP3: a name in error is withheld and its error sent in every response of the
+    /// type (subscribed names only); clearing it sends the resource again.
+    #[test]
+    fn resource_errors_replace_the_resource_until_cleared() {
+        let mut s = StreamState::default();
+        let r1 = with_error(
+            with_error(
+                res(1, &[], &["r1", "r2"]),
+                type_url::ROUTE_CONFIGURATION,
+                "r1",
+                7,
+            ),
+            type_url::ROUTE_CONFIGURATION,
+            "other",
+            5,
+        );
+        let resp = s
+            .on_request(&req(type_url::ROUTE_CONFIGURATION, &["r1", "r2"], ""), &r1)
+            .response
+            .unwrap();
+        let sent: Vec<&[u8]> = resp.resources.iter().map(|a| a.value.as_slice()).collect();
+        assert_eq!(sent, [b"r2".as_slice()]);
+        assert_eq!(error_names(&resp), ["r1"]);
+        let status = resp.resource_errors[0].error_detail.as_ref().unwrap();
+        assert_eq!((status.code, status.message.as_str()), (7, "r1: code 7"));
+        // Same state again: nothing owed. r2 changes: the error rides along.
+        let r2 = with_error(
+            res(2, &[], &["r1", "r2"]),
+            type_url::ROUTE_CONFIGURATION,
+            "r1",
+            7,
+        );
+        assert!(s.on_change(&r2).is_empty());
+        let r3 = with_error(
+            res(3, &[], &["r1", "r2=x"]),
+            type_url::ROUTE_CONFIGURATION,
+            "r1",
+            7,
+        );
+        let pushed = s.on_change(&r3);
+        assert_eq!(error_names(&pushed[0]), ["r1"]);
+        // Cleared: r1 is sent again, with no error.
+        let pushed = s.on_change(&res(4, &[], &["r1", "r2"]));
+        assert_eq!(pushed[0].resources.len(), 2);
+        assert!(pushed[0].resource_errors.is_empty());
     }
 }

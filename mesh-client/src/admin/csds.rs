@@ -4,7 +4,7 @@
 //! Each [`XdsClient`] becomes one `ClientConfig`: its node (from the bootstrap) and one
 //! `GenericXdsConfig` per subscribed resource with its type URL, name, the version and time
 //! of the accepted value, that value as received (the `Any`), its `client_status`
-//! (`REQUESTED`, `DOES_NOT_EXIST`, `ACKED`, `NACKED`) and, after a rejected update, the
+//! (`REQUESTED`, `DOES_NOT_EXIST`, `TIMEOUT`, `ACKED`, `NACKED`, `RECEIVED_ERROR`) and, after a rejected update, the
 //! `error_state` (version, details, time). As A40 says, node matchers in the request are
 //! ignored. Like grpc-go, `config_status` (the control plane's view) is left `UNKNOWN`.
 
@@ -137,6 +137,8 @@ fn client_status(status: ResourceStatus) -> ClientResourceStatus {
         // it is stale and why.
         ResourceStatus::Acked | ResourceStatus::Cached => ClientResourceStatus::Acked,
         ResourceStatus::Nacked => ClientResourceStatus::Nacked,
+        // xRFC TP3: the server's error is in error_state; a kept value is dumped with it.
+        ResourceStatus::ReceivedError => ClientResourceStatus::ReceivedError,
     }
 }
 

@@ -367,10 +367,16 @@ mod tests {
     #[test]
     fn statuses_and_timestamps() {
         use crate::xds::ResourceStatus as S;
-        let got: Vec<_> = [S::Requested, S::DoesNotExist, S::Acked, S::Nacked]
-            .into_iter()
-            .map(|s| (s.as_str(), csds_status(s)))
-            .collect();
+        let got: Vec<_> = [
+            S::Requested,
+            S::DoesNotExist,
+            S::Acked,
+            S::Nacked,
+            S::ReceivedError,
+        ]
+        .into_iter()
+        .map(|s| (s.as_str(), csds_status(s)))
+        .collect();
         assert_eq!(
             got,
             vec![
@@ -381,6 +387,10 @@ mod tests {
                 ),
                 ("ACKED", ClientResourceStatus::Acked.as_str_name()),
                 ("NACKED", ClientResourceStatus::Nacked.as_str_name()),
+                (
+                    "RECEIVED_ERROR",
+                    ClientResourceStatus::ReceivedError.as_str_name()
+                ),
             ]
         );
     }

@@ -146,6 +146,26 @@ impl XdsClientStats {
 }
 
 /// `grpc.xds.resource_type`: the type URL without its `type.googleapis.com/` prefix.
+/// The `grpc.xds.cache_state` label of a resource (gRFC A78, with gRFC A88's values for a
+/// kept deletion, a transient timeout and a server-reported error): from its CSDS status
+/// and whether a value is still cached (dumped).
+fn cache_state(status: ResourceStatus, cached: bool) -> &'static str {
+    match status {
+        ResourceStatus::Requested => "requested",
+        ResourceStatus::DoesNotExist if cached => "does_not_exist_but_cached",
+        ResourceStatus::DoesNotExist => "does_not_exist",
+        ResourceStatus::Timeout => "timeout",
+        ResourceStatus::Acked => "acked",
+        ResourceStatus::Nacked if cached => "nacked_but_cached",
+        ResourceStatus::Nacked => "nacked",
+        // xRFC TP3: the server sent an error for the resource (gRFC A88).
+        ResourceStatus::ReceivedError if cached => "received_error_but_cached",
+        ResourceStatus::ReceivedError => "received_error",
+        // Ours: served stale from the last-known-good cache on disk.
+        ResourceStatus::Cached => "cached",
+    }
+}
+
 fn type_name(ty: ResourceType) -> &'static str {
     let url = ty.type_url();
     url.rsplit_once('/').map(|(_, n)| n).unwrap_or(url)
@@ -247,20 +267,7 @@ pub(super) fn register(meter: &Meter) -> Observed {
                 let mut counts: std::collections::BTreeMap<(ResourceType, String, &str), i64> =
                     Default::default();
                 for r in c.config_dump() {
-                    let state = match r.status {
-                        ResourceStatus::Requested => "requested",
-                        // gRFC A88's labels for a kept deletion and a transient timeout.
-                        ResourceStatus::DoesNotExist if r.raw.is_some() => {
-                            "does_not_exist_but_cached"
-                        }
-                        ResourceStatus::DoesNotExist => "does_not_exist",
-                        ResourceStatus::Timeout => "timeout",
-                        ResourceStatus::Acked => "acked",
-                        ResourceStatus::Nacked if r.raw.is_some() => "nacked_but_cached",
-                        ResourceStatus::Nacked => "nacked",
-                        // Ours: served stale from the last-known-good cache on disk.
-                        ResourceStatus::Cached => "cached",
-                    };
+                    let state = cache_state(r.status, r.raw.is_some());
                     *counts
                         .entry((r.resource_type, authority(&r.name), state))
                         .or_default() += 1;
@@ -331,4 +338,39 @@ pub(super) fn register(meter: &Meter) -> Observed {
         since_contact,
         expiry,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a88_cache_state_labels() {
+        let rows = [
+            (
+                ResourceStatus::ReceivedError,
+                true,
+                "received_error_but_cached",
+            ),
+            (ResourceStatus::ReceivedError, false, "received_error"),
+            (ResourceStatus::Nacked, true, "nacked_but_cached"),
+            (ResourceStatus::Nacked, false, "nacked"),
+            (
+                ResourceStatus::DoesNotExist,
+                true,
+                "does_not_exist_but_cached",
+            ),
+            (ResourceStatus::DoesNotExist, false, "does_not_exist"),
+            (ResourceStatus::Timeout, false, "timeout"),
+            (ResourceStatus::Acked, true, "acked"),
+            (ResourceStatus::Requested, false, "requested"),
+        ];
+        for (status, cached, label) in rows {
+            assert_eq!(
+                cache_state(status, cached),
+                label,
+                "{status:?} cached={cached}"
+            );
+        }
+    }
 }

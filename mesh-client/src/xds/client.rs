@@ -86,6 +86,10 @@ pub enum ResourceStatus {
     /// The last update of this resource was rejected (and NACKed); any earlier accepted
     /// value stays in force.
     Nacked,
+    /// The xDS server reported an error for this resource (xRFC TP3, gRFC A88); the error
+    /// says which. With a value (`raw`), that value is still in force (gRFC A88's
+    /// `received_error_but_cached`); without one the resource fails (`received_error`).
+    ReceivedError,
     /// Served from the persisted last-known-good cache ([`super::persist`]) because the xDS
     /// server could not be reached; stale until the server sends the resource. CSDS shows it
     /// as ACKED with an `error_state` saying so.
@@ -94,7 +98,7 @@ pub enum ResourceStatus {
 
 impl ResourceStatus {
     /// The status as CSDS spells it: `REQUESTED`, `DOES_NOT_EXIST`, `TIMEOUT`, `ACKED`,
-    /// `NACKED` (and ours, `CACHED`).
+    /// `NACKED`, `RECEIVED_ERROR` (and ours, `CACHED`).
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceStatus::Requested => "REQUESTED",
@@ -102,6 +106,7 @@ impl ResourceStatus {
             ResourceStatus::Timeout => "TIMEOUT",
             ResourceStatus::Acked => "ACKED",
             ResourceStatus::Nacked => "NACKED",
+            ResourceStatus::ReceivedError => "RECEIVED_ERROR",
             ResourceStatus::Cached => "CACHED",
         }
     }
@@ -606,6 +611,29 @@ impl Meta {
                     ..Meta::default()
                 }
             }
+            // xRFC TP3: a kept value (its version, time and raw form) stays dumped; a
+            // discarded one goes, as for `Dropped`.
+            ResourceEventKind::ReceivedError { message, discard } => {
+                let error = Some(UpdateError {
+                    version,
+                    details: if *discard {
+                        format!("{message} (fail_on_data_errors: the previous value was discarded)")
+                    } else {
+                        message.clone()
+                    },
+                    time: at,
+                });
+                if *discard {
+                    *self = Meta {
+                        status: ResourceStatus::ReceivedError,
+                        error,
+                        ..Meta::default()
+                    }
+                } else {
+                    self.status = ResourceStatus::ReceivedError;
+                    self.error = error;
+                }
+            }
         }
     }
 }
@@ -646,9 +674,12 @@ impl Cache {
                 (ResourceEventKind::Changed(_), Some(raw)) => {
                     lkg.store(ty.type_url(), &name, &version, raw)
                 }
-                (ResourceEventKind::DoesNotExist | ResourceEventKind::Dropped(_), _) => {
-                    lkg.remove(ty.type_url(), &name)
-                }
+                (
+                    ResourceEventKind::DoesNotExist
+                    | ResourceEventKind::Dropped(_)
+                    | ResourceEventKind::ReceivedError { discard: true, .. },
+                    _,
+                ) => lkg.remove(ty.type_url(), &name),
                 _ => Ok(()),
             };
             if let Err(e) = written {
@@ -763,19 +794,25 @@ fn next_state(state: &mut ResourceState, kind: ResourceEventKind) -> bool {
         (_, ResourceEventKind::Changed(new)) => ResourceState::Ready(new),
         (
             ResourceState::Ready(old) | ResourceState::ReadyWithError(old, _),
-            ResourceEventKind::Error(msg),
+            ResourceEventKind::Error(msg)
+            | ResourceEventKind::ReceivedError {
+                message: msg,
+                discard: false,
+            },
         ) => ResourceState::ReadyWithError(old.clone(), msg),
         (
             ResourceState::Error(old),
             ResourceEventKind::Error(msg)
             | ResourceEventKind::Dropped(msg)
-            | ResourceEventKind::TimedOut(msg),
+            | ResourceEventKind::TimedOut(msg)
+            | ResourceEventKind::ReceivedError { message: msg, .. },
         ) if *old == msg => return false,
         (
             _,
             ResourceEventKind::Error(msg)
             | ResourceEventKind::Dropped(msg)
-            | ResourceEventKind::TimedOut(msg),
+            | ResourceEventKind::TimedOut(msg)
+            | ResourceEventKind::ReceivedError { message: msg, .. },
         ) => ResourceState::Error(msg),
         // An ambient error (gRFC A88): the value in force stays; only CSDS shows it.
         (_, ResourceEventKind::DeletionIgnored) => return false,
@@ -992,9 +1029,11 @@ impl AdsTask {
                 ResourceEventKind::Error(_) | ResourceEventKind::Dropped(_) => {
                     self.stats.on_invalid(event.ty)
                 }
+                // A server-reported error is no resource received: neither valid nor invalid.
                 ResourceEventKind::DoesNotExist
                 | ResourceEventKind::DeletionIgnored
-                | ResourceEventKind::TimedOut(_) => {}
+                | ResourceEventKind::TimedOut(_)
+                | ResourceEventKind::ReceivedError { .. } => {}
             }
             cache.apply(event, at);
         }
@@ -1757,6 +1796,29 @@ mod tests {
                 true,
                 "deleted by the xDS server; the previous value stays in force",
             ),
+            // xRFC TP3: a server error keeps the value (an ambient error) ...
+            (
+                ResourceEventKind::ReceivedError {
+                    message: "the xDS server reported PERMISSION_DENIED: no".into(),
+                    discard: false,
+                },
+                Some(true),
+                ResourceStatus::ReceivedError,
+                true,
+                "the xDS server reported PERMISSION_DENIED: no",
+            ),
+            // ... unless it is a data error under fail_on_data_errors.
+            (
+                ResourceEventKind::ReceivedError {
+                    message: "the xDS server reported NOT_FOUND: gone".into(),
+                    discard: true,
+                },
+                Some(false),
+                ResourceStatus::ReceivedError,
+                false,
+                "the xDS server reported NOT_FOUND: gone (fail_on_data_errors: the previous \
+                 value was discarded)",
+            ),
         ];
         for (kind, in_force, status, dumped, details) in rows {
             let (mut state, mut meta) = cached();
@@ -1790,6 +1852,27 @@ mod tests {
         assert!(matches!(&state, ResourceState::Error(m) if m == "timeout: slow"));
         assert_eq!(meta.status, ResourceStatus::Timeout);
         assert_eq!(meta.status.as_str(), "TIMEOUT");
+        // A server error for a resource never received fails it, kept or not.
+        for discard in [false, true] {
+            let mut state = ResourceState::Requested;
+            let mut meta = Meta::default();
+            let message = "the xDS server reported UNAVAILABLE: later".to_string();
+            let kind = ResourceEventKind::ReceivedError {
+                message: message.clone(),
+                discard,
+            };
+            meta.record(&kind, "v1".into(), None, at);
+            assert!(next_state(&mut state, kind.clone()));
+            assert!(matches!(&state, ResourceState::Error(m) if *m == message));
+            assert!(
+                !next_state(&mut state, kind),
+                "the same error again: no wake-up"
+            );
+            assert_eq!(meta.status, ResourceStatus::ReceivedError);
+            assert_eq!(meta.status.as_str(), "RECEIVED_ERROR");
+            assert!(meta.raw.is_none());
+            assert!(meta.error.is_some_and(|e| e.details.starts_with(&message)));
+        }
     }
 
     /// `fail_on_data_errors` end to end through the client: a NACK of a cached listener

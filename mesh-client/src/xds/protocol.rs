@@ -24,6 +24,32 @@
 //!   is still reported ([`ResourceEventKind::DeletionIgnored`]) so CSDS can show it. With
 //!   `resource_timer_is_transient_error` the does-not-exist timer runs 30 s and its expiry
 //!   is a transient error ([`ResourceEventKind::TimedOut`]), not a deletion.
+//! - xRFC TP3 through gRFC A88: a response's `resource_errors` (SotW and delta) are honoured
+//!   unconditionally, as [`ResourceEventKind::ReceivedError`]; see "Errors from the server"
+//!   below.
+//!
+//! Errors from the server (xRFC TP3, gRFC A88 "Support for Errors Provided by the xDS
+//! server"). For each `resource_errors` entry naming a subscribed resource of the
+//! response's type, its does-not-exist timer is cancelled and:
+//!
+//! - status `NOT_FOUND` or `PERMISSION_DENIED` is a data error: with no value held the
+//!   resource fails with the server's status and message; with one, `fail_on_data_errors`
+//!   (of the server in use) discards it so the resource fails, and without it the value
+//!   stays in force (an ambient error, shown in CSDS as `RECEIVED_ERROR`);
+//! - any other status is a transient error: with no value held the resource fails, with one
+//!   it stays in force (an ambient error).
+//!
+//! These errors are the server's, not the response's: they never make the client NACK (the
+//! response is ACKed unless one of its `resources` is invalid). As TP3 says, the server
+//! sends an error once and the client remembers it until another error or the resource
+//! itself arrives in `resources`, so in the state of the world an LDS or CDS resource under
+//! a server error is not deleted by its absence from this or later responses. Errors for names not subscribed are ignored. An entry without a resource name
+//! (or with an empty one) or without a status is logged (`warn`) and ignored, not NACKed:
+//! it is the server's report, not one of the resources we validate, a NACK rejects the
+//! response's resources (which may be fine) and could name no resource, and A88 ties NACKs
+//! to resource validation only. (A88 says nothing of malformed entries.)
+//! Should a name appear both in `resources` and in `resource_errors`, the resource wins (it
+//! is what TP3 says ends an error).
 //!
 //! Delta xDS (Envoy's xDS protocol documentation, "Incremental xDS") is a second wire
 //! encoding of the same state: the same watches, validation, events and timers, with the
@@ -72,6 +98,10 @@ pub const TRANSIENT_RESOURCE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `google.rpc.Code.INVALID_ARGUMENT`, the code of every NACK.
 const INVALID_ARGUMENT: i32 = 3;
+/// `google.rpc.Code.NOT_FOUND`: with [`PERMISSION_DENIED`], a server-reported data error.
+const NOT_FOUND: i32 = 5;
+/// `google.rpc.Code.PERMISSION_DENIED`: a server-reported data error (gRFC A88).
+const PERMISSION_DENIED: i32 = 7;
 
 /// Behaviour switches of the protocol core, from the xDS server's `server_features`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +195,17 @@ pub enum ResourceEventKind {
     /// The resource timer expired under `resource_timer_is_transient_error` (gRFC A88): a
     /// transient error (the server is slow), with this message.
     TimedOut(String),
+    /// The xDS server reported an error for the resource instead of sending it (xRFC TP3,
+    /// gRFC A88), e.g. `the xDS server reported PERMISSION_DENIED: <its message>`. Any
+    /// value held stays in force (an ambient error) unless `discard` is set: a data error
+    /// (`NOT_FOUND`, `PERMISSION_DENIED`) under `fail_on_data_errors`, which discards it.
+    /// Either way a resource with no value fails with `message`.
+    ReceivedError {
+        /// The server's status code name and message.
+        message: String,
+        /// Whether any value held is discarded (so the resource fails).
+        discard: bool,
+    },
 }
 
 /// The result of handling one response: the ACK or NACK to send and the resource events
@@ -200,6 +241,9 @@ struct Watch {
     /// The delta xDS version of the value held (empty after a SotW update, which has no
     /// per-resource version): sent back in `initial_resource_versions` on a new stream.
     version: String,
+    /// The server reported an error for it (xRFC TP3) and has not sent it since: its
+    /// absence from a SotW response is no deletion.
+    server_error: bool,
 }
 
 /// Per-type protocol state.
@@ -455,10 +499,12 @@ impl AdsState {
                 .iter()
                 .map(|any| (decode_one(ty, any, &self.validation), version.clone())),
         );
+        let server_errors = server_errors(ty, &resp.resource_errors);
         let updates = apply_parsed(
             ty,
             state,
             &mut parsed,
+            &server_errors,
             Absence::Implied,
             DataErrors {
                 ignore_deletion,
@@ -537,10 +583,12 @@ impl AdsState {
             .cloned()
             .chain(resp.removed_resource_names.iter().map(|n| n.name.clone()))
             .collect();
+        let server_errors = server_errors(ty, &resp.resource_errors);
         let updates = apply_parsed(
             ty,
             state,
             &mut parsed,
+            &server_errors,
             Absence::Removed(&removed),
             DataErrors {
                 ignore_deletion,
@@ -686,12 +734,14 @@ struct DataErrors {
     fail_on_data_errors: bool,
 }
 
-/// Applies validated resources to the watches of one type: the resource events, in name
-/// order. `removal_version` is the version recorded with a deletion.
+/// Applies validated resources and the server's errors to the watches of one type: the
+/// resource events, in name order. `removal_version` is the version recorded with a
+/// deletion or a server error.
 fn apply_parsed(
     ty: ResourceType,
     state: &mut TypeState,
     parsed: &mut Parsed,
+    server_errors: &BTreeMap<String, Status>,
     absence: Absence<'_>,
     data_errors: DataErrors,
     removal_version: &str,
@@ -704,6 +754,7 @@ fn apply_parsed(
         let event = if let Some((message, v)) = parsed.errors.get(name) {
             watch.received = true;
             watch.deadline = None;
+            watch.server_error = false;
             version = v.clone();
             if data_errors.fail_on_data_errors {
                 // gRFC A88: the cached value goes; a later absence is no deletion.
@@ -718,13 +769,36 @@ fn apply_parsed(
             watch.received = true;
             watch.has_value = true;
             watch.deadline = None;
+            watch.server_error = false;
             watch.version = if delta { v.clone() } else { String::new() };
             raw = Some(any);
             version = v;
             Some(ResourceEventKind::Changed(res))
+        } else if let Some(status) = server_errors.get(name) {
+            // xRFC TP3 (gRFC A88): the timer stops; a data error under
+            // fail_on_data_errors discards the value, anything else keeps what is held.
+            watch.received = true;
+            watch.deadline = None;
+            watch.server_error = true;
+            let discard = is_data_error(status.code) && data_errors.fail_on_data_errors;
+            if discard {
+                watch.has_value = false;
+                watch.version.clear();
+            }
+            let message = server_error_message(status);
+            tracing::warn!(
+                resource = %name,
+                ty = ty.short_name(),
+                discard,
+                "xDS server error for a subscribed resource: {message}"
+            );
+            Some(ResourceEventKind::ReceivedError { message, discard })
         } else if match absence {
             Absence::Implied => {
-                deletion_applies(ty) && watch.has_value && parsed.unnamed_errors == 0
+                deletion_applies(ty)
+                    && watch.has_value
+                    && !watch.server_error
+                    && parsed.unnamed_errors == 0
             }
             Absence::Removed(names) => names.contains(name),
         } {
@@ -740,6 +814,7 @@ fn apply_parsed(
                 watch.received = true;
                 watch.deadline = None;
                 watch.has_value = false;
+                watch.server_error = false;
                 watch.version.clear();
                 Some(ResourceEventKind::DoesNotExist)
             }
@@ -760,6 +835,58 @@ fn apply_parsed(
         tracing::debug!(resource = %name, ty = ty.short_name(), "unsubscribed resource ignored");
     }
     updates
+}
+
+/// The usable `resource_errors` of a response (xRFC TP3), by resource name: an entry
+/// without a name or without a status is logged and ignored (never NACKed: see the module
+/// documentation); of two entries for one name the first counts.
+fn server_errors(
+    ty: ResourceType,
+    errors: &[xds_proto::envoy::envoy::service::discovery::v3::ResourceError],
+) -> BTreeMap<String, Status> {
+    let mut out = BTreeMap::new();
+    for (i, error) in errors.iter().enumerate() {
+        let name = error
+            .resource_name
+            .as_ref()
+            .map(|n| n.name.as_str())
+            .filter(|n| !n.is_empty());
+        let (Some(name), Some(status)) = (name, error.error_detail.as_ref()) else {
+            tracing::warn!(
+                ty = ty.short_name(),
+                index = i,
+                has_name = name.is_some(),
+                has_status = error.error_detail.is_some(),
+                "xDS response: resource_errors entry without a resource name or a status \
+                 ignored (not NACKed)"
+            );
+            continue;
+        };
+        out.entry(name.to_string())
+            .or_insert_with(|| status.clone());
+    }
+    out
+}
+
+/// Whether a server-reported status is a data error (gRFC A88): `NOT_FOUND` or
+/// `PERMISSION_DENIED`; any other code is a transient error.
+fn is_data_error(code: i32) -> bool {
+    matches!(code, NOT_FOUND | PERMISSION_DENIED)
+}
+
+/// How a server-reported error reads in CSDS and in failing RPCs:
+/// `the xDS server reported PERMISSION_DENIED: <message>`.
+fn server_error_message(status: &Status) -> String {
+    let code = if (0..=16).contains(&status.code) {
+        crate::telemetry::status_name(tonic::Code::from_i32(status.code)).to_string()
+    } else {
+        format!("status code {}", status.code)
+    };
+    if status.message.is_empty() {
+        format!("the xDS server reported {code}")
+    } else {
+        format!("the xDS server reported {code}: {}", status.message)
+    }
 }
 
 /// The `error_detail` of the NACK a response deserves, `None` for an ACK.
@@ -1040,6 +1167,10 @@ mod tests {
                     ResourceEventKind::DoesNotExist => "does-not-exist",
                     ResourceEventKind::DeletionIgnored => "deletion-ignored",
                     ResourceEventKind::TimedOut(_) => "timed-out",
+                    ResourceEventKind::ReceivedError { discard: false, .. } => "received-error",
+                    ResourceEventKind::ReceivedError { discard: true, .. } => {
+                        "received-error-discard"
+                    }
                 };
                 (format!("{} {}", e.ty.short_name(), e.name), k)
             })
@@ -2381,5 +2512,374 @@ mod tests {
         ]
         .map(|o| kinds(&o.updates));
         assert_eq!(sotw_events, delta_events);
+    }
+
+    // --- xRFC TP3 resource errors (gRFC A88) ---
+
+    /// A `resource_errors` entry for `name` with `code` and `message`.
+    fn resource_error(
+        name: &str,
+        code: i32,
+        message: &str,
+    ) -> xds_proto::envoy::envoy::service::discovery::v3::ResourceError {
+        use xds_proto::envoy::envoy::service::discovery::v3::{ResourceError, ResourceName};
+        ResourceError {
+            resource_name: Some(ResourceName {
+                name: name.into(),
+                ..Default::default()
+            }),
+            error_detail: Some(Status {
+                code,
+                message: message.into(),
+                details: vec![],
+            }),
+        }
+    }
+
+    /// A SotW response carrying `resources` and these `resource_errors`.
+    fn resp_with_errors(
+        type_url: &str,
+        version: &str,
+        nonce: &str,
+        resources: Vec<Any>,
+        errors: Vec<xds_proto::envoy::envoy::service::discovery::v3::ResourceError>,
+    ) -> DiscoveryResponse {
+        DiscoveryResponse {
+            resource_errors: errors,
+            ..resp(type_url, version, nonce, resources)
+        }
+    }
+
+    /// The message of a ReceivedError event.
+    #[track_caller]
+    fn received_message(event: &ResourceEvent) -> &str {
+        match &event.kind {
+            ResourceEventKind::ReceivedError { message, .. } => message,
+            other => panic!("not a server error: {other:?}"),
+        }
+    }
+
+    const UNAVAILABLE: i32 = 14;
+
+    /// Every row of A88's xRFC TP3 table: (status, cached, fail_on_data_errors) → the event.
+    /// A data error (NOT_FOUND, PERMISSION_DENIED) discards a value only under
+    /// fail_on_data_errors; any other status never does; an uncached resource fails either
+    /// way (the cache turns a ReceivedError without a value into a failure). Every response
+    /// is ACKed, and the timer of an uncached resource is cancelled.
+    #[test]
+    fn tp3_table_every_row() {
+        let rows: [(i32, &str, bool, bool, &str); 12] = [
+            (NOT_FOUND, "NOT_FOUND", false, false, "received-error"),
+            (
+                NOT_FOUND,
+                "NOT_FOUND",
+                false,
+                true,
+                "received-error-discard",
+            ),
+            (NOT_FOUND, "NOT_FOUND", true, false, "received-error"),
+            (NOT_FOUND, "NOT_FOUND", true, true, "received-error-discard"),
+            (
+                PERMISSION_DENIED,
+                "PERMISSION_DENIED",
+                false,
+                false,
+                "received-error",
+            ),
+            (
+                PERMISSION_DENIED,
+                "PERMISSION_DENIED",
+                false,
+                true,
+                "received-error-discard",
+            ),
+            (
+                PERMISSION_DENIED,
+                "PERMISSION_DENIED",
+                true,
+                false,
+                "received-error",
+            ),
+            (
+                PERMISSION_DENIED,
+                "PERMISSION_DENIED",
+                true,
+                true,
+                "received-error-discard",
+            ),
+            (UNAVAILABLE, "UNAVAILABLE", false, false, "received-error"),
+            (UNAVAILABLE, "UNAVAILABLE", false, true, "received-error"),
+            (UNAVAILABLE, "UNAVAILABLE", true, false, "received-error"),
+            (UNAVAILABLE, "UNAVAILABLE", true, true, "received-error"),
+        ];
+        for (code, code_name, cached, fail, want) in rows {
+            let t0 = Instant::now();
+            let features: &[&str] = if fail { &["fail_on_data_errors"] } else { &[] };
+            let mut s = AdsState::with_options(node(), a88(features));
+            s.on_connected(t0);
+            s.subscribe(CDS, "c", t0);
+            if cached {
+                s.on_response(resp(CLUSTER, "v1", "n1", vec![cluster("c")]), t0);
+            } else {
+                assert_eq!(s.next_timer_deadline(), Some(t0 + SECS_15));
+            }
+            let out = s.on_response(
+                resp_with_errors(
+                    CLUSTER,
+                    "v2",
+                    "n2",
+                    vec![],
+                    vec![resource_error("c", code, "no access to c")],
+                ),
+                t0,
+            );
+            let row = format!("{code_name} cached={cached} fail_on_data_errors={fail}");
+            assert_eq!(kinds(&out.updates), vec![ev("CDS c", want)], "{row}");
+            assert_eq!(
+                received_message(&out.updates[0]),
+                format!("the xDS server reported {code_name}: no access to c"),
+                "{row}"
+            );
+            assert_eq!(out.updates[0].version, "v2", "{row}");
+            // An ACK of v2, never a NACK.
+            assert_req(
+                &single(out.requests),
+                Want::new(CLUSTER, &["c"]).version("v2").nonce("n2"),
+            );
+            assert_eq!(s.next_timer_deadline(), None, "{row}: timer cancelled");
+            assert!(
+                s.poll_timers(t0 + SECS_15 + SECS_15).is_empty(),
+                "{row}: no does-not-exist later"
+            );
+        }
+    }
+
+    #[test]
+    fn tp3_error_cancels_the_timer_and_it_is_not_restarted_on_reconnect() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a", "b"]);
+        let out = s.on_response(
+            resp_with_errors(
+                LISTENER,
+                "",
+                "n1",
+                vec![],
+                vec![resource_error("a", NOT_FOUND, "")],
+            ),
+            t0,
+        );
+        assert_eq!(kinds(&out.updates), vec![ev("LDS a", "received-error")]);
+        assert_eq!(
+            received_message(&out.updates[0]),
+            "the xDS server reported NOT_FOUND"
+        );
+        // Only b's timer still runs.
+        let fired = s.poll_timers(t0 + SECS_15);
+        assert_eq!(kinds(&fired), vec![ev("LDS b", "does-not-exist")]);
+        s.on_disconnected();
+        s.on_connected(t0 + SECS_15);
+        assert_eq!(s.next_timer_deadline(), None);
+    }
+
+    /// The error persists across responses (SotW absence of an LDS/CDS resource under an
+    /// error is no deletion) until the resource is sent again, which clears it; after that
+    /// its absence is a deletion again.
+    #[test]
+    fn tp3_error_persists_until_the_resource_comes_back() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["c", "d"]);
+        s.on_response(
+            resp(CLUSTER, "v1", "n1", vec![cluster("c"), cluster("d")]),
+            t0,
+        );
+        // c in error and absent: no deletion on top of the error.
+        let out = s.on_response(
+            resp_with_errors(
+                CLUSTER,
+                "v2",
+                "n2",
+                vec![cluster("d")],
+                vec![resource_error("c", PERMISSION_DENIED, "denied")],
+            ),
+            t0,
+        );
+        assert_eq!(
+            kinds(&out.updates),
+            vec![ev("CDS c", "received-error"), ev("CDS d", "changed")]
+        );
+        // A later response with neither c nor its error: still no deletion.
+        let out = s.on_response(resp(CLUSTER, "v3", "n3", vec![cluster("d")]), t0);
+        assert_eq!(kinds(&out.updates), vec![ev("CDS d", "changed")]);
+        // c comes back: the error is over.
+        let out = s.on_response(
+            resp(CLUSTER, "v4", "n4", vec![cluster("c"), cluster("d")]),
+            t0,
+        );
+        assert_eq!(
+            kinds(&out.updates),
+            vec![ev("CDS c", "changed"), ev("CDS d", "changed")]
+        );
+        // Now its absence is a deletion again.
+        let out = s.on_response(resp(CLUSTER, "v5", "n5", vec![cluster("d")]), t0);
+        assert_eq!(
+            kinds(&out.updates),
+            vec![ev("CDS c", "does-not-exist"), ev("CDS d", "changed")]
+        );
+    }
+
+    /// Server errors never NACK; an invalid resource in the same response still does, and
+    /// the NACK names only it.
+    #[test]
+    fn tp3_errors_are_acked_but_invalid_resources_still_nack() {
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, LDS, &["a", "b"]);
+        let out = s.on_response(
+            resp_with_errors(
+                LISTENER,
+                "v1",
+                "n1",
+                vec![bad_listener("b")],
+                vec![resource_error("a", UNAVAILABLE, "backend down")],
+            ),
+            t0,
+        );
+        assert_eq!(
+            kinds(&out.updates),
+            vec![ev("LDS a", "received-error"), ev("LDS b", "error")]
+        );
+        assert_req(
+            &single(out.requests),
+            Want::new(LISTENER, &["a", "b"])
+                .nonce("n1")
+                .error(&bad_listener_error("b")),
+        );
+    }
+
+    /// Errors for names not subscribed, without a name, or without a status are ignored
+    /// (ACKed, no event); a resource sent together with an error for it wins.
+    #[test]
+    fn tp3_unusable_and_unsubscribed_errors_are_ignored() {
+        use xds_proto::envoy::envoy::service::discovery::v3::ResourceError as Tp3Error;
+        let t0 = Instant::now();
+        let mut s = subscribed(t0, CDS, &["c", "d"]);
+        let mut no_status = resource_error("c", NOT_FOUND, "x");
+        no_status.error_detail = None;
+        let mut empty_name = resource_error("", NOT_FOUND, "x");
+        empty_name.resource_name = Some(Default::default());
+        let no_name = Tp3Error {
+            resource_name: None,
+            ..resource_error("c", NOT_FOUND, "x")
+        };
+        let out = s.on_response(
+            resp_with_errors(
+                CLUSTER,
+                "v1",
+                "n1",
+                vec![cluster("d")],
+                vec![
+                    resource_error("other", NOT_FOUND, "x"),
+                    no_status,
+                    empty_name,
+                    no_name,
+                    resource_error("d", NOT_FOUND, "x"),
+                ],
+            ),
+            t0,
+        );
+        assert_eq!(kinds(&out.updates), vec![ev("CDS d", "changed")]);
+        assert_req(
+            &single(out.requests),
+            Want::new(CLUSTER, &["c", "d"]).version("v1").nonce("n1"),
+        );
+        // c's timer still runs: nothing usable was said about it.
+        assert_eq!(s.next_timer_deadline(), Some(t0 + SECS_15));
+    }
+
+    /// RDS/EDS: the same rules (absence never meant deletion there anyway).
+    #[test]
+    fn tp3_applies_to_every_type() {
+        let t0 = Instant::now();
+        for (ty, type_url) in [
+            (LDS, LISTENER),
+            (RDS, ROUTE_CONFIGURATION),
+            (CDS, CLUSTER),
+            (EDS, CLUSTER_LOAD_ASSIGNMENT),
+        ] {
+            let mut s = subscribed(t0, ty, &["x"]);
+            let out = s.on_response(
+                resp_with_errors(
+                    type_url,
+                    "v1",
+                    "n1",
+                    vec![],
+                    vec![resource_error("x", NOT_FOUND, "gone")],
+                ),
+                t0,
+            );
+            let want = format!("{} x", ty.short_name());
+            assert_eq!(kinds(&out.updates), vec![(want, "received-error")]);
+            assert_eq!(single(out.requests).error_detail, None);
+        }
+    }
+
+    #[test]
+    fn tp3_delta_errors_follow_the_same_rules() {
+        let t0 = Instant::now();
+        for fail in [false, true] {
+            let features: &[&str] = if fail { &["fail_on_data_errors"] } else { &[] };
+            let mut s = AdsState::with_options(node(), a88(features));
+            s.on_connected_delta(t0);
+            s.subscribe_delta(CDS, "c", t0);
+            s.subscribe_delta(CDS, "u", t0);
+            s.on_delta_response(
+                delta_resp(CLUSTER, "n1", vec![wrapped("c", "1", cluster("c"))], &[]),
+                t0,
+            );
+            let mut r = delta_resp(CLUSTER, "n2", vec![], &[]);
+            r.resource_errors = vec![
+                resource_error("c", PERMISSION_DENIED, "denied"),
+                resource_error("u", UNAVAILABLE, "later"),
+            ];
+            let out = s.on_delta_response(r, t0);
+            let want_c = if fail {
+                "received-error-discard"
+            } else {
+                "received-error"
+            };
+            assert_eq!(
+                kinds(&out.updates),
+                vec![ev("CDS c", want_c), ev("CDS u", "received-error")],
+                "fail_on_data_errors={fail}"
+            );
+            assert_eq!(
+                received_message(&out.updates[0]),
+                "the xDS server reported PERMISSION_DENIED: denied"
+            );
+            // ACK: the nonce and no error.
+            assert_delta(
+                &single(out.requests),
+                CLUSTER,
+                WantDelta {
+                    nonce: "n2",
+                    ..Default::default()
+                },
+            );
+            assert_eq!(s.next_timer_deadline(), None, "u's timer cancelled");
+            // A discarded value is not offered back on reconnect; a kept one is.
+            s.on_disconnected();
+            let req = single(s.on_connected_delta(t0));
+            let held: Vec<&String> = req.initial_resource_versions.keys().collect();
+            if fail {
+                assert!(held.is_empty(), "{held:?}");
+            } else {
+                assert_eq!(held, vec!["c"]);
+            }
+            // The resource again clears the error.
+            let out = s.on_delta_response(
+                delta_resp(CLUSTER, "n3", vec![wrapped("c", "2", cluster("c"))], &[]),
+                t0,
+            );
+            assert_eq!(kinds(&out.updates), vec![ev("CDS c", "changed")]);
+        }
     }
 }
