@@ -54,25 +54,29 @@ pub fn greeter_yaml(addrs: &[std::net::SocketAddr]) -> String {
 
 /// A bootstrap pointing at an ADS server on `addr`.
 pub fn bootstrap_for(addr: std::net::SocketAddr, node_id: &str) -> Bootstrap {
-    let json = serde_json::json!({
-        "xds_servers": [{
-            "server_uri": addr.to_string(),
-            "channel_creds": [{"type": "insecure"}],
-            "server_features": ["xds_v3"]
-        }],
-        "node": {"id": node_id, "cluster": "mesh-tests", "locality": {}}
-    });
-    Bootstrap::from_json(&json.to_string()).expect("bootstrap parses")
+    bootstrap_with_features(addr, node_id, &[])
 }
 
 /// A bootstrap pointing at an ADS server on `addr` that speaks delta xDS to it (the
 /// `delta_ads` server feature).
 pub fn delta_bootstrap_for(addr: std::net::SocketAddr, node_id: &str) -> Bootstrap {
+    bootstrap_with_features(addr, node_id, &["delta_ads"])
+}
+
+/// A bootstrap pointing at an ADS server on `addr` whose `server_features` are `xds_v3`
+/// and `features` (e.g. `fail_on_data_errors`, gRFC A88).
+pub fn bootstrap_with_features(
+    addr: std::net::SocketAddr,
+    node_id: &str,
+    features: &[&str],
+) -> Bootstrap {
+    let mut all = vec!["xds_v3"];
+    all.extend_from_slice(features);
     let json = serde_json::json!({
         "xds_servers": [{
             "server_uri": addr.to_string(),
             "channel_creds": [{"type": "insecure"}],
-            "server_features": ["xds_v3", "delta_ads"]
+            "server_features": all
         }],
         "node": {"id": node_id, "cluster": "mesh-tests", "locality": {}}
     });

@@ -18,20 +18,6 @@ use xds_proto::helloworld::HelloRequest;
 use xds_proto::protobuf::Any;
 use xds_proto::type_url;
 
-fn bootstrap(cp: std::net::SocketAddr, node: &str, features: &[&str]) -> Bootstrap {
-    let mut all = vec!["xds_v3"];
-    all.extend_from_slice(features);
-    let json = serde_json::json!({
-        "xds_servers": [{
-            "server_uri": cp.to_string(),
-            "channel_creds": [{"type": "insecure"}],
-            "server_features": all,
-        }],
-        "node": {"id": node, "cluster": "mesh-tests"}
-    });
-    Bootstrap::from_json(&json.to_string()).unwrap()
-}
-
 /// The cluster's dump row in `bootstrap`'s client: (status, value dumped, error details).
 fn cluster_row(bootstrap: &Bootstrap, name: &str) -> (ResourceStatus, bool, String) {
     let client = XdsClient::shared(bootstrap).unwrap();
@@ -101,9 +87,11 @@ async fn data_errors_with_and_without_fail_on_data_errors() {
     init_tracing();
     let (_backend, control, cp, cluster_name, good) = greeter_on_raw_control().await;
 
-    let default_boot = bootstrap(cp.local_addr(), "a88-default", &[]);
-    let failing_boot = bootstrap(cp.local_addr(), "a88-fail", &["fail_on_data_errors"]);
-    let keeping_boot = bootstrap(cp.local_addr(), "a88-keep", &["ignore_resource_deletion"]);
+    let default_boot = bootstrap_with_features(cp.local_addr(), "a88-default", &[]);
+    let failing_boot =
+        bootstrap_with_features(cp.local_addr(), "a88-fail", &["fail_on_data_errors"]);
+    let keeping_boot =
+        bootstrap_with_features(cp.local_addr(), "a88-keep", &["ignore_resource_deletion"]);
     let mut default = greeter_client(default_boot.clone()).await;
     let mut failing = greeter_client(failing_boot.clone()).await;
     let mut keeping = greeter_client(keeping_boot.clone()).await;

@@ -23,20 +23,6 @@ const PERMISSION_DENIED: i32 = 7;
 const NOT_FOUND: i32 = 5;
 const UNAVAILABLE: i32 = 14;
 
-fn bootstrap(cp: std::net::SocketAddr, node: &str, features: &[&str]) -> Bootstrap {
-    let mut all = vec!["xds_v3"];
-    all.extend_from_slice(features);
-    let json = serde_json::json!({
-        "xds_servers": [{
-            "server_uri": cp.to_string(),
-            "channel_creds": [{"type": "insecure"}],
-            "server_features": all,
-        }],
-        "node": {"id": node, "cluster": "mesh-tests"}
-    });
-    Bootstrap::from_json(&json.to_string()).unwrap()
-}
-
 /// Three services on the same backends; clients dial greeter, ghost and slow.
 fn yaml(addrs: &[std::net::SocketAddr]) -> String {
     let mut y = String::from("services:\n");
@@ -146,9 +132,10 @@ async fn server_reported_resource_errors() {
     let control = ControlPlane::raw(resources);
     let cp = control.listen(([127, 0, 0, 1], 0).into()).await.unwrap();
 
-    let default_boot = bootstrap(cp.local_addr(), "tp3-default", &[]);
-    let failing_boot = bootstrap(cp.local_addr(), "tp3-fail", &["fail_on_data_errors"]);
-    let delta_boot = bootstrap(
+    let default_boot = bootstrap_with_features(cp.local_addr(), "tp3-default", &[]);
+    let failing_boot =
+        bootstrap_with_features(cp.local_addr(), "tp3-fail", &["fail_on_data_errors"]);
+    let delta_boot = bootstrap_with_features(
         cp.local_addr(),
         "tp3-delta-fail",
         &["delta_ads", "fail_on_data_errors"],
