@@ -19,31 +19,13 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use mesh_client::xds::protocol::{AdsState, ProtocolOptions, ResourceEventKind};
 use mesh_client::xds::resource::ResourceType;
+use mesh_fuzz::Ty;
 use prost::Message;
 use xds_proto::envoy::envoy::config::core::v3::Node;
 use xds_proto::envoy::envoy::service::discovery::v3::{
     DiscoveryRequest, DiscoveryResponse, Resource as ResourceWrapper,
 };
 use xds_proto::protobuf::Any;
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-enum Ty {
-    Lds,
-    Rds,
-    Cds,
-    Eds,
-}
-
-impl Ty {
-    fn ty(self) -> ResourceType {
-        match self {
-            Ty::Lds => ResourceType::Listener,
-            Ty::Rds => ResourceType::RouteConfiguration,
-            Ty::Cds => ResourceType::Cluster,
-            Ty::Eds => ResourceType::ClusterLoadAssignment,
-        }
-    }
-}
 
 /// One resource of a response.
 #[derive(Arbitrary, Debug)]
@@ -334,50 +316,15 @@ fn respond(state: &mut AdsState, model: &mut Model, resp: DiscoveryResponse, now
             assert!(!no_resources, "resource_errors alone never NACK");
         }
     }
-    let mut seen = BTreeSet::new();
     for e in &outcome.updates {
-        assert_eq!(e.ty, ty);
-        assert!(seen.insert(e.name.clone()), "two events for {:?}", e.name);
-        assert!(
-            model
-                .subscribed
-                .get(&ty)
-                .is_some_and(|n| n.contains(&e.name))
-        );
         assert_eq!(e.version, version);
-        match &e.kind {
-            ResourceEventKind::Changed(r) => {
-                assert_eq!(r.name(), e.name);
-                assert_eq!(r.resource_type(), ty);
-                assert!(
-                    e.raw.is_some(),
-                    "a change carries the raw resource for CSDS"
-                );
-            }
-            // Only an invalid resource of the response gives these.
-            ResourceEventKind::Error(message) | ResourceEventKind::Dropped(message) => {
-                assert!(!message.is_empty());
-                assert!(
-                    req.error_detail.is_some(),
-                    "an invalid resource NACKs the response"
-                );
-            }
-            // xRFC TP3: only for a usable resource_errors entry of this name; a data error
-            // discards the value exactly under fail_on_data_errors. It may come with an ACK.
-            ResourceEventKind::ReceivedError { message, discard } => {
-                let code = server_errors.get(&e.name).unwrap_or_else(|| {
-                    panic!("server error event for {:?} not in resource_errors", e.name)
-                });
-                assert!(message.starts_with("the xDS server reported "), "{message}");
-                assert_eq!(
-                    *discard,
-                    matches!(code, 5 | 7) && model.fail_on_data_errors,
-                    "discard only a data error under fail_on_data_errors"
-                );
-            }
-            ResourceEventKind::DoesNotExist
-            | ResourceEventKind::DeletionIgnored
-            | ResourceEventKind::TimedOut(_) => {}
-        }
     }
+    mesh_fuzz::check_events(
+        ty,
+        &outcome.updates,
+        model.subscribed.get(&ty),
+        req.error_detail.is_some(),
+        &server_errors,
+        model.fail_on_data_errors,
+    );
 }

@@ -431,3 +431,78 @@ pub fn usable_resource_errors(
     }
     out
 }
+
+/// A resource type the ADS targets subscribe to.
+#[derive(arbitrary::Arbitrary, Debug, Clone, Copy)]
+pub enum Ty {
+    Lds,
+    Rds,
+    Cds,
+    Eds,
+}
+
+impl Ty {
+    /// The mesh-client resource type.
+    pub fn ty(self) -> mesh_client::xds::resource::ResourceType {
+        use mesh_client::xds::resource::ResourceType;
+        match self {
+            Ty::Lds => ResourceType::Listener,
+            Ty::Rds => ResourceType::RouteConfiguration,
+            Ty::Cds => ResourceType::Cluster,
+            Ty::Eds => ResourceType::ClusterLoadAssignment,
+        }
+    }
+}
+
+/// Checks the resource events of one response of type `ty` (SotW or delta) against the
+/// model: each names a `subscribed` resource, once; a change carries its raw resource; an
+/// invalid resource's error comes with a NACK (`nacked`); a server-reported error (xRFC
+/// TP3) only for a usable `server_errors` entry, discarding the value exactly for a data
+/// error (NOT_FOUND, PERMISSION_DENIED) under `fail_on_data_errors` (gRFC A88).
+pub fn check_events(
+    ty: mesh_client::xds::resource::ResourceType,
+    events: &[mesh_client::xds::protocol::ResourceEvent],
+    subscribed: Option<&std::collections::BTreeSet<String>>,
+    nacked: bool,
+    server_errors: &std::collections::BTreeMap<String, i32>,
+    fail_on_data_errors: bool,
+) {
+    use mesh_client::xds::protocol::ResourceEventKind;
+    let mut seen = std::collections::BTreeSet::new();
+    for e in events {
+        assert_eq!(e.ty, ty);
+        assert!(seen.insert(e.name.clone()), "two events for {:?}", e.name);
+        assert!(subscribed.is_some_and(|n| n.contains(&e.name)));
+        match &e.kind {
+            ResourceEventKind::Changed(r) => {
+                assert_eq!(r.name(), e.name);
+                assert_eq!(r.resource_type(), ty);
+                assert!(
+                    e.raw.is_some(),
+                    "a change carries the raw resource for CSDS"
+                );
+            }
+            // Only an invalid resource of the response gives these.
+            ResourceEventKind::Error(message) | ResourceEventKind::Dropped(message) => {
+                assert!(!message.is_empty());
+                assert!(nacked, "an invalid resource NACKs the response");
+            }
+            // xRFC TP3: only for a usable resource_errors entry of this name; a data error
+            // discards the value exactly under fail_on_data_errors. It may come with an ACK.
+            ResourceEventKind::ReceivedError { message, discard } => {
+                let code = server_errors.get(&e.name).unwrap_or_else(|| {
+                    panic!("server error event for {:?} not in resource_errors", e.name)
+                });
+                assert!(message.starts_with("the xDS server reported "), "{message}");
+                assert_eq!(
+                    *discard,
+                    matches!(code, 5 | 7) && fail_on_data_errors,
+                    "discard only a data error under fail_on_data_errors"
+                );
+            }
+            ResourceEventKind::DoesNotExist
+            | ResourceEventKind::DeletionIgnored
+            | ResourceEventKind::TimedOut(_) => {}
+        }
+    }
+}
