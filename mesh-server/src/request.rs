@@ -18,7 +18,6 @@ use mesh_client::config::{
 use mesh_client::telemetry::{ServerCall, Telemetry};
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
-use tracing::Instrument;
 
 use crate::identity::PeerIdentity;
 use crate::path::check_canonical_path;
@@ -294,24 +293,21 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
                     req.extensions_mut().insert(cx);
                 }
                 let app = ctx.app.clone();
-                let span = call.span();
-                Box::pin(
-                    async move {
-                        let resp = match ctx.max_stream_duration {
-                            None => app.oneshot(req).await,
-                            Some(limit) => {
-                                match tokio::time::timeout(limit, app.oneshot(req)).await {
-                                    Ok(r) => r,
-                                    Err(_) => Ok(*ctx.status(tonic::Status::deadline_exceeded(
-                                        format!("max_stream_duration of {limit:?} exceeded"),
-                                    ))),
-                                }
-                            }
-                        };
-                        resp.map(|r| observed(call, r))
-                    }
-                    .instrument(span),
-                )
+                // Inside the server span, or in the caller's unsampled trace context.
+                let scope = call.scope();
+                let handler = async move {
+                    let resp = match ctx.max_stream_duration {
+                        None => app.oneshot(req).await,
+                        Some(limit) => match tokio::time::timeout(limit, app.oneshot(req)).await {
+                            Ok(r) => r,
+                            Err(_) => Ok(*ctx.status(tonic::Status::deadline_exceeded(format!(
+                                "max_stream_duration of {limit:?} exceeded"
+                            )))),
+                        },
+                    };
+                    resp.map(|r| observed(call, r))
+                };
+                Box::pin(scope.instrument(handler))
             }
         }
     }

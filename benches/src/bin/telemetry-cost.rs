@@ -14,10 +14,10 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use mesh_benches::e2e::workload::{Caller, Cell, Timing, Workload, drive};
 use mesh_client::MeshChannel;
 use mesh_client::telemetry::Telemetry;
 use mesh_client::telemetry::prometheus::PrometheusMetrics;
-use mesh_benches::e2e::workload::{Caller, Cell, Timing, Workload, drive};
 use mesh_control::{ControlPlane, RunningControlPlane};
 use mesh_server::MeshServer;
 use mesh_tests::server::{inbound_listener, inbound_name, server_bootstrap};
@@ -255,7 +255,13 @@ async fn main() -> anyhow::Result<()> {
         cpu_on.push(cb);
     }
     // Paired differences of alternating rounds: drift between rounds cancels.
-    let extra = median(cpu_on.iter().zip(&cpu_off).map(|(on, off)| on - off).collect());
+    let extra = median(
+        cpu_on
+            .iter()
+            .zip(&cpu_off)
+            .map(|(on, off)| on - off)
+            .collect(),
+    );
     let (off_m, on_m) = (median(rps_off), median(rps_on));
     let (coff, con) = (median(cpu_off), median(cpu_on));
     println!(

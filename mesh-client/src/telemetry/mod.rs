@@ -37,7 +37,7 @@ mod xds;
 pub use body::{BodyOutcome, CountedBody, ObservedBody};
 pub use client::{ClientAttempt, ClientCall};
 pub use metrics::{Telemetry, labels, names};
-pub use server::ServerCall;
+pub use server::{CallScope, InCall, ServerCall};
 pub use xds::XdsClientStats;
 
 /// The response body type of a [`crate::MeshChannel`]: the connection's body, observed for
