@@ -277,13 +277,14 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let ctx = self.0.clone();
         let tele = &ctx.telemetry;
-        let call = ServerCall::start(
+        let call = ServerCall::start_from_peer(
             &tele.telemetry,
             req.uri().path(),
             req.headers(),
             tele.registered(req.uri().path()),
+            ctx.peer.spiffe_id.as_deref(),
+            ctx.peer.addr,
         );
-        call.set_peer(ctx.peer.spiffe_id.as_deref(), ctx.peer.addr);
         let req = req.map(|b| tonic::body::Body::new(call.count_rcvd(b)));
         match ctx.admit(req) {
             Err(resp) => Box::pin(async move { Ok(observed(call, *resp)) }),

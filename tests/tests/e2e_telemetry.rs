@@ -217,6 +217,14 @@ async fn one_trace_across_client_and_server() {
         Some("127.0.0.1")
     );
     assert_eq!(attr(attempt, "rpc.grpc.status_code").as_deref(), Some("0"));
+    // Set when the attempt span is created (`ClientCall::attempt_to`).
+    let endpoint = attr(attempt, "mesh.endpoint").unwrap_or_default();
+    assert!(endpoint.starts_with("127.0.0.1:"), "{endpoint}");
+    assert_eq!(
+        attr(attempt, "server.port"),
+        endpoint.rsplit_once(':').map(|(_, p)| p.to_string())
+    );
+    assert!(attr(attempt, "mesh.cluster").is_some_and(|c| !c.is_empty()));
 
     let server = spans
         .iter()
@@ -225,6 +233,7 @@ async fn one_trace_across_client_and_server() {
     assert_eq!(server.span_context.trace_id(), app.span_context.trace_id());
     assert_eq!(server.parent_span_id, attempt.span_context.span_id());
     assert!(server.parent_span_is_remote);
+    assert_eq!(attr(server, "client.address").as_deref(), Some("127.0.0.1"));
     assert_eq!(attr(server, "rpc.system").as_deref(), Some("grpc"));
     assert_eq!(
         attr(server, "rpc.service").as_deref(),

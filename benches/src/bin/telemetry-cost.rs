@@ -69,6 +69,7 @@ fn micro(telemetry: &Telemetry, n: u32) -> (f64, f64) {
             .insert("grpc-status", http::HeaderValue::from_static("0"));
         r
     };
+    let peer: std::net::SocketAddr = ([127, 0, 0, 1], 40000).into();
     let start = Instant::now();
     for _ in 0..n {
         let call = ClientCall::start(
@@ -77,14 +78,25 @@ fn micro(telemetry: &Telemetry, n: u32) -> (f64, f64) {
             "/helloworld.Greeter/SayHello",
         );
         let mut h = headers.clone();
-        let attempt = call.attempt(&mut h);
-        attempt.set_endpoint(([127, 0, 0, 1], 8080).into());
+        // As the channel and the server call them.
+        let attempt = call.attempt_to(
+            &mut h,
+            ([127, 0, 0, 1], 8080).into(),
+            "outbound|8080||greeter.default",
+        );
         drop(attempt.observe(&call, resp()));
     }
     let client = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
     let start = Instant::now();
     for _ in 0..n {
-        let call = ServerCall::start(telemetry, "/helloworld.Greeter/SayHello", &headers, true);
+        let call = ServerCall::start_from_peer(
+            telemetry,
+            "/helloworld.Greeter/SayHello",
+            &headers,
+            true,
+            None,
+            peer,
+        );
         drop(call.observe(resp()));
     }
     let server = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
