@@ -58,11 +58,13 @@ struct Args {
     micro: bool,
 }
 
-/// CPU µs per call of the client and server hooks alone: start, one attempt, response
-/// observed to its end; the server likewise.
+/// µs per call of the client and server hooks alone: under an application span
+/// (`bench.app`, as the network rounds make), start, one attempt, response observed to its
+/// end; then the server's hooks for the headers the client sent, its handler scope polled
+/// once.
 fn micro(telemetry: &Telemetry, n: u32) -> (f64, f64) {
     use mesh_client::telemetry::{ClientCall, ServerCall};
-    let headers = http::HeaderMap::new();
+    use std::future::Future as _;
     let resp = || {
         let mut r = http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
         r.headers_mut()
@@ -70,25 +72,29 @@ fn micro(telemetry: &Telemetry, n: u32) -> (f64, f64) {
         r
     };
     let peer: std::net::SocketAddr = ([127, 0, 0, 1], 40000).into();
-    let start = Instant::now();
+    let (mut client, mut server) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..n {
+        let app = tracing::info_span!("bench.app");
+        let entered = app.enter();
+        let start = Instant::now();
         let call = ClientCall::start(
             telemetry,
             "xds:///greeter.default:8080",
             "/helloworld.Greeter/SayHello",
         );
-        let mut h = headers.clone();
+        let mut headers = http::HeaderMap::new();
         // As the channel and the server call them.
         let attempt = call.attempt_to(
-            &mut h,
+            &mut headers,
             ([127, 0, 0, 1], 8080).into(),
             "outbound|8080||greeter.default",
         );
         drop(attempt.observe(&call, resp()));
-    }
-    let client = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-    let start = Instant::now();
-    for _ in 0..n {
+        drop(call);
+        client += start.elapsed();
+        drop(entered);
+        drop(app);
+        let start = Instant::now();
         let call = ServerCall::start_from_peer(
             telemetry,
             "/helloworld.Greeter/SayHello",
@@ -97,10 +103,13 @@ fn micro(telemetry: &Telemetry, n: u32) -> (f64, f64) {
             None,
             peer,
         );
+        let handler = std::pin::pin!(call.scope().instrument(std::future::ready(())));
+        let _ = handler.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
         drop(call.observe(resp()));
+        server += start.elapsed();
     }
-    let server = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-    (client, server)
+    let per_call = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
+    (per_call(client), per_call(server))
 }
 
 /// A control plane, a MeshServer greeter and a MeshChannel, all with one telemetry.
