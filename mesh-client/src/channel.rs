@@ -616,9 +616,7 @@ async fn attempt(
     loop {
         // One span and A66 attempt per try, transparent ones included; the trace context
         // goes into the request headers.
-        let tele = call.attempt(req.headers_mut());
-        tele.set_endpoint(addr);
-        tele.set_route("", upstream.pool.name());
+        let tele = call.attempt_to(req.headers_mut(), addr, upstream.pool.name());
         let failure = match sender.try_send_request(req).await {
             Ok(resp) => {
                 // The call's result is known at its trailers: outlier detection (gRFC A50)

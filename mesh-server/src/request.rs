@@ -18,7 +18,6 @@ use mesh_client::config::{
 use mesh_client::telemetry::{ServerCall, Telemetry};
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
-use tracing::Instrument;
 
 use crate::identity::PeerIdentity;
 use crate::path::check_canonical_path;
@@ -278,13 +277,14 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let ctx = self.0.clone();
         let tele = &ctx.telemetry;
-        let call = ServerCall::start(
+        let call = ServerCall::start_from_peer(
             &tele.telemetry,
             req.uri().path(),
             req.headers(),
             tele.registered(req.uri().path()),
+            ctx.peer.spiffe_id.as_deref(),
+            ctx.peer.addr,
         );
-        call.set_peer(ctx.peer.spiffe_id.as_deref(), ctx.peer.addr);
         let req = req.map(|b| tonic::body::Body::new(call.count_rcvd(b)));
         match ctx.admit(req) {
             Err(resp) => Box::pin(async move { Ok(observed(call, *resp)) }),
@@ -294,24 +294,21 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
                     req.extensions_mut().insert(cx);
                 }
                 let app = ctx.app.clone();
-                let span = call.span();
-                Box::pin(
-                    async move {
-                        let resp = match ctx.max_stream_duration {
-                            None => app.oneshot(req).await,
-                            Some(limit) => {
-                                match tokio::time::timeout(limit, app.oneshot(req)).await {
-                                    Ok(r) => r,
-                                    Err(_) => Ok(*ctx.status(tonic::Status::deadline_exceeded(
-                                        format!("max_stream_duration of {limit:?} exceeded"),
-                                    ))),
-                                }
-                            }
-                        };
-                        resp.map(|r| observed(call, r))
-                    }
-                    .instrument(span),
-                )
+                // Inside the server span, or in the caller's unsampled trace context.
+                let scope = call.scope();
+                let handler = async move {
+                    let resp = match ctx.max_stream_duration {
+                        None => app.oneshot(req).await,
+                        Some(limit) => match tokio::time::timeout(limit, app.oneshot(req)).await {
+                            Ok(r) => r,
+                            Err(_) => Ok(*ctx.status(tonic::Status::deadline_exceeded(format!(
+                                "max_stream_duration of {limit:?} exceeded"
+                            )))),
+                        },
+                    };
+                    resp.map(|r| observed(call, r))
+                };
+                Box::pin(scope.instrument(handler))
             }
         }
     }

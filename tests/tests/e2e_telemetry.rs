@@ -217,6 +217,14 @@ async fn one_trace_across_client_and_server() {
         Some("127.0.0.1")
     );
     assert_eq!(attr(attempt, "rpc.grpc.status_code").as_deref(), Some("0"));
+    // Set when the attempt span is created (`ClientCall::attempt_to`).
+    let endpoint = attr(attempt, "mesh.endpoint").unwrap_or_default();
+    assert!(endpoint.starts_with("127.0.0.1:"), "{endpoint}");
+    assert_eq!(
+        attr(attempt, "server.port"),
+        endpoint.rsplit_once(':').map(|(_, p)| p.to_string())
+    );
+    assert!(attr(attempt, "mesh.cluster").is_some_and(|c| !c.is_empty()));
 
     let server = spans
         .iter()
@@ -225,6 +233,7 @@ async fn one_trace_across_client_and_server() {
     assert_eq!(server.span_context.trace_id(), app.span_context.trace_id());
     assert_eq!(server.parent_span_id, attempt.span_context.span_id());
     assert!(server.parent_span_is_remote);
+    assert_eq!(attr(server, "client.address").as_deref(), Some("127.0.0.1"));
     assert_eq!(attr(server, "rpc.system").as_deref(), Some("grpc"));
     assert_eq!(
         attr(server, "rpc.service").as_deref(),
@@ -663,4 +672,104 @@ async fn certificate_seconds_to_expiry_gauge() {
         secs > (DAY.as_secs() - 600) as f64 && secs <= DAY.as_secs() as f64,
         "{secs}"
     );
+}
+
+/// What a handler saw of its trace context (see [`TraceProbe`]).
+#[derive(Debug, Clone)]
+struct Seen {
+    /// Trace id and sampled flag of the span the handler opened.
+    handler_trace: String,
+    handler_sampled: bool,
+    /// The caller's baggage `tenant`, from the request's `opentelemetry::Context`.
+    tenant: Option<String>,
+}
+
+/// Opens a `tracing` span of its own per call and reports what it saw.
+struct TraceProbe(tokio::sync::mpsc::UnboundedSender<Seen>);
+
+#[tonic::async_trait]
+impl Greeter for TraceProbe {
+    async fn say_hello(
+        &self,
+        request: tonic::Request<HelloRequest>,
+    ) -> Result<tonic::Response<HelloReply>, tonic::Status> {
+        use opentelemetry::baggage::BaggageExt;
+        use opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let span = tracing::info_span!("handler-unsampled");
+        let sc = span.context().span().span_context().clone();
+        let tenant = request
+            .extensions()
+            .get::<opentelemetry::Context>()
+            .and_then(|cx| cx.baggage().get("tenant").map(|v| v.to_string()));
+        let _ = self.0.send(Seen {
+            handler_trace: sc.trace_id().to_string(),
+            handler_sampled: sc.is_sampled(),
+            tenant,
+        });
+        Ok(tonic::Response::new(HelloReply {
+            message: format!("Hello {}", request.into_inner().name),
+        }))
+    }
+}
+
+/// A caller whose trace is not sampled (its application span has an unsampled remote
+/// parent; the SDK's default sampler is parent-based): no client or server span is
+/// exported, and the handler's own span joins the caller's trace, unsampled, with the
+/// caller's baggage in the request's extensions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsampled_caller_gets_no_spans_and_the_handler_joins_its_trace() {
+    use opentelemetry::KeyValue;
+    use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let exporter = span_exporter();
+    let telemetry = Telemetry::new(&opentelemetry::metrics::noop::NoopMeterProvider::new());
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let mesh = Mesh::start_with(telemetry, "unsampled", TraceProbe(tx), "").await;
+
+    let trace = TraceId::from_hex("5b8efff798038103d269b633813fc60c").unwrap();
+    let parent = SpanContext::new(
+        trace,
+        SpanId::from_hex("eee19b7ec3c1b174").unwrap(),
+        TraceFlags::NOT_SAMPLED,
+        true,
+        Default::default(),
+    );
+    let app = tracing::info_span!("app-unsampled");
+    let _ = app.set_parent(
+        opentelemetry::Context::new()
+            .with_remote_span_context(parent)
+            .with_baggage([KeyValue::new("tenant", "blue")]),
+    );
+    mesh.hello("quiet").instrument(app).await.unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+        .await
+        .unwrap()
+        .expect("the handler ran");
+    println!("unsampled caller: the handler saw {seen:?}");
+    assert_eq!(seen.handler_trace, trace.to_string());
+    assert!(!seen.handler_sampled);
+    assert_eq!(seen.tenant.as_deref(), Some("blue"));
+
+    // A sampled call afterwards, to know the server's spans of the first call would have
+    // been exported by now (the exporter is synchronous; spans end in call order).
+    mesh.hello("loud")
+        .instrument(tracing::info_span!("app-after-unsampled"))
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        let all = exporter.get_finished_spans().unwrap();
+        if all.iter().any(|s| s.name == "app-after-unsampled") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = exporter.get_finished_spans().unwrap();
+    let of_trace: Vec<_> = all
+        .iter()
+        .filter(|s| s.span_context.trace_id() == trace)
+        .collect();
+    assert!(of_trace.is_empty(), "{of_trace:#?}");
+    mesh.stop().await;
 }

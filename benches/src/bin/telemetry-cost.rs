@@ -7,13 +7,14 @@
 //!
 //! `cargo run -p mesh-benches --bin telemetry-cost -- --seconds 3 --rounds 5 --concurrency 8`
 //! (`--no-spans`: metrics only; `--sampled-off`: spans under a tracer that samples nothing;
-//! `--micro`: also the hooks alone, without the network).
+//! `--ratio 0.01`: the production setting, 1 % of traces sampled by a parent-based
+//! trace-id ratio sampler; `--micro`: also the hooks alone, without the network). The
+//! closed loop is the end-to-end bench's driver ([`mesh_benches::e2e::workload::drive`]).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use mesh_benches::e2e::workload::{Caller, Cell, Timing, Workload, drive};
 use mesh_client::MeshChannel;
 use mesh_client::telemetry::Telemetry;
 use mesh_client::telemetry::prometheus::PrometheusMetrics;
@@ -22,6 +23,7 @@ use mesh_server::MeshServer;
 use mesh_tests::server::{inbound_listener, inbound_name, server_bootstrap};
 use mesh_tests::{bootstrap_for, greeter_yaml};
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::Sampler;
 use tracing_subscriber::layer::{Layer as _, SubscriberExt};
 use xds_proto::helloworld::HelloRequest;
 use xds_proto::helloworld::greeter_client::GreeterClient;
@@ -46,42 +48,68 @@ struct Args {
     /// created but never recorded.
     #[arg(long)]
     sampled_off: bool,
+    /// Sample traces as production usually does: `ParentBased(TraceIdRatioBased(R))`, so
+    /// a fraction R of the application's root spans (and their calls) is sampled, e.g.
+    /// `--ratio 0.01`.
+    #[arg(long, conflicts_with_all = ["sampled_off", "no_spans"])]
+    ratio: Option<f64>,
     /// Also time the telemetry hooks alone (no network), per call.
     #[arg(long)]
     micro: bool,
 }
 
-/// CPU µs per call of the client and server hooks alone: start, one attempt, response
-/// observed to its end; the server likewise.
+/// µs per call of the client and server hooks alone: under an application span
+/// (`bench.app`, as the network rounds make), start, one attempt, response observed to its
+/// end; then the server's hooks for the headers the client sent, its handler scope polled
+/// once.
 fn micro(telemetry: &Telemetry, n: u32) -> (f64, f64) {
     use mesh_client::telemetry::{ClientCall, ServerCall};
-    let headers = http::HeaderMap::new();
+    use std::future::Future as _;
     let resp = || {
         let mut r = http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
         r.headers_mut()
             .insert("grpc-status", http::HeaderValue::from_static("0"));
         r
     };
-    let start = Instant::now();
+    let peer: std::net::SocketAddr = ([127, 0, 0, 1], 40000).into();
+    let (mut client, mut server) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..n {
+        let app = tracing::info_span!("bench.app");
+        let entered = app.enter();
+        let start = Instant::now();
         let call = ClientCall::start(
             telemetry,
             "xds:///greeter.default:8080",
             "/helloworld.Greeter/SayHello",
         );
-        let mut h = headers.clone();
-        let attempt = call.attempt(&mut h);
-        attempt.set_endpoint(([127, 0, 0, 1], 8080).into());
+        let mut headers = http::HeaderMap::new();
+        // As the channel and the server call them.
+        let attempt = call.attempt_to(
+            &mut headers,
+            ([127, 0, 0, 1], 8080).into(),
+            "outbound|8080||greeter.default",
+        );
         drop(attempt.observe(&call, resp()));
-    }
-    let client = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-    let start = Instant::now();
-    for _ in 0..n {
-        let call = ServerCall::start(telemetry, "/helloworld.Greeter/SayHello", &headers, true);
+        drop(call);
+        client += start.elapsed();
+        drop(entered);
+        drop(app);
+        let start = Instant::now();
+        let call = ServerCall::start_from_peer(
+            telemetry,
+            "/helloworld.Greeter/SayHello",
+            &headers,
+            true,
+            None,
+            peer,
+        );
+        let handler = std::pin::pin!(call.scope().instrument(std::future::ready(())));
+        let _ = handler.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
         drop(call.observe(resp()));
+        server += start.elapsed();
     }
-    let server = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-    (client, server)
+    let per_call = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
+    (per_call(client), per_call(server))
 }
 
 /// A control plane, a MeshServer greeter and a MeshChannel, all with one telemetry.
@@ -132,66 +160,46 @@ async fn mesh(
     Ok((cp, channel))
 }
 
-/// This process's CPU time (user + system) in seconds, from /proc (Linux); 0 elsewhere.
-/// Per-call CPU cost is steadier than wall-clock RPS on a machine shared with builds.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // USER_HZ is 100 on Linux.
-    (ticks(11) + ticks(12)) / 100.0
+/// One caller of the shared closed-loop driver: a unary SayHello under an application
+/// span (`bench.app`), as an instrumented service would make it.
+struct Hello(GreeterClient<MeshChannel>);
+
+impl Caller for Hello {
+    async fn call(&mut self) -> Result<(), String> {
+        let call = self.0.say_hello(HelloRequest {
+            name: "bench".into(),
+        });
+        tracing::Instrument::instrument(call, tracing::info_span!("bench.app"))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
-/// Calls for `seconds` with `concurrency` callers; returns (RPS, CPU µs per call).
+/// Calls for `seconds` with `concurrency` callers (the e2e bench's driver); returns (RPS,
+/// process CPU µs per call: client and server share the process).
 async fn round(
     channel: &MeshChannel,
     seconds: u64,
     concurrency: usize,
 ) -> anyhow::Result<(f64, f64)> {
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let mut client = GreeterClient::new(channel.clone());
-        let (done, failed, stop) = (done.clone(), failed.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let call = client.say_hello(HelloRequest {
-                    name: "bench".into(),
-                });
-                let call = tracing::Instrument::instrument(call, tracing::info_span!("bench.app"));
-                match call.await {
-                    Ok(_) => done.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
-    let start = Instant::now();
-    let cpu = cpu_seconds();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu;
-    let failed = failed.load(Ordering::Relaxed);
-    anyhow::ensure!(failed == 0, "{failed} calls failed");
-    let done = done.load(Ordering::Relaxed) as f64;
-    Ok((done / elapsed, 1e6 * cpu / done.max(1.0)))
+    let cell = Cell {
+        // Only labels the result: the call is `Hello`'s.
+        workload: Workload::Unary100,
+        concurrency,
+    };
+    let timing = Timing {
+        warmup: Duration::from_millis(100),
+        duration: Duration::from_secs(seconds),
+    };
+    let r = drive(cell, timing, |_| Hello(GreeterClient::new(channel.clone()))).await;
+    anyhow::ensure!(
+        r.errors == 0,
+        "{} calls failed, first: {}",
+        r.errors,
+        r.first_error.unwrap_or_default()
+    );
+    Ok((r.rps, r.client_cpu_us_per_call))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -206,7 +214,12 @@ async fn main() -> anyhow::Result<()> {
     // through tracing-opentelemetry: sampled and built, then dropped (no exporter).
     let mut tracer = opentelemetry_sdk::trace::SdkTracerProvider::builder();
     if args.sampled_off {
-        tracer = tracer.with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff);
+        tracer = tracer.with_sampler(Sampler::AlwaysOff);
+    } else if let Some(r) = args.ratio {
+        anyhow::ensure!((0.0..=1.0).contains(&r), "--ratio {r} is not in [0, 1]");
+        tracer = tracer.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            r,
+        ))));
     }
     let tracer = tracer.build();
     let ours = tracing_subscriber::filter::filter_fn(|m| {
@@ -221,6 +234,13 @@ async fn main() -> anyhow::Result<()> {
             ),
         )?;
     }
+    let mode = match (args.no_spans, args.sampled_off, args.ratio) {
+        (true, _, _) => "metrics only".to_string(),
+        (_, true, _) => "metrics + spans, sampler AlwaysOff".to_string(),
+        (_, _, Some(r)) => format!("metrics + spans, sampler ParentBased(TraceIdRatioBased({r}))"),
+        _ => "metrics + spans, every trace sampled".to_string(),
+    };
+    println!("telemetry on = {mode}; {} callers", args.concurrency);
     let prometheus = PrometheusMetrics::new()?;
     if args.micro {
         for (name, t) in [
@@ -255,6 +275,14 @@ async fn main() -> anyhow::Result<()> {
         cpu_off.push(ca);
         cpu_on.push(cb);
     }
+    // Paired differences of alternating rounds: drift between rounds cancels.
+    let extra = median(
+        cpu_on
+            .iter()
+            .zip(&cpu_off)
+            .map(|(on, off)| on - off)
+            .collect(),
+    );
     let (off_m, on_m) = (median(rps_off), median(rps_on));
     let (coff, con) = (median(cpu_off), median(cpu_on));
     println!(
@@ -263,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
         100.0 * (1.0 - on_m / off_m)
     );
     println!(
-        "median CPU per call: off {coff:.1} µs, on {con:.1} µs (CPU cost {:.1} %)",
+        "median CPU per call: off {coff:.1} µs, on {con:.1} µs (CPU cost {:.1} %); on − off per round, median: {extra:.1} µs CPU per call",
         100.0 * (con / coff - 1.0)
     );
     let text = prometheus.encode();

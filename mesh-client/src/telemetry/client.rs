@@ -3,8 +3,8 @@
 //! trace context injected per attempt, and the `grpc.client.*` instruments.
 //!
 //! The channel calls, in order: [`ClientCall::start`] (before anything else),
-//! [`ClientCall::count_sent`] on the request body, [`ClientCall::attempt`] for each
-//! attempt (it injects `traceparent`), [`ClientAttempt::set_endpoint`] once picked, then
+//! [`ClientCall::count_sent`] on the request body, [`ClientCall::attempt_to`] for each
+//! attempt once its endpoint is picked (it injects `traceparent`), then
 //! either [`ClientAttempt::observe`] on the response (its body reports the status and
 //! finishes attempt and call) or [`ClientAttempt::finish`] on failure; the
 //! [`ClientCall::instrument`]ed future finishes the call with the error's status.
@@ -97,6 +97,15 @@ fn unsampled_parent() -> Option<opentelemetry::Context> {
     unsampled.then_some(cx)
 }
 
+/// The address of a formatted socket address: `1.2.3.4:80` → `1.2.3.4`, `[::1]:80` → `::1`
+/// (what precedes the last colon, without brackets).
+fn host_of(endpoint: &str) -> &str {
+    let ip = endpoint.rsplit_once(':').map_or(endpoint, |(ip, _)| ip);
+    ip.strip_prefix('[')
+        .and_then(|i| i.strip_suffix(']'))
+        .unwrap_or(ip)
+}
+
 impl ClientCall {
     /// Starts a call to `path` (`/pkg.Service/Method`) on the channel to `target`. The call
     /// span's parent is the current `tracing` span (the application's).
@@ -151,8 +160,31 @@ impl ClientCall {
     }
 
     /// Starts an attempt: counts `grpc.client.attempt.started`, opens the attempt span
-    /// (child of the call span) and injects its trace context into `headers`.
+    /// (child of the call span) and injects its trace context into `headers`. The endpoint
+    /// and cluster can follow ([`ClientAttempt::set_endpoint`], [`ClientAttempt::set_route`]);
+    /// [`ClientCall::attempt_to`] is cheaper when they are known.
     pub fn attempt(&self, headers: &mut HeaderMap) -> ClientAttempt {
+        self.start_attempt(headers, None)
+    }
+
+    /// [`ClientCall::attempt`] to an endpoint already picked in `cluster`: the span gets
+    /// `server.address`, `server.port`, `mesh.endpoint` and `mesh.cluster` when it is
+    /// created rather than recorded one by one afterwards (each later record takes the
+    /// span's lock in tracing-opentelemetry and the SDK).
+    pub fn attempt_to(
+        &self,
+        headers: &mut HeaderMap,
+        endpoint: SocketAddr,
+        cluster: &str,
+    ) -> ClientAttempt {
+        self.start_attempt(headers, Some((endpoint, cluster)))
+    }
+
+    fn start_attempt(
+        &self,
+        headers: &mut HeaderMap,
+        target: Option<(SocketAddr, &str)>,
+    ) -> ClientAttempt {
         let Some(call) = &self.inner else {
             return ClientAttempt { inner: None };
         };
@@ -172,22 +204,45 @@ impl ClientCall {
                 }),
             };
         }
-        let span = tracing::info_span!(
-            parent: &call.span,
-            "grpc.client.attempt",
-            otel.name = call.labels.method(),
-            otel.kind = "client",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.grpc.status_code = Empty,
-            server.address = Empty,
-            server.port = Empty,
-            mesh.attempt = n,
-            mesh.route = Empty,
-            mesh.cluster = Empty,
-            mesh.endpoint = Empty,
-            mesh.peer_identity = Empty,
-        );
+        let span = match target {
+            // Formatting only for a span someone records.
+            Some((addr, cluster)) if !call.span.is_disabled() => {
+                let endpoint = addr.to_string();
+                let ip = host_of(&endpoint);
+                tracing::info_span!(
+                    parent: &call.span,
+                    "grpc.client.attempt",
+                    otel.name = call.labels.method(),
+                    otel.kind = "client",
+                    otel.status_code = Empty,
+                    rpc.system = "grpc",
+                    rpc.grpc.status_code = Empty,
+                    server.address = ip,
+                    server.port = addr.port(),
+                    mesh.attempt = n,
+                    mesh.route = Empty,
+                    mesh.cluster = cluster,
+                    mesh.endpoint = endpoint.as_str(),
+                    mesh.peer_identity = Empty,
+                )
+            }
+            _ => tracing::info_span!(
+                parent: &call.span,
+                "grpc.client.attempt",
+                otel.name = call.labels.method(),
+                otel.kind = "client",
+                otel.status_code = Empty,
+                rpc.system = "grpc",
+                rpc.grpc.status_code = Empty,
+                server.address = Empty,
+                server.port = Empty,
+                mesh.attempt = n,
+                mesh.route = Empty,
+                mesh.cluster = Empty,
+                mesh.endpoint = Empty,
+                mesh.peer_identity = Empty,
+            ),
+        };
         let mut recording = !span.is_disabled();
         let mut cx = span.context();
         let (valid, sampled) = {
@@ -289,15 +344,7 @@ impl ClientAttempt {
         // Formatting costs: only for a span someone records, and only once.
         if let Some(a) = self.recording() {
             let endpoint = addr.to_string();
-            // `1.2.3.4:80` or `[::1]:80`: the address is what precedes the last colon.
-            let ip = endpoint
-                .rsplit_once(':')
-                .map_or(endpoint.as_str(), |(ip, _)| ip);
-            let ip = ip
-                .strip_prefix('[')
-                .and_then(|i| i.strip_suffix(']'))
-                .unwrap_or(ip);
-            a.span.record("server.address", ip);
+            a.span.record("server.address", host_of(&endpoint));
             a.span.record("server.port", addr.port());
             a.span.record("mesh.endpoint", endpoint.as_str());
         }

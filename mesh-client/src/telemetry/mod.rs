@@ -9,7 +9,9 @@
 //! builders. Spans are `tracing` spans carrying OpenTelemetry's RPC attributes; with a
 //! `tracing-opentelemetry` layer installed they become OpenTelemetry spans, the
 //! application's span is the parent of the client call span, and the server's span is a
-//! child of the remote client attempt span.
+//! child of the remote client attempt span. A trace that is not sampled gets no mesh spans
+//! on either side (parent-based samplers would drop them anyway), only its propagated
+//! context.
 //!
 //! The hot path is small: [`ClientCall`] / [`ClientAttempt`] on the client,
 //! [`ServerCall`] on the server, and [`ObservedBody`], a response body wrapper that counts
@@ -37,7 +39,7 @@ mod xds;
 pub use body::{BodyOutcome, CountedBody, ObservedBody};
 pub use client::{ClientAttempt, ClientCall};
 pub use metrics::{Telemetry, labels, names};
-pub use server::ServerCall;
+pub use server::{CallScope, InCall, ServerCall};
 pub use xds::XdsClientStats;
 
 /// The response body type of a [`crate::MeshChannel`]: the connection's body, observed for

@@ -307,3 +307,53 @@ async fn counted_body_counts_message_payloads() {
     let _ = body.collect().await.unwrap();
     assert_eq!(total.load(Ordering::Relaxed), 6);
 }
+
+#[tokio::test]
+async fn an_unsampled_caller_gets_no_server_span_and_the_handler_joins_its_trace() {
+    use opentelemetry::baggage::BaggageExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let exporter = InMemorySpanExporter::default();
+    // The SDK's default sampler: ParentBased(AlwaysOn).
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let telemetry = Telemetry::new(&opentelemetry::metrics::noop::NoopMeterProvider::new());
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let mut h = HeaderMap::new();
+    h.insert(
+        "traceparent",
+        format!("00-{trace}-b7ad6b7169203331-00").parse().unwrap(),
+    );
+    h.insert("baggage", "tenant=blue".parse().unwrap());
+    let call = ServerCall::start(&telemetry, "/pkg.Svc/Do", &h, true);
+    assert!(
+        call.span().is_none(),
+        "no server span for an unsampled caller"
+    );
+    let remote = call
+        .remote_context()
+        .expect("the caller's context is handed on");
+    assert_eq!(
+        remote.baggage().get("tenant").map(|v| v.to_string()),
+        Some("blue".to_string())
+    );
+    let (handler_trace, handler_sampled) = call
+        .scope()
+        .instrument(async {
+            let span = tracing::info_span!("handler");
+            let sc = span.context().span().span_context().clone();
+            (sc.trace_id().to_string(), sc.is_sampled())
+        })
+        .await;
+    assert_eq!(handler_trace, trace);
+    assert!(!handler_sampled);
+    drop(call);
+    // Nothing of the unsampled trace is exported. (The sampled case, server span parent of
+    // the handler's, is e2e_telemetry's: the shared `grpc.server` callsite needs the
+    // global subscriber there, thread-local ones race on its interest.)
+    let spans = exporter.get_finished_spans().unwrap();
+    assert!(spans.is_empty(), "{spans:#?}");
+}
