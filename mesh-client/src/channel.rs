@@ -394,9 +394,19 @@ enum Route {
 
 /// The outcome of trying to pick an endpoint now.
 enum Pick {
-    Send(Sender, std::net::SocketAddr, InFlightGuard, Option<Orca>),
+    Send(Picked),
     Wait,
     Fail(tonic::Status),
+}
+
+/// An endpoint picked for an attempt, with a live connection.
+struct Picked {
+    sender: Sender,
+    addr: std::net::SocketAddr,
+    /// The server's verified SPIFFE ID on that connection (mTLS).
+    peer_identity: Option<Arc<String>>,
+    in_flight: InFlightGuard,
+    orca: Option<Orca>,
 }
 
 /// Where a weighted-round-robin cluster's endpoint takes its ORCA reports (gRFC A58).
@@ -494,7 +504,13 @@ impl Shared {
                         load: ep.load().clone(),
                         penalty,
                     });
-                    Pick::Send(s, ep.addr(), ep.start_request(), orca)
+                    Pick::Send(Picked {
+                        sender: s,
+                        addr: ep.addr(),
+                        peer_identity: ep.peer_identity(),
+                        in_flight: ep.start_request(),
+                        orca,
+                    })
                 }
                 None => Pick::Wait,
             },
@@ -573,12 +589,12 @@ async fn wait_for_pick(
     hash: Option<u64>,
     headers: &http::HeaderMap,
     deadline: tokio::time::Instant,
-) -> Result<(Sender, std::net::SocketAddr, InFlightGuard, Option<Orca>), tonic::Status> {
+) -> Result<Picked, tonic::Status> {
     loop {
         let config = shared.config_changed.notified();
         let conns = shared.conns.changed().notified();
         match shared.pick(upstream, hash, headers) {
-            Pick::Send(sender, addr, guard, orca) => return Ok((sender, addr, guard, orca)),
+            Pick::Send(picked) => return Ok(picked),
             Pick::Fail(status) => return Err(status),
             Pick::Wait => {}
         }
@@ -606,24 +622,30 @@ async fn attempt(
     call: &ClientCall,
 ) -> Result<(Response<Incoming>, Feedback, ClientAttempt), tonic::Status> {
     let deadline = tokio::time::Instant::now() + shared.wait_limit;
-    let (mut sender, mut addr, mut in_flight, mut orca) =
-        match shared.pick(upstream, hash, req.headers()) {
-            Pick::Send(s, a, g, o) => (s, a, g, o),
-            Pick::Fail(status) => return Err(status),
-            Pick::Wait => wait_for_pick(shared, upstream, hash, req.headers(), deadline).await?,
-        };
+    let mut picked = match shared.pick(upstream, hash, req.headers()) {
+        Pick::Send(p) => p,
+        Pick::Fail(status) => return Err(status),
+        Pick::Wait => wait_for_pick(shared, upstream, hash, req.headers(), deadline).await?,
+    };
     let mut transparent = 0;
     loop {
         // One span and A66 attempt per try, transparent ones included; the trace context
         // goes into the request headers.
-        let tele = call.attempt_to(req.headers_mut(), addr, upstream.pool.name());
-        let failure = match sender.try_send_request(req).await {
+        let addr = picked.addr;
+        let tele = call.attempt_to(
+            req.headers_mut(),
+            addr,
+            upstream.pool.name(),
+            picked.peer_identity.as_deref().map(String::as_str),
+        );
+        let failure = match picked.sender.try_send_request(req).await {
             Ok(resp) => {
                 // The call's result is known at its trailers: outlier detection (gRFC A50)
                 // counts it there, through the response body.
+                let mut in_flight = picked.in_flight;
                 let feedback = Feedback {
                     outcome: in_flight.take_call_outcome(),
-                    orca,
+                    orca: picked.orca,
                 };
                 // Counts the request on its endpoint until the response headers arrive
                 // (streaming bodies are not counted beyond that).
@@ -664,8 +686,7 @@ async fn attempt(
                 }
                 tracing::trace!(%addr, transparent, "request not processed; picking again");
                 req = again;
-                (sender, addr, in_flight, orca) =
-                    wait_for_pick(shared, upstream, hash, req.headers(), deadline).await?;
+                picked = wait_for_pick(shared, upstream, hash, req.headers(), deadline).await?;
             }
         }
     }

@@ -118,6 +118,8 @@ struct ConnInner {
     /// old connection drain.
     unusable: Notify,
     sender: ArcSwapOption<Sender>,
+    /// The verified SPIFFE ID of the server on the live TLS connection, if it has one.
+    peer_identity: ArcSwapOption<String>,
     state: AtomicU8,
     last_error: Mutex<Option<String>>,
     changed: Arc<Notify>,
@@ -135,6 +137,7 @@ impl ConnInner {
             tls: tls.map(Box::new),
             unusable: Notify::new(),
             sender: ArcSwapOption::empty(),
+            peer_identity: ArcSwapOption::empty(),
             state: AtomicU8::new(ConnectivityState::Idle as u8),
             last_error: Mutex::new(None),
             changed,
@@ -239,6 +242,12 @@ impl EndpointConnection {
         }
     }
 
+    /// The verified SPIFFE ID of the server on the live TLS connection (`None` for
+    /// plaintext, a peer without one, or no connection).
+    pub fn peer_identity(&self) -> Option<Arc<String>> {
+        self.inner.peer_identity.load_full()
+    }
+
     /// The error of the last failed connection attempt, if any.
     pub fn last_error(&self) -> Option<String> {
         self.inner.last_error.lock().ok().and_then(|e| e.clone())
@@ -308,7 +317,15 @@ async fn run_connection(inner: Arc<ConnInner>, settings: Arc<ConnectSettings>) {
             return;
         };
         match result {
-            Ok((sender, conn, spoke, valid_until)) => {
+            Ok((
+                sender,
+                conn,
+                spoke,
+                TlsPeer {
+                    valid_until,
+                    identity,
+                },
+            )) => {
                 let mut conn = Box::pin(conn);
                 // Ready only once the server has spoken (its SETTINGS come first), as gRPC
                 // does: a server that accepts and closes (an xDS server that is not serving,
@@ -332,11 +349,13 @@ async fn run_connection(inner: Arc<ConnInner>, settings: Arc<ConnectSettings>) {
                 if let Ok(mut e) = inner.last_error.lock() {
                     *e = None;
                 }
+                inner.peer_identity.store(identity);
                 inner.sender.store(Some(Arc::new(sender)));
                 inner.set_state(ConnectivityState::Ready);
                 tracing::debug!(addr = %inner.addr, "endpoint connected");
                 let served = Box::pin(serve(&inner, &mut conn, valid_until.as_ref())).await;
                 inner.sender.store(None);
+                inner.peer_identity.store(None);
                 match served {
                     Served::Ended => inner.set_state(ConnectivityState::Idle),
                     Served::Expired => {
@@ -389,7 +408,7 @@ async fn run_connection(inner: Arc<ConnInner>, settings: Arc<ConnectSettings>) {
 async fn attempt(
     inner: &ConnInner,
     settings: &ConnectSettings,
-) -> Result<Result<(Sender, Conn, Arc<Spoke>, Option<ValidUntil>), String>, Stopped> {
+) -> Result<Result<(Sender, Conn, Arc<Spoke>, TlsPeer), String>, Stopped> {
     tokio::select! {
         r = tokio::time::timeout(settings.connect_timeout, connect(inner, settings)) => {
             Ok(r.unwrap_or_else(|_| Err(format!("timed out after {:?}", settings.connect_timeout))))
@@ -478,6 +497,15 @@ pub struct TlsClient {
     pub identity: Option<crate::identity::MaterialWatch>,
 }
 
+/// What a TLS handshake established about the connection (nothing for plaintext).
+#[derive(Debug, Default)]
+struct TlsPeer {
+    /// When the connection stops being trusted.
+    valid_until: Option<ValidUntil>,
+    /// The server's verified SPIFFE ID.
+    identity: Option<Arc<String>>,
+}
+
 /// When a TLS connection stops being trusted: the earlier `notAfter` of the two leaf
 /// certificates it was authenticated with.
 #[derive(Debug, Clone)]
@@ -520,7 +548,7 @@ async fn tls_handshake(
     tls: &TlsClient,
     addr: SocketAddr,
     tcp: tokio::net::TcpStream,
-) -> Result<(Box<dyn Io>, Option<ValidUntil>), String> {
+) -> Result<(Box<dyn Io>, TlsPeer), String> {
     let mut configs = tls.configs.clone();
     // Bounded by the caller's connect timeout.
     let config = loop {
@@ -557,12 +585,24 @@ async fn tls_handshake(
                 .unwrap_or_else(|| e.to_string());
             format!("TLS handshake with {addr}: {why}")
         })?;
-    if let Some(peer) = peer_valid_until(stream.get_ref().1, addr)
+    let conn = stream.get_ref().1;
+    if let Some(peer) = peer_valid_until(conn, addr)
         && valid_until.as_ref().is_none_or(|own| peer.at < own.at)
     {
         valid_until = Some(peer);
     }
-    Ok((Box::new(stream), valid_until))
+    let identity = conn
+        .peer_certificates()
+        .and_then(crate::identity::peer_identity)
+        .and_then(|p| p.spiffe_id)
+        .map(|id| Arc::new(id.to_string()));
+    Ok((
+        Box::new(stream),
+        TlsPeer {
+            valid_until,
+            identity,
+        },
+    ))
 }
 
 /// Signalled by [`Greeted`] when the server's first bytes arrive.
@@ -640,13 +680,13 @@ impl tokio::io::AsyncWrite for Greeted {
 async fn connect(
     inner: &ConnInner,
     settings: &ConnectSettings,
-) -> Result<(Sender, Conn, Arc<Spoke>, Option<ValidUntil>), String> {
+) -> Result<(Sender, Conn, Arc<Spoke>, TlsPeer), String> {
     let tcp = tokio::net::TcpStream::connect(inner.addr)
         .await
         .map_err(|e| format!("connect {}: {e}", inner.addr))?;
     let _ = tcp.set_nodelay(true);
-    let (io, valid_until): (Box<dyn Io>, _) = match &inner.tls {
-        None => (Box::new(tcp), None),
+    let (io, tls_peer): (Box<dyn Io>, _) = match &inner.tls {
+        None => (Box::new(tcp), TlsPeer::default()),
         Some(tls) => Box::pin(tls_handshake(tls, inner.addr, tcp)).await?,
     };
     let spoke = Arc::new(Spoke::default());
@@ -664,7 +704,7 @@ async fn connect(
     builder
         .handshake(TokioIo::new(io))
         .await
-        .map(|(sender, conn)| (sender, conn, spoke, valid_until))
+        .map(|(sender, conn)| (sender, conn, spoke, tls_peer))
         .map_err(|e| format!("HTTP/2 handshake with {}: {e}", inner.addr))
 }
 

@@ -773,3 +773,112 @@ async fn an_unsampled_caller_gets_no_spans_and_the_handler_joins_its_trace() {
     assert!(of_trace.is_empty(), "{of_trace:#?}");
     mesh.stop().await;
 }
+
+/// Under STRICT mTLS each side's span names the other's verified identity: the attempt
+/// span the server's SPIFFE ID (`mesh.peer_identity`, from the connection's handshake), the
+/// server span the client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_spans_carry_the_peer_identities() {
+    let exporter = span_exporter();
+    const DAY: Duration = Duration::from_secs(86_400);
+    let ca = mesh_control::ca::DevCa::generate("cluster.local").unwrap();
+    let (server_dir, client_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    ca.issue_svid("default", "greeter", DAY)
+        .unwrap()
+        .write_istio_layout(server_dir.path())
+        .unwrap();
+    ca.issue_svid("default", "caller", DAY)
+        .unwrap()
+        .write_istio_layout(client_dir.path())
+        .unwrap();
+    let tcp = mesh_tests::server::MeshGreeter::bind().await;
+    let addr = tcp.local_addr().unwrap();
+    let cp = ControlPlane::raw(mesh_tests::server::strict_greeter_resources(addr))
+        .listen(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let boot = |node: &str, certs: &std::path::Path| {
+        let json = mesh_control::bootstrap_json_with_certs(
+            &cp.local_addr().to_string(),
+            node,
+            Some(certs),
+        );
+        mesh_client::bootstrap::Bootstrap::from_json(&json.to_string()).unwrap()
+    };
+    let greeter = mesh_tests::server::MeshGreeter::start(
+        tcp,
+        "mtls-traced",
+        boot("mtls-trace-server", server_dir.path()),
+    )
+    .await;
+    let channel = MeshChannel::builder("xds:///greeter.default:8080")
+        .with_bootstrap(boot("mtls-trace-client", client_dir.path()))
+        .connect()
+        .await
+        .unwrap();
+    let mut client = GreeterClient::new(channel);
+    let app = tracing::info_span!("app-mtls");
+    let trace = {
+        use opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        app.context().span().span_context().trace_id()
+    };
+    // The server may still be fetching its Listener: retry (bounded) until it serves.
+    let mut reply = None;
+    for _ in 0..50 {
+        let call = client.say_hello(HelloRequest {
+            name: "mtls".into(),
+        });
+        if let Ok(r) = call.instrument(app.clone()).await {
+            reply = Some(r.into_inner().message);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(app);
+    assert!(reply.is_some(), "an mTLS call succeeded");
+    let mut spans = Vec::new();
+    for _ in 0..50 {
+        spans = exporter
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.span_context.trace_id() == trace)
+            .collect();
+        let ok_attempt = spans.iter().any(|s| {
+            s.name == METHOD
+                && attr(s, "mesh.attempt").is_some()
+                && attr(s, "rpc.grpc.status_code").as_deref() == Some("0")
+        });
+        if ok_attempt && spans.iter().any(|s| s.span_kind == SpanKind::Server) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let attempt = spans
+        .iter()
+        .find(|s| {
+            attr(s, "mesh.attempt").is_some()
+                && attr(s, "rpc.grpc.status_code").as_deref() == Some("0")
+        })
+        .unwrap_or_else(|| panic!("a successful attempt span: {spans:#?}"));
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .unwrap_or_else(|| panic!("a server span: {spans:#?}"));
+    println!(
+        "mTLS spans: attempt mesh.peer_identity {:?}, server mesh.peer_identity {:?}",
+        attr(attempt, "mesh.peer_identity"),
+        attr(server, "mesh.peer_identity")
+    );
+    assert_eq!(
+        attr(attempt, "mesh.peer_identity").as_deref(),
+        Some("spiffe://cluster.local/ns/default/sa/greeter")
+    );
+    assert_eq!(
+        attr(server, "mesh.peer_identity").as_deref(),
+        Some("spiffe://cluster.local/ns/default/sa/caller")
+    );
+    greeter.stop().await;
+    cp.shutdown().await;
+}

@@ -88,6 +88,7 @@ fn micro(telemetry: &Telemetry, n: u32) -> (f64, f64) {
             &mut headers,
             ([127, 0, 0, 1], 8080).into(),
             "outbound|8080||greeter.default",
+            Some("spiffe://cluster.local/ns/default/sa/greeter"),
         );
         drop(attempt.observe(&call, resp()));
         drop(call);

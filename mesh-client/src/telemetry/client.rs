@@ -167,23 +167,25 @@ impl ClientCall {
         self.start_attempt(headers, None)
     }
 
-    /// [`ClientCall::attempt`] to an endpoint already picked in `cluster`: the span gets
-    /// `server.address`, `server.port`, `mesh.endpoint` and `mesh.cluster` when it is
-    /// created rather than recorded one by one afterwards (each later record takes the
-    /// span's lock in tracing-opentelemetry and the SDK).
+    /// [`ClientCall::attempt`] to an endpoint already picked in `cluster`, over a
+    /// connection whose server proved `peer_identity` (its SPIFFE ID, under mTLS): the span
+    /// gets `server.address`, `server.port`, `mesh.endpoint`, `mesh.cluster` and
+    /// `mesh.peer_identity` when it is created rather than recorded one by one afterwards
+    /// (each later record takes the span's lock in tracing-opentelemetry and the SDK).
     pub fn attempt_to(
         &self,
         headers: &mut HeaderMap,
         endpoint: SocketAddr,
         cluster: &str,
+        peer_identity: Option<&str>,
     ) -> ClientAttempt {
-        self.start_attempt(headers, Some((endpoint, cluster)))
+        self.start_attempt(headers, Some((endpoint, cluster, peer_identity)))
     }
 
     fn start_attempt(
         &self,
         headers: &mut HeaderMap,
-        target: Option<(SocketAddr, &str)>,
+        target: Option<(SocketAddr, &str, Option<&str>)>,
     ) -> ClientAttempt {
         let Some(call) = &self.inner else {
             return ClientAttempt { inner: None };
@@ -206,7 +208,7 @@ impl ClientCall {
         }
         let span = match target {
             // Formatting only for a span someone records.
-            Some((addr, cluster)) if !call.span.is_disabled() => {
+            Some((addr, cluster, peer)) if !call.span.is_disabled() => {
                 let endpoint = addr.to_string();
                 let ip = host_of(&endpoint);
                 tracing::info_span!(
@@ -223,7 +225,7 @@ impl ClientCall {
                     mesh.route = Empty,
                     mesh.cluster = cluster,
                     mesh.endpoint = endpoint.as_str(),
-                    mesh.peer_identity = Empty,
+                    mesh.peer_identity = peer,
                 )
             }
             _ => tracing::info_span!(
