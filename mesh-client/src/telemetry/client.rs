@@ -206,45 +206,26 @@ impl ClientCall {
                 }),
             };
         }
-        let span = match target {
-            // Formatting only for a span someone records.
-            Some((addr, cluster, peer)) if !call.span.is_disabled() => {
-                let endpoint = addr.to_string();
-                let ip = host_of(&endpoint);
-                tracing::info_span!(
-                    parent: &call.span,
-                    "grpc.client.attempt",
-                    otel.name = call.labels.method(),
-                    otel.kind = "client",
-                    otel.status_code = Empty,
-                    rpc.system = "grpc",
-                    rpc.grpc.status_code = Empty,
-                    server.address = ip,
-                    server.port = addr.port(),
-                    mesh.attempt = n,
-                    mesh.route = Empty,
-                    mesh.cluster = cluster,
-                    mesh.endpoint = endpoint.as_str(),
-                    mesh.peer_identity = peer,
-                )
-            }
-            _ => tracing::info_span!(
-                parent: &call.span,
-                "grpc.client.attempt",
-                otel.name = call.labels.method(),
-                otel.kind = "client",
-                otel.status_code = Empty,
-                rpc.system = "grpc",
-                rpc.grpc.status_code = Empty,
-                server.address = Empty,
-                server.port = Empty,
-                mesh.attempt = n,
-                mesh.route = Empty,
-                mesh.cluster = Empty,
-                mesh.endpoint = Empty,
-                mesh.peer_identity = Empty,
-            ),
-        };
+        // Formatting only for a span someone records; a `None` field stays empty (to be
+        // recorded by `set_endpoint` and friends).
+        let target = target.filter(|_| !call.span.is_disabled());
+        let endpoint = target.map(|(addr, ..)| addr.to_string());
+        let span = tracing::info_span!(
+            parent: &call.span,
+            "grpc.client.attempt",
+            otel.name = call.labels.method(),
+            otel.kind = "client",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.grpc.status_code = Empty,
+            server.address = endpoint.as_deref().map(host_of),
+            server.port = target.map(|(addr, ..)| addr.port()),
+            mesh.attempt = n,
+            mesh.route = Empty,
+            mesh.cluster = target.map(|(_, cluster, _)| cluster),
+            mesh.endpoint = endpoint.as_deref(),
+            mesh.peer_identity = target.and_then(|(.., peer)| peer),
+        );
         let mut recording = !span.is_disabled();
         let mut cx = span.context();
         let (valid, sampled) = {

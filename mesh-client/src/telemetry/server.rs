@@ -121,9 +121,10 @@ impl ServerCall {
             sc.is_valid() && !sc.is_sampled()
         };
         let remote = (remote.has_active_span() || !remote.baggage().is_empty()).then_some(remote);
-        let span = match peer {
-            _ if unsampled => tracing::Span::none(),
-            Some((identity, addr)) => tracing::info_span!(
+        let span = if unsampled {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
                 parent: None,
                 "grpc.server",
                 otel.name = full,
@@ -133,23 +134,11 @@ impl ServerCall {
                 rpc.service = service,
                 rpc.method = method,
                 rpc.grpc.status_code = Empty,
-                mesh.peer_identity = identity,
+                // `None` leaves a field empty (to be recorded by `set_peer`).
+                mesh.peer_identity = peer.and_then(|(identity, _)| identity),
                 // Formatted only if the span is enabled.
-                client.address = %addr.ip(),
-            ),
-            None => tracing::info_span!(
-                parent: None,
-                "grpc.server",
-                otel.name = full,
-                otel.kind = "server",
-                otel.status_code = Empty,
-                rpc.system = "grpc",
-                rpc.service = service,
-                rpc.method = method,
-                rpc.grpc.status_code = Empty,
-                mesh.peer_identity = Empty,
-                client.address = Empty,
-            ),
+                client.address = peer.map(|(_, addr)| tracing::field::display(addr.ip())),
+            )
         };
         if let Some(cx) = remote.as_ref().filter(|_| !span.is_disabled()) {
             // Only fails when no OpenTelemetry layer is installed; then there is nothing to
