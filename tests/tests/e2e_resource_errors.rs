@@ -91,8 +91,16 @@ async fn until(client: &mut GreeterClient<MeshChannel>, fail: bool) -> bool {
 }
 
 /// A lazy channel to `target`; its first RPC (bounded by 20 s): how long it took and how
-/// it failed.
-async fn first_rpc(bootstrap: Bootstrap, target: &str) -> (Duration, Result<(), tonic::Status>) {
+/// it failed, and the client, whose channel keeps the subscription (and so its CSDS row)
+/// alive while the caller holds it.
+async fn first_rpc(
+    bootstrap: Bootstrap,
+    target: &str,
+) -> (
+    Duration,
+    Result<(), tonic::Status>,
+    GreeterClient<MeshChannel>,
+) {
     let started = Instant::now();
     let channel = MeshChannel::builder(target)
         .with_bootstrap(bootstrap)
@@ -105,7 +113,7 @@ async fn first_rpc(bootstrap: Bootstrap, target: &str) -> (Duration, Result<(), 
     )
     .await
     .expect("the first RPC ends within 20 s");
-    (started.elapsed(), result.map(|_| ()))
+    (started.elapsed(), result.map(|_| ()), client)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +230,8 @@ async fn server_reported_resource_errors() {
         &ghost,
         Some(status(NOT_FOUND, not_found)),
     );
-    let (took, result) = first_rpc(default_boot.clone(), "xds:///ghost.default:8080").await;
+    let (took, result, _client) =
+        first_rpc(default_boot.clone(), "xds:///ghost.default:8080").await;
     let e = result.expect_err("ghost has no cluster");
     println!(
         "NOT_FOUND for an unknown cluster: first RPC failed after {took:?}: {:?}: {}",
@@ -249,7 +258,7 @@ async fn server_reported_resource_errors() {
     // 3. UNAVAILABLE (transient) for a cluster never sent: fails with it, also at once.
     let later = "cluster store unreachable, try later";
     control.set_resource_error(type_url::CLUSTER, &slow, Some(status(UNAVAILABLE, later)));
-    let (took, result) = first_rpc(failing_boot.clone(), "xds:///slow.default:8080").await;
+    let (took, result, _client) = first_rpc(failing_boot.clone(), "xds:///slow.default:8080").await;
     let e = result.expect_err("slow has no cluster");
     println!(
         "UNAVAILABLE for an uncached cluster: first RPC failed after {took:?}: {:?}: {}",
